@@ -1,0 +1,98 @@
+package canal
+
+import (
+	"context"
+	"net/http"
+)
+
+// Handler handles the handshake of a WebSocket connection, as an ASGI application does.
+//
+// Connect runs on the handshake goroutine. It inspects c.Scope(), may call c.Accept or
+// c.Close, and returns the Session that receives the connection's frames and events.
+// Returning an error refuses the handshake: a *RejectError gives its status, any other
+// error gives 500. Returning a Session without accepting leaves the handshake pending
+// until the session accepts (from an event) or the server's accept timeout refuses it.
+//
+// Handlers are shared by all connections and must be safe for concurrent use.
+type Handler interface {
+	Connect(ctx context.Context, c Conn) (Session, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, c Conn) (Session, error)
+
+// Connect calls f.
+func (f HandlerFunc) Connect(ctx context.Context, c Conn) (Session, error) { return f(ctx, c) }
+
+// Middleware wraps a Handler, chi style. Stacks compose in the order written:
+// Chain(a, b).Then(h) runs a, then b, then h.
+type Middleware func(next Handler) Handler
+
+// Chain is a middleware stack.
+type Chain []Middleware
+
+// Then wraps h in the chain.
+func (ch Chain) Then(h Handler) Handler {
+	for i := len(ch) - 1; i >= 0; i-- {
+		h = ch[i](h)
+	}
+	return h
+}
+
+// Session receives an accepted connection's traffic. The server calls its methods one at
+// a time per connection, in arrival order: client frames and layer events are never
+// handled concurrently for one connection, and a slow session delays only its own
+// connection.
+//
+// An error returned from Receive or Event closes the connection: a *CloseError with its
+// code, anything else with 1011. Disconnect runs exactly once, after the socket closed,
+// with the close code (1006 when the client vanished or the handshake was refused).
+type Session interface {
+	Receive(ctx context.Context, c Conn, f Frame) error
+	Event(ctx context.Context, c Conn, m Message) error
+	Disconnect(ctx context.Context, c Conn, code int)
+}
+
+// Frame is one WebSocket data frame. Data may be shared between connections (a group
+// broadcast encodes once): never modify it after Send.
+type Frame struct {
+	Binary bool
+	Data   []byte
+}
+
+// Text returns a text frame.
+func Text(s string) Frame { return Frame{Data: []byte(s)} }
+
+// AcceptOptions complete a handshake. The zero value accepts with no subprotocol.
+type AcceptOptions struct {
+	// Subprotocol is echoed in Sec-WebSocket-Protocol; it must be one the client offered.
+	Subprotocol string
+	// Header adds response headers to the 101 answer.
+	Header http.Header
+}
+
+// Conn is a WebSocket connection as handlers and sessions see it.
+//
+// Concurrency: all methods are safe for concurrent use. Send never blocks on the network:
+// frames go to a bounded per-connection queue written by the server; when the queue is
+// full the connection is closed with 1013 (the slow-consumer policy) and Send returns
+// ErrClosed.
+type Conn interface {
+	// Scope describes the connection.
+	Scope() *Scope
+	// Accept completes the handshake (HTTP 101). Calling it again is a no-op.
+	Accept(opts AcceptOptions) error
+	// Accepted reports whether Accept has succeeded.
+	Accepted() bool
+	// Send queues a frame. Before Accept it returns ErrNotAccepted.
+	Send(f Frame) error
+	// Close closes the connection with code and reason after the queued frames.
+	// Before Accept it refuses the handshake with HTTP 403. Codes an application may
+	// not send are refused with ErrInvalidCloseCode.
+	Close(code int, reason string) error
+	// Deliver queues a layer message for Session.Event, keeping per-connection order.
+	// It never blocks; it returns false when the connection is closed or its queue is full.
+	Deliver(m Message) bool
+	// Context is canceled when the connection ends.
+	Context() context.Context
+}
