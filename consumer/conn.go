@@ -1,0 +1,122 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/canal-rt/canal"
+)
+
+// Conn is what a consumer's hooks drive: Channels' self. It wraps the connection with
+// the channel layer, the consumer's channel name and its groups.
+//
+// Concurrency: the hooks of one consumer run one at a time, so a hook may use Conn
+// freely. Send, SendText, SendJSON and Close may also be called from other goroutines;
+// the group methods may not.
+type Conn struct {
+	raw     canal.Conn
+	layer   canal.Layer
+	channel string
+	detach  func()
+	groups  []string
+}
+
+// Scope describes the connection.
+func (c *Conn) Scope() *canal.Scope { return c.raw.Scope() }
+
+// Raw returns the underlying canal.Conn.
+func (c *Conn) Raw() canal.Conn { return c.raw }
+
+// Accept accepts the handshake without a subprotocol.
+func (c *Conn) Accept() error { return c.raw.Accept(canal.AcceptOptions{}) }
+
+// AcceptSubprotocol accepts with one of the subprotocols the client offered.
+func (c *Conn) AcceptSubprotocol(p string) error {
+	return c.raw.Accept(canal.AcceptOptions{Subprotocol: p})
+}
+
+// AcceptWith accepts with a subprotocol and extra response headers.
+func (c *Conn) AcceptWith(opts canal.AcceptOptions) error { return c.raw.Accept(opts) }
+
+// Send queues a frame.
+func (c *Conn) Send(f canal.Frame) error { return c.raw.Send(f) }
+
+// SendText queues a text frame.
+func (c *Conn) SendText(s string) error { return c.raw.Send(canal.Text(s)) }
+
+// SendBytes queues a binary frame.
+func (c *Conn) SendBytes(b []byte) error { return c.raw.Send(canal.Frame{Binary: true, Data: b}) }
+
+// SendJSON encodes v as JSON (UTF-8, not \u-escaped) and queues it as a text frame.
+func (c *Conn) SendJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("consumer: SendJSON: %w", err)
+	}
+	return c.raw.Send(canal.Frame{Data: b})
+}
+
+// Close closes with code (and an optional reason) after the queued frames; before
+// Accept it refuses the handshake with 403.
+func (c *Conn) Close(code int, reason string) error { return c.raw.Close(code, reason) }
+
+// ChannelName is the consumer's process-local channel ("" without a layer). Other
+// processes reach this connection with Layer().Send(ctx, name, msg).
+func (c *Conn) ChannelName() string { return c.channel }
+
+// Layer is the channel layer (nil without one).
+func (c *Conn) Layer() canal.Layer { return c.layer }
+
+// Groups returns the groups the consumer is in.
+func (c *Conn) Groups() []string { return slices.Clone(c.groups) }
+
+// GroupAdd joins group. The consumer leaves it automatically before Disconnect.
+func (c *Conn) GroupAdd(ctx context.Context, group string) error {
+	if c.layer == nil {
+		return ErrNoLayer
+	}
+	if err := c.layer.GroupAdd(ctx, group, c.channel); err != nil {
+		return err
+	}
+	if !slices.Contains(c.groups, group) {
+		c.groups = append(c.groups, group)
+	}
+	return nil
+}
+
+// GroupDiscard leaves group.
+func (c *Conn) GroupDiscard(ctx context.Context, group string) error {
+	if c.layer == nil {
+		return ErrNoLayer
+	}
+	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
+	return c.layer.GroupDiscard(ctx, group, c.channel)
+}
+
+// GroupSend sends msg to every member of group, this consumer included if it is one.
+func (c *Conn) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if c.layer == nil {
+		return ErrNoLayer
+	}
+	return c.layer.GroupSend(ctx, group, msg)
+}
+
+// cleanup leaves every group and detaches from the layer. Failures are not fatal: the
+// layer's group expiry removes what a dead Redis kept.
+func (c *Conn) cleanup(ctx context.Context) {
+	if c.layer == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for _, g := range c.groups {
+		_ = c.layer.GroupDiscard(ctx, g, c.channel)
+	}
+	c.groups = nil
+	if c.detach != nil {
+		c.detach()
+		c.detach = nil
+	}
+}

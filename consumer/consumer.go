@@ -1,0 +1,236 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/canal-rt/canal"
+)
+
+// The hooks a consumer may implement. All are optional; a consumer without Connect
+// accepts every connection that reaches it.
+type (
+	// Connecter runs on the handshake, after the consumer's groups are joined. It calls
+	// c.Accept to accept; returning without accepting leaves the handshake pending until
+	// an event accepts it or the server's timeout refuses it (403). An error refuses it.
+	Connecter interface {
+		Connect(ctx context.Context, c *Conn) error
+	}
+	// Receiver gets each client frame, text or binary.
+	Receiver interface {
+		Receive(ctx context.Context, c *Conn, f canal.Frame) error
+	}
+	// JSONReceiver gets each client text frame decoded as JSON. A consumer that has it
+	// is a JSON consumer: invalid JSON closes with 1007 and binary frames with 1003,
+	// unless Options.OnInvalid says otherwise. It takes precedence over Receiver.
+	JSONReceiver interface {
+		ReceiveJSON(ctx context.Context, c *Conn, content json.RawMessage) error
+	}
+	// Disconnecter runs once at the end, after the groups are left, with the close code.
+	Disconnecter interface {
+		Disconnect(ctx context.Context, c *Conn, code int)
+	}
+	// EventReceiver gets layer events whose type has no handler in Options.Events.
+	EventReceiver interface {
+		Event(ctx context.Context, c *Conn, m canal.Message) error
+	}
+)
+
+// EventFunc handles one type of layer event for a consumer of type T. A method
+// expression fits: (*Chat).ChatMessage.
+type EventFunc[T any] func(T, context.Context, *Conn, canal.Message) error
+
+// Options configure a consumer. The zero value is a consumer without a channel layer.
+type Options[T any] struct {
+	// Layer is the channel layer for groups and events. Without one, the consumer has no
+	// channel name and group calls return ErrNoLayer.
+	Layer canal.Layer
+	// Groups are joined before Connect and left before Disconnect (Channels' groups).
+	Groups []string
+	// Events maps a layer event type ("chat.message") to its handler. Types without an
+	// entry go to the consumer's Event method if it has one; otherwise they are logged
+	// and dropped.
+	Events map[string]EventFunc[T]
+	// OnInvalid decides what a JSON consumer does with a frame that is not a JSON text
+	// frame (err wraps ErrInvalidJSON or ErrBinaryFrame). Returning nil keeps the socket
+	// open (it may reply first); an error closes it like any handler error. Nil closes
+	// with 1007 for invalid JSON and 1003 for binary frames.
+	OnInvalid func(ctx context.Context, c *Conn, f canal.Frame, err error) error
+	// ChannelPrefix prefixes the consumer's channel name. Default "specific".
+	ChannelPrefix string
+	// Logger receives dropped events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors reported to OnInvalid and by group calls.
+var (
+	ErrInvalidJSON = errors.New("consumer: invalid JSON")
+	ErrBinaryFrame = errors.New("consumer: binary frame sent to a JSON consumer")
+	ErrNoLayer     = errors.New("consumer: no channel layer configured")
+)
+
+// cleanupTimeout bounds the group discards at the end of a connection, which may go to
+// Redis; a dead Redis must not hold a disconnect forever.
+const cleanupTimeout = 5 * time.Second
+
+// Handler is a consumer mounted on a route: a canal.Handler that makes one T per
+// connection, as Channels makes one consumer instance per connection.
+//
+// Concurrency: a Handler is immutable and shared by all connections. Each T is used
+// by one connection only, and its hooks are called one at a time, so a consumer needs
+// no locking for its own fields.
+type Handler[T any] struct {
+	factory func() T
+	opts    Options[T]
+}
+
+// New returns the handler for consumer type T; factory makes a fresh T per connection.
+func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
+	if factory == nil {
+		return nil, errors.New("consumer: nil factory")
+	}
+	if len(opts.Groups) > 0 && opts.Layer == nil {
+		return nil, fmt.Errorf("%w: Groups %q need a Layer", ErrNoLayer, opts.Groups)
+	}
+	if len(opts.Events) > 0 && opts.Layer == nil {
+		return nil, fmt.Errorf("%w: Events need a Layer", ErrNoLayer)
+	}
+	for t, fn := range opts.Events {
+		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
+			return nil, fmt.Errorf("consumer: event handler: %w", err)
+		}
+		if fn == nil {
+			return nil, fmt.Errorf("consumer: nil handler for event %q", t)
+		}
+	}
+	if opts.ChannelPrefix == "" {
+		opts.ChannelPrefix = "specific"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler[T]{factory: factory, opts: opts}, nil
+}
+
+// Connect implements canal.Handler.
+func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session, error) {
+	inst := h.factory()
+	c := &Conn{raw: raw, layer: h.opts.Layer}
+	if l := h.opts.Layer; l != nil {
+		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, raw.Deliver)
+		if err != nil {
+			return nil, layerReject(err)
+		}
+		c.channel, c.detach = name, detach
+		for _, g := range h.opts.Groups {
+			if err := c.GroupAdd(ctx, g); err != nil {
+				c.cleanup(ctx)
+				return nil, layerReject(err)
+			}
+		}
+	}
+	var err error
+	if cn, ok := any(inst).(Connecter); ok {
+		err = cn.Connect(ctx, c)
+	} else {
+		err = c.Accept()
+	}
+	if err != nil {
+		c.cleanup(ctx)
+		return nil, err
+	}
+	return &session[T]{h: h, inst: inst, c: c}, nil
+}
+
+// layerReject turns a layer outage during the handshake into 503.
+func layerReject(err error) error {
+	if errors.Is(err, canal.ErrUnavailable) {
+		return &canal.RejectError{Status: 503, Reason: "channel layer unavailable", Err: err}
+	}
+	return err
+}
+
+type session[T any] struct {
+	h    *Handler[T]
+	inst T
+	c    *Conn
+}
+
+func (s *session[T]) Receive(ctx context.Context, _ canal.Conn, f canal.Frame) error {
+	if jr, ok := any(s.inst).(JSONReceiver); ok {
+		switch {
+		case f.Binary:
+			return s.invalid(ctx, f, ErrBinaryFrame, canal.CloseUnsupportedData)
+		case !json.Valid(f.Data):
+			return s.invalid(ctx, f, ErrInvalidJSON, canal.CloseInvalidPayload)
+		}
+		return jr.ReceiveJSON(ctx, s.c, f.Data)
+	}
+	if r, ok := any(s.inst).(Receiver); ok {
+		return r.Receive(ctx, s.c, f)
+	}
+	return nil
+}
+
+func (s *session[T]) invalid(ctx context.Context, f canal.Frame, err error, code int) error {
+	if s.h.opts.OnInvalid != nil {
+		return s.h.opts.OnInvalid(ctx, s.c, f, err)
+	}
+	return &canal.CloseError{Code: code, Reason: err.Error()[len("consumer: "):], Err: err}
+}
+
+func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) error {
+	if err := m.ValidateType(); err != nil {
+		s.h.opts.Logger.Warn("canal: dropped layer event", "err", err, "route", s.c.Scope().RoutePattern)
+		return nil
+	}
+	t := m.Type()
+	if fn, ok := s.h.opts.Events[t]; ok {
+		return fn(s.inst, ctx, s.c, m)
+	}
+	switch t {
+	case "websocket.receive":
+		// Channels handles it exactly like a client frame.
+		if b, ok := m["bytes"].([]byte); ok {
+			return s.Receive(ctx, nil, canal.Frame{Binary: true, Data: b})
+		}
+		return s.Receive(ctx, nil, canal.Text(m.String("text")))
+	case "websocket.close", "websocket.disconnect":
+		// Lets Django (or any process) close a socket, e.g. when the user logs out.
+		code := canal.CloseNormal
+		if v, ok := asInt(m["code"]); ok && canal.ValidAppCloseCode(v) {
+			code = v
+		}
+		return s.c.Close(code, m.String("reason"))
+	}
+	if er, ok := any(s.inst).(EventReceiver); ok {
+		return er.Event(ctx, s.c, m)
+	}
+	s.h.opts.Logger.Warn("canal: no handler for layer event", "type", t, "route", s.c.Scope().RoutePattern)
+	return nil
+}
+
+func (s *session[T]) Disconnect(ctx context.Context, _ canal.Conn, code int) {
+	s.c.cleanup(ctx)
+	if d, ok := any(s.inst).(Disconnecter); ok {
+		d.Disconnect(ctx, s.c, code)
+	}
+}
+
+func asInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case uint64:
+		return int(n), true
+	case float64:
+		return int(n), n == float64(int(n))
+	}
+	return 0, false
+}

@@ -1,0 +1,515 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	fws "github.com/fasthttp/websocket"
+
+	"github.com/canal-rt/canal"
+)
+
+type connState uint8
+
+const (
+	stateHandshake connState = iota
+	stateAccepted
+	stateRejected
+	stateClosing // close requested; frames and events are dropped from now on
+	stateClosed  // the socket is gone
+)
+
+type itemKind uint8
+
+const (
+	kindFrame itemKind = iota
+	kindEvent
+	kindDisconnect
+)
+
+type item struct {
+	kind  itemKind
+	code  int
+	frame canal.Frame
+	msg   canal.Message
+}
+
+// conn is the server side of one connection and implements canal.Conn.
+//
+// Goroutines: the handshake runs on fasthttp's request goroutine, the read loop on the
+// hijack goroutine, and two lazily started goroutines drain the inbox (session calls,
+// one at a time) and the outbox (network writes). An idle socket has only its read loop.
+// All fields below mu are guarded by it.
+type conn struct {
+	srv    *Server
+	scope  *canal.Scope
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // worker and writer goroutines
+
+	decided chan struct{} // closed when the handshake is accepted or rejected
+
+	mu        sync.Mutex
+	space     sync.Cond // signalled when the inbox has room for a client frame
+	state     connState
+	accept    canal.AcceptOptions
+	status    int // HTTP status when rejected
+	session   canal.Session
+	inbox     []item
+	frames    int // client frames in inbox
+	events    int // layer events in inbox
+	working   bool
+	outbox    []canal.Frame
+	writing   bool
+	closeCode int // code of the close frame to send, 0 when none is pending
+	closeText string
+	closeSent bool
+	discCode  int // code for Session.Disconnect
+	ws        *fws.Conn
+	pinger    *time.Timer
+}
+
+func newConn(s *Server, scope *canal.Scope) *conn {
+	c := &conn{srv: s, scope: scope, decided: make(chan struct{})}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.space.L = &c.mu
+	return c
+}
+
+func (c *conn) log() *slog.Logger {
+	// Path only: the query string may carry a ticket or token.
+	return c.srv.opts.Logger.With("path", c.scope.Path, "route", c.scope.RoutePattern)
+}
+
+// connect runs the root handler, turning a panic into an error.
+func (c *conn) connect(ctx context.Context) (sess canal.Session, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log().Error("canal: panic in Connect", "panic", v, "stack", string(debug.Stack()))
+			sess, err = nil, &canal.RejectError{Status: http.StatusInternalServerError, Reason: "panic"}
+		}
+	}()
+	return c.srv.root.Connect(ctx, c)
+}
+
+func (c *conn) setSession(s canal.Session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.session = s
+	c.kickWorker()
+}
+
+// --- canal.Conn ---
+
+func (c *conn) Scope() *canal.Scope      { return c.scope }
+func (c *conn) Context() context.Context { return c.ctx }
+
+func (c *conn) Accepted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateAccepted || (c.state >= stateClosing && c.status == 0)
+}
+
+func (c *conn) Accept(opts canal.AcceptOptions) error {
+	if opts.Subprotocol != "" && !slices.Contains(c.scope.Subprotocols, opts.Subprotocol) {
+		return fmt.Errorf("%w: %q", canal.ErrSubprotocolNotOffered, opts.Subprotocol)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateHandshake:
+		c.state = stateAccepted
+		c.accept = opts
+		close(c.decided)
+		return nil
+	case stateAccepted:
+		return nil
+	default:
+		return canal.ErrClosed
+	}
+}
+
+func (c *conn) Send(f canal.Frame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateHandshake:
+		return canal.ErrNotAccepted
+	case stateAccepted:
+	default:
+		return canal.ErrClosed
+	}
+	if len(c.outbox) >= c.srv.opts.SendQueue {
+		c.outbox = nil
+		c.closeLocked(canal.CloseTryAgainLater, "slow consumer")
+		c.log().Warn("canal: slow consumer closed", "queue", c.srv.opts.SendQueue)
+		return fmt.Errorf("%w: slow consumer", canal.ErrClosed)
+	}
+	c.outbox = append(c.outbox, f)
+	c.kickWriter()
+	return nil
+}
+
+func (c *conn) Close(code int, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateHandshake {
+		c.rejectLocked(http.StatusForbidden)
+		return nil
+	}
+	if !canal.ValidAppCloseCode(code) {
+		return fmt.Errorf("%w: %d (allowed: 1000, 1001, 1003, 1007, 1008, 1011, 1013, 3000-4999)", canal.ErrInvalidCloseCode, code)
+	}
+	if len(reason) > 123 {
+		return fmt.Errorf("%w: reason longer than 123 bytes", canal.ErrInvalidCloseCode)
+	}
+	c.closeLocked(code, reason)
+	return nil
+}
+
+func (c *conn) Deliver(m canal.Message) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state >= stateRejected || c.events >= c.srv.opts.EventQueue {
+		return false
+	}
+	c.events++
+	c.inbox = append(c.inbox, item{kind: kindEvent, msg: m})
+	c.kickWorker()
+	return true
+}
+
+// --- state changes ---
+
+func (c *conn) reject(status int, _ string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rejectLocked(status)
+}
+
+func (c *conn) rejectLocked(status int) {
+	if c.state != stateHandshake {
+		return
+	}
+	c.state = stateRejected
+	c.status = status
+	close(c.decided)
+}
+
+func (c *conn) rejectedStatus() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateRejected {
+		return c.status
+	}
+	return 0
+}
+
+func (c *conn) acceptOptions() canal.AcceptOptions {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.accept
+}
+
+// closeWith closes from inside the framework, where any valid wire code is allowed.
+func (c *conn) closeWith(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateHandshake {
+		c.rejectLocked(http.StatusServiceUnavailable)
+		return
+	}
+	c.closeLocked(code, reason)
+}
+
+func (c *conn) closeLocked(code int, reason string) {
+	if c.state != stateAccepted {
+		return
+	}
+	c.state = stateClosing
+	c.closeCode, c.closeText, c.discCode = code, reason, code
+	c.space.Broadcast()
+	c.kickWriter()
+}
+
+// abort drops the socket without a close handshake (write failure, shutdown deadline).
+func (c *conn) abort() {
+	c.mu.Lock()
+	ws := c.ws
+	if c.state == stateHandshake {
+		c.rejectLocked(http.StatusServiceUnavailable)
+	}
+	c.mu.Unlock()
+	if ws != nil {
+		_ = ws.NetConn().Close()
+	}
+}
+
+// finishRejected runs Disconnect(1006) for a session whose handshake was refused, then
+// forgets the connection. It does not wait: the HTTP answer goes out at once.
+func (c *conn) finishRejected() {
+	c.mu.Lock()
+	c.discCode = canal.CloseAbnormal
+	c.queueDisconnectLocked()
+	c.mu.Unlock()
+	go func() {
+		c.wg.Wait()
+		c.cancel()
+		c.srv.remove(c)
+	}()
+}
+
+func (c *conn) queueDisconnectLocked() {
+	c.inbox = slices.DeleteFunc(c.inbox, func(it item) bool { return true })
+	c.frames, c.events = 0, 0
+	if c.session != nil {
+		c.inbox = append(c.inbox, item{kind: kindDisconnect, code: c.discCode})
+		c.kickWorker()
+	}
+}
+
+// --- inbox: session calls, one at a time ---
+
+func (c *conn) kickWorker() {
+	if c.working || c.session == nil || len(c.inbox) == 0 {
+		return
+	}
+	c.working = true
+	c.wg.Add(1)
+	go c.work()
+}
+
+func (c *conn) work() {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.inbox) == 0 {
+			c.working = false
+			c.mu.Unlock()
+			return
+		}
+		it := c.inbox[0]
+		c.inbox[0] = item{}
+		c.inbox = c.inbox[1:]
+		switch it.kind {
+		case kindFrame:
+			c.frames--
+			c.space.Signal()
+		case kindEvent:
+			c.events--
+		}
+		// After a close request the session gets nothing but its Disconnect.
+		skip := it.kind != kindDisconnect && c.state >= stateRejected
+		sess := c.session
+		c.mu.Unlock()
+		if !skip {
+			c.dispatch(sess, it)
+		}
+	}
+}
+
+func (c *conn) dispatch(sess canal.Session, it item) {
+	var err error
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.log().Error("canal: panic in session", "panic", v, "stack", string(debug.Stack()))
+				err = &canal.CloseError{Code: canal.CloseInternalError}
+			}
+		}()
+		switch it.kind {
+		case kindFrame:
+			err = sess.Receive(c.ctx, c, it.frame)
+		case kindEvent:
+			err = sess.Event(c.ctx, c, it.msg)
+		case kindDisconnect:
+			sess.Disconnect(context.WithoutCancel(c.ctx), c, it.code)
+		}
+	}()
+	if err == nil {
+		return
+	}
+	var ce *canal.CloseError
+	if errors.As(err, &ce) {
+		c.closeWith(ce.Code, ce.Reason)
+		return
+	}
+	if errors.Is(err, canal.ErrClosed) {
+		return
+	}
+	c.log().Error("canal: session error", "err", err)
+	c.mu.Lock()
+	if c.state == stateHandshake {
+		c.rejectLocked(http.StatusInternalServerError)
+	} else {
+		c.closeLocked(canal.CloseInternalError, "")
+	}
+	c.mu.Unlock()
+}
+
+// --- outbox: network writes ---
+
+func (c *conn) kickWriter() {
+	if c.writing || c.ws == nil || (len(c.outbox) == 0 && (c.closeCode == 0 || c.closeSent)) {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	go c.write()
+}
+
+func (c *conn) write() {
+	defer c.wg.Done()
+	for {
+		c.mu.Lock()
+		ws := c.ws
+		if len(c.outbox) > 0 {
+			batch := c.outbox
+			c.outbox = nil
+			c.mu.Unlock()
+			if err := c.writeFrames(ws, batch); err != nil {
+				c.abort()
+				c.mu.Lock()
+				c.writing = false
+				c.outbox = nil
+				c.mu.Unlock()
+				return
+			}
+			continue
+		}
+		if c.closeCode != 0 && !c.closeSent {
+			c.closeSent = true
+			code, text := c.closeCode, c.closeText
+			c.mu.Unlock()
+			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
+			_ = ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(code, text), deadline)
+			// The read loop ends when the client answers, or at this deadline.
+			_ = ws.SetReadDeadline(time.Now().Add(c.srv.opts.CloseTimeout))
+			continue
+		}
+		c.writing = false
+		c.mu.Unlock()
+		return
+	}
+}
+
+func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
+	for _, f := range batch {
+		typ := fws.TextMessage
+		if f.Binary {
+			typ = fws.BinaryMessage
+		}
+		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		if err := ws.WriteMessage(typ, f.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- the socket ---
+
+// serve runs on the hijack goroutine once the 101 is sent; it is the read loop. When
+// it returns, fasthttp closes the socket, so nothing may touch ws afterwards: serve
+// waits for the worker and writer first.
+func (c *conn) serve(ws *fws.Conn) {
+	o := c.srv.opts
+	ws.SetReadLimit(o.ReadLimit)
+	alive := func() { _ = ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout)) }
+	alive()
+	ws.SetPongHandler(func(string) error { alive(); return nil })
+
+	c.mu.Lock()
+	c.ws = ws
+	c.pinger = time.AfterFunc(o.PingInterval, c.ping)
+	c.kickWriter()
+	c.mu.Unlock()
+
+	code := c.readLoop(ws, alive)
+
+	c.mu.Lock()
+	c.pinger.Stop()
+	if c.state == stateAccepted {
+		c.discCode = code
+	}
+	if c.discCode == 0 {
+		c.discCode = code
+	}
+	c.state = stateClosed
+	c.outbox = nil
+	c.space.Broadcast()
+	c.queueDisconnectLocked()
+	c.mu.Unlock()
+
+	_ = ws.NetConn().Close() // unblocks a writer stuck on a dead peer
+	c.wg.Wait()
+	c.cancel()
+	c.srv.remove(c)
+}
+
+// readLoop reads client frames into the inbox until the socket ends, and returns the
+// close code the client gave (1005 none, 1006 dropped, 1009 too big).
+func (c *conn) readLoop(ws *fws.Conn, alive func()) int {
+	for {
+		typ, data, err := ws.ReadMessage()
+		if err != nil {
+			var ce *fws.CloseError
+			switch {
+			case errors.As(err, &ce):
+				return ce.Code
+			case errors.Is(err, fws.ErrReadLimit):
+				// The library has sent the 1009 close frame itself.
+				c.mu.Lock()
+				if c.state == stateAccepted {
+					c.closeSent = true
+					c.closeLocked(canal.CloseMessageTooBig, "")
+				}
+				c.mu.Unlock()
+				return canal.CloseMessageTooBig
+			default:
+				return canal.CloseAbnormal
+			}
+		}
+		alive()
+		f := canal.Frame{Binary: typ == fws.BinaryMessage, Data: data}
+		if !f.Binary && !utf8.Valid(data) {
+			c.closeWith(canal.CloseInvalidPayload, "invalid UTF-8")
+			continue
+		}
+		c.mu.Lock()
+		for c.frames >= c.srv.opts.FrameQueue && c.state == stateAccepted {
+			c.space.Wait()
+		}
+		if c.state == stateAccepted {
+			c.frames++
+			c.inbox = append(c.inbox, item{kind: kindFrame, frame: f})
+			c.kickWorker()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *conn) ping() {
+	c.mu.Lock()
+	ws, open := c.ws, c.state == stateAccepted
+	c.mu.Unlock()
+	if !open {
+		return
+	}
+	if err := ws.WriteControl(fws.PingMessage, nil, time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
+		return // the read deadline will notice the dead peer
+	}
+	c.mu.Lock()
+	if c.state == stateAccepted {
+		c.pinger.Reset(c.srv.opts.PingInterval)
+	}
+	c.mu.Unlock()
+}

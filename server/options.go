@@ -1,0 +1,105 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Options configure a Server. The zero value is safe and production-minded: bounded
+// reads and queues, keepalive pings, handshake and write timeouts.
+type Options struct {
+	// HandshakeTimeout bounds the handshake: Connect plus any wait for a pending
+	// accept. Past it the handshake is refused with 403. Default 10 s.
+	HandshakeTimeout time.Duration
+	// ReadLimit is the largest client message in bytes; a larger one closes the
+	// connection with 1009. Default 64 KiB.
+	ReadLimit int64
+	// PingInterval is how often the server pings an idle client. Default 25 s.
+	PingInterval time.Duration
+	// PongTimeout is how long past a ping the server waits for any frame before it
+	// declares the peer dead and drops it (Disconnect gets 1006). Default 20 s.
+	PongTimeout time.Duration
+	// WriteTimeout bounds one network write. Default 10 s.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long the server waits for the client's close frame after
+	// sending its own. Default 2 s.
+	CloseTimeout time.Duration
+	// SendQueue is the most frames queued for one connection. When a client reads so
+	// slowly that the queue fills, the server drops the queue and closes the
+	// connection with 1013 ("slow consumer"): one slow client never holds up the
+	// others, and memory stays bounded. Default 256.
+	SendQueue int
+	// EventQueue is the most layer events waiting for one connection's session; past
+	// it Conn.Deliver returns false and the layer counts the channel as full.
+	// Default 256.
+	EventQueue int
+	// FrameQueue is the most client frames waiting for the session; past it the
+	// server stops reading that socket (TCP back-pressure). Default 16.
+	FrameQueue int
+	// ReadBufferSize and WriteBufferSize size the per-socket I/O buffers. Default 1 KiB.
+	ReadBufferSize, WriteBufferSize int
+	// HTTP serves plain HTTP requests that reach the mount point. Nil passes them on
+	// to the app's other routes (c.Next).
+	HTTP fiber.Handler
+	// Logger receives handshake failures, handler errors and panics. Query strings,
+	// cookies and tickets are never logged. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ErrOptions reports an invalid option.
+var ErrOptions = errors.New("server: invalid options")
+
+func (o Options) withDefaults() (Options, error) {
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"HandshakeTimeout", &o.HandshakeTimeout, 10 * time.Second},
+		{"PingInterval", &o.PingInterval, 25 * time.Second},
+		{"PongTimeout", &o.PongTimeout, 20 * time.Second},
+		{"WriteTimeout", &o.WriteTimeout, 10 * time.Second},
+		{"CloseTimeout", &o.CloseTimeout, 2 * time.Second},
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return o, fmt.Errorf("%w: %s is negative (%v)", ErrOptions, d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"SendQueue", &o.SendQueue, 256},
+		{"EventQueue", &o.EventQueue, 256},
+		{"FrameQueue", &o.FrameQueue, 16},
+		{"ReadBufferSize", &o.ReadBufferSize, 1024},
+		{"WriteBufferSize", &o.WriteBufferSize, 1024},
+	}
+	for _, n := range ints {
+		if *n.v < 0 {
+			return o, fmt.Errorf("%w: %s is negative (%d)", ErrOptions, n.name, *n.v)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	if o.ReadLimit < 0 {
+		return o, fmt.Errorf("%w: ReadLimit is negative (%d)", ErrOptions, o.ReadLimit)
+	}
+	if o.ReadLimit == 0 {
+		o.ReadLimit = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
