@@ -1,0 +1,36 @@
+// Package middleware holds Canal's handshake middleware: origin checks, query-string
+// token authentication and panic recovery. Each is a canal.Middleware, a
+// func(next canal.Handler) canal.Handler in the style of chi, and they compose with
+// [Stack] or canal.Chain.
+//
+// The Django Channels equivalents:
+//
+//   - [Origin] is channels.security.websocket.OriginValidator: the same matching
+//     rules, with patterns checked at construction and two fixes ("localhost:8000"
+//     matches localhost; "*.example.com" is a subdomain wildcard instead of a
+//     pattern that never matches).
+//   - [AllowedHosts] is AllowedHostsOriginValidator: the allow-list is Django's
+//     ALLOWED_HOSTS, with its DEBUG defaults.
+//   - [QueryToken] is the token middleware Channels users write by hand and place
+//     where AuthMiddlewareStack would go: browsers cannot set an Authorization header
+//     on a WebSocket, so the token travels in the query string, and a [TokenLookup]
+//     turns it into scope.User. It fails closed: a store that cannot answer gives
+//     503, never a connection.
+//   - [Recover] gives Daphne's answers to exceptions (500 before the accept, close
+//     1011 after it) at once, logged with the route, and keeps serving everyone else.
+//
+// Refusals before the upgrade are *canal.RejectError values: the server answers with
+// their status (403 for a refused origin or token, 503 for an unavailable token store,
+// 500 for a panic) and logs their reason, which never contains a token.
+//
+// A typical stack, outermost first:
+//
+//	origins, err := middleware.AllowedHosts(allowedHosts, debug)
+//	// ...
+//	auth, err := middleware.QueryToken(lookupTicket, middleware.QueryTokenOptions{Required: true})
+//	// ...
+//	h := middleware.Stack(middleware.Recover(nil), origins, auth)(router)
+//
+// All middleware here are immutable once built and safe for concurrent use by any
+// number of connections.
+package middleware

@@ -1,0 +1,142 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/middleware"
+)
+
+// echo stands for the application: a router or a consumer.
+var echo = canal.HandlerFunc(func(_ context.Context, c canal.Conn) (canal.Session, error) {
+	return &nopSession{}, c.Accept(canal.AcceptOptions{})
+})
+
+// outcome describes what the server would answer for a Connect result.
+func outcome(err error) string {
+	var rej *canal.RejectError
+	if errors.As(err, &rej) {
+		return fmt.Sprintf("HTTP %d", rej.Status)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "HTTP 101"
+}
+
+func ExampleOrigin() {
+	origins, err := middleware.Origin("https://app.example.com", ".example.org", "localhost:8000")
+	if err != nil {
+		panic(err)
+	}
+	h := origins(echo)
+	for _, o := range []string{
+		"https://app.example.com",
+		"http://app.example.com", // wrong scheme
+		"https://docs.example.org",
+		"http://localhost:3000", // a scheme-less pattern ignores the port
+		"null",
+	} {
+		_, err := h.Connect(context.Background(), originConn(o))
+		fmt.Println(o, "→", outcome(err))
+	}
+	// Output:
+	// https://app.example.com → HTTP 101
+	// http://app.example.com → HTTP 403
+	// https://docs.example.org → HTTP 101
+	// http://localhost:3000 → HTTP 101
+	// null → HTTP 403
+}
+
+func ExampleOrigin_invalidPattern() {
+	_, err := middleware.Origin("https://example.com/app")
+	fmt.Println(err)
+	// Output:
+	// middleware: origin pattern "https://example.com/app": only a scheme, a host and a port are allowed (no path, query, fragment or user info)
+}
+
+func ExampleAllowedHosts() {
+	// Django: DEBUG = True, ALLOWED_HOSTS = []
+	origins, err := middleware.AllowedHosts(nil, true)
+	if err != nil {
+		panic(err)
+	}
+	h := origins(echo)
+	for _, o := range []string{"http://localhost:8000", "http://[::1]:5173", "https://example.com"} {
+		_, err := h.Connect(context.Background(), originConn(o))
+		fmt.Println(o, "→", outcome(err))
+	}
+	// Output:
+	// http://localhost:8000 → HTTP 101
+	// http://[::1]:5173 → HTTP 101
+	// https://example.com → HTTP 403
+}
+
+func ExampleQueryToken() {
+	tokens := map[string]canal.User{"3f9a1c": {ID: "42", Username: "ada"}}
+	lookup := func(ctx context.Context, token string) (canal.User, error) {
+		u, ok := tokens[token] // a database or Redis in a real application
+		if !ok {
+			return canal.User{}, middleware.ErrInvalidToken
+		}
+		return u, nil
+	}
+	auth, err := middleware.QueryToken(lookup, middleware.QueryTokenOptions{Required: true})
+	if err != nil {
+		panic(err)
+	}
+	h := auth(canal.HandlerFunc(func(_ context.Context, c canal.Conn) (canal.Session, error) {
+		fmt.Println("hello,", c.Scope().User.Username)
+		return &nopSession{}, c.Accept(canal.AcceptOptions{})
+	}))
+	for _, q := range []string{"token=3f9a1c", "token=forged", ""} {
+		_, err := h.Connect(context.Background(), newConn(&canal.Scope{RawQuery: q}))
+		fmt.Printf("?%s → %s\n", q, outcome(err))
+	}
+	// Output:
+	// hello, ada
+	// ?token=3f9a1c → HTTP 101
+	// ?token=forged → HTTP 403
+	// ? → HTTP 403
+}
+
+func ExampleRecover() {
+	report := func(ctx context.Context, s *canal.Scope, v any, stack []byte) {
+		slog.ErrorContext(ctx, "handler panic", "route", s.RoutePattern, "panic", v)
+	}
+	h := middleware.Recover(report)(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
+		var rooms map[string]int
+		rooms["lobby"]++ // a bug: nil map
+		return nil, nil
+	}))
+	_, err := h.Connect(context.Background(), newConn(&canal.Scope{RoutePattern: "ws/chat/<str:room>/"}))
+	fmt.Println(outcome(err))
+	// Output:
+	// HTTP 500
+}
+
+func ExampleStack() {
+	origins, err := middleware.AllowedHosts([]string{".example.com"}, false)
+	if err != nil {
+		panic(err)
+	}
+	auth, err := middleware.QueryToken(func(ctx context.Context, token string) (canal.User, error) {
+		return canal.User{}, fmt.Errorf("ticket store: %w", canal.ErrUnavailable)
+	}, middleware.QueryTokenOptions{})
+	if err != nil {
+		panic(err)
+	}
+	// Recover first, so it also covers the middleware after it.
+	h := middleware.Stack(middleware.Recover(nil), origins, auth)(echo)
+
+	_, err = h.Connect(context.Background(), newConn(&canal.Scope{
+		RawQuery: "token=abc",
+		Headers:  map[string][]string{"Origin": {"https://www.example.com"}},
+	}))
+	fmt.Println(outcome(err), errors.Is(err, canal.ErrUnavailable))
+	// Output:
+	// HTTP 503 true
+}

@@ -1,0 +1,122 @@
+"""Settings for django_canal, read lazily from django.conf.settings.
+
+Nothing here is read at import time: tests (and sites) change settings with
+override_settings, and the Redis client is cached per configuration value so
+a change always takes effect on the next ticket.
+"""
+
+import json
+import threading
+
+import redis
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+DEFAULT_EXPIRE = 10
+DEFAULT_PREFIX = "canal:ticket:"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# A ticket is issued inside a page request: a Redis that is down must cost
+# the request about a second, not the OS's TCP timeouts.
+DEFAULT_SOCKET_TIMEOUT = 1
+
+
+def expire():
+    value = getattr(settings, "REALTIME_TICKET_EXPIRE", DEFAULT_EXPIRE)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            "REALTIME_TICKET_EXPIRE must be a positive integer (seconds), got %r" % (value,)
+        )
+    return value
+
+
+def prefix():
+    value = getattr(settings, "REALTIME_TICKET_PREFIX", DEFAULT_PREFIX)
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("REALTIME_TICKET_PREFIX must be a string")
+    return value
+
+
+def claims_hook():
+    """The REALTIME_TICKET_CLAIMS callable (or None): f(user, request) -> dict."""
+    hook = getattr(settings, "REALTIME_TICKET_CLAIMS", None)
+    if hook is None:
+        return None
+    if isinstance(hook, str):
+        try:
+            hook = import_string(hook)
+        except ImportError as exc:
+            raise ImproperlyConfigured("REALTIME_TICKET_CLAIMS: %s" % exc) from exc
+    if not callable(hook):
+        raise ImproperlyConfigured("REALTIME_TICKET_CLAIMS must be a callable or its dotted path")
+    return hook
+
+
+def redis_config():
+    """Normalised Redis configuration: ("url", url) or ("kwargs", dict).
+
+    REALTIME_TICKET_REDIS (URL string or the seed's dict) wins over
+    REALTIME_TICKET_REDIS_URL; the default is a local Redis, database 0.
+    """
+    value = getattr(settings, "REALTIME_TICKET_REDIS", None)
+    if value is None:
+        value = getattr(settings, "REALTIME_TICKET_REDIS_URL", None) or DEFAULT_REDIS_URL
+    if isinstance(value, str):
+        return ("url", value)
+    if isinstance(value, dict):
+        return ("kwargs", dict(value))
+    raise ImproperlyConfigured(
+        "REALTIME_TICKET_REDIS must be a URL string or a dict of redis.Redis arguments"
+    )
+
+
+def _client_options():
+    options = {
+        "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
+        "socket_connect_timeout": DEFAULT_SOCKET_TIMEOUT,
+    }
+    try:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:  # redis-py < 4.1 has no retry policy and retries nothing
+        pass
+    else:
+        # redis-py 6 retries 3 times with up to 10 s backoff by default; a
+        # ticket request should fail fast instead (the browser can retry).
+        # Stale pooled connections are already re-opened at checkout.
+        options["retry"] = Retry(NoBackoff(), 0)
+    return options
+
+
+def _build_client(config):
+    kind, value = config
+    options = _client_options()
+    if kind == "url":
+        # Options in the URL's query string take precedence over these.
+        return redis.Redis.from_url(value, **options)
+    kwargs = dict(value)
+    # The seed's dict only had socket_timeout: use it for connecting too.
+    if "socket_timeout" in kwargs:
+        options["socket_connect_timeout"] = kwargs["socket_timeout"]
+    options.update(kwargs)
+    return redis.Redis(**options)
+
+
+_lock = threading.Lock()
+_cached = (None, None)  # (configuration key, client)
+
+
+def redis_client():
+    """The Redis client for the current settings (one pool per configuration)."""
+    global _cached
+    config = redis_config()
+    key = json.dumps(config, sort_keys=True, default=repr)
+    cached_key, client = _cached
+    if cached_key == key:
+        return client
+    with _lock:
+        if _cached[0] != key:
+            # The previous client is dropped, not disconnected: a request in
+            # another thread may still be using it.
+            _cached = (key, _build_client(config))
+        return _cached[1]

@@ -1,0 +1,1 @@
+from django_canal.middleware import RealtimeTicketMiddleware  # noqa: F401

@@ -1,0 +1,1 @@
+from django_canal.urls import urlpatterns  # noqa: F401  (same "ticket/" route)

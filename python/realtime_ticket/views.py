@@ -1,0 +1,1 @@
+from django_canal.views import ticket_view  # noqa: F401
