@@ -157,9 +157,21 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx) {
 	if err == nil && sess == nil {
 		err = errors.New("server: handler returned neither a session nor an error")
 	}
-	if err != nil {
+	if err != nil && !c.Accepted() {
 		c.refuse(fctx, err)
 		return
+	}
+	if err != nil {
+		// Accepted, then failed: Channels' "exception after accept". Upgrade and close.
+		code := canal.CloseInternalError
+		var ce *canal.CloseError
+		if errors.As(err, &ce) {
+			code = ce.Code
+		} else {
+			c.log().Error("canal: connect failed after accept", "err", err)
+		}
+		c.closeWith(code, "")
+		sess = nil
 	}
 	c.setSession(sess)
 
