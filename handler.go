@@ -10,7 +10,8 @@ import (
 // Connect runs on the handshake goroutine. It inspects c.Scope(), may call c.Accept or
 // c.Close, and returns the Session that receives the connection's frames and events.
 // Returning an error refuses the handshake: a *RejectError gives its status, any other
-// error gives 500. Returning a Session without accepting leaves the handshake pending
+// error gives 500. If Connect accepted before failing, the socket is opened and closed
+// at once: with the code of a *CloseError, else 1011. Returning a Session without accepting leaves the handshake pending
 // until the session accepts (from an event) or the server's accept timeout refuses it.
 //
 // Handlers are shared by all connections and must be safe for concurrent use.

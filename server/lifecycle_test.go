@@ -60,7 +60,9 @@ func TestSessionFailures(t *testing.T) {
 			send: func(c *canaltest.Communicator) error { return c.SendText("x") }, want: canal.CloseInternalError},
 		{name: "panic in Receive", receive: func(context.Context, canal.Conn, canal.Frame) error { panic("boom") },
 			send: func(c *canaltest.Communicator) error { return c.SendText("x") }, want: canal.CloseInternalError},
-		{name: "CloseError from Receive", receive: func(context.Context, canal.Conn, canal.Frame) error { return &canal.CloseError{Code: 4321, Reason: "r"} },
+		{name: "CloseError from Receive", receive: func(context.Context, canal.Conn, canal.Frame) error {
+			return &canal.CloseError{Code: 4321, Reason: "r"}
+		},
 			send: func(c *canaltest.Communicator) error { return c.SendText("x") }, want: 4321},
 		{name: "frame over the read limit", opts: func(o *server.Options) { o.ReadLimit = 1024 },
 			send: func(c *canaltest.Communicator) error { return c.SendText(strings.Repeat("a", 2048)) }, want: canal.CloseMessageTooBig},
