@@ -20,9 +20,10 @@ type Layer interface {
 	NewChannel(ctx context.Context, prefix string) (string, error)
 	// Attach returns a new process-local channel whose messages are pushed to deliver
 	// instead of waiting in Receive, so a connection needs no goroutine to listen.
-	// deliver runs on the layer's goroutines: it must not block, and returns false
-	// when its queue is full (the channel then counts as full). detach stops delivery
-	// and frees the channel.
+	// deliver runs on the sender's or the layer's goroutines, with no layer lock held:
+	// it must not block, and returns false when its queue is full (the channel then
+	// counts as full). detach stops delivery and frees the channel; a delivery already
+	// under way may still complete, so deliver must stay safe to call after detach.
 	Attach(ctx context.Context, prefix string, deliver func(Message) bool) (channel string, detach func(), err error)
 	// GroupAdd adds channel to group (idempotent; refreshes its join time).
 	GroupAdd(ctx context.Context, group, channel string) error
