@@ -1,0 +1,24 @@
+// Package server runs a canal.Handler on a Fiber app: it is the adapter between Canal's
+// core and Fiber / fasthttp, and the only package that touches sockets.
+//
+//	srv, err := server.New(root, server.Options{})
+//	srv.Mount(app, "/")         // upgrades go to Canal, other requests to the app
+//	...
+//	srv.Shutdown(ctx)           // 1001 to every socket, Disconnect hooks run
+//	app.ShutdownWithContext(ctx)
+//
+// # Per connection
+//
+// The handshake runs on fasthttp's request goroutine, so a refusal is an HTTP status
+// before any upgrade (403, 404, 500, 503; never 426). After the 101, one goroutine reads
+// the socket; session calls and network writes run on short-lived goroutines started
+// when there is work, so an idle socket costs one goroutine and its buffers.
+//
+// Every queue is bounded: client frames (FrameQueue, then TCP back-pressure), layer
+// events (EventQueue, then the layer sees a full channel), and outgoing frames
+// (SendQueue, then the slow client is closed with 1013). Keepalive pings go out every
+// PingInterval; a peer silent for PingInterval+PongTimeout is dropped.
+//
+// Logs carry the route pattern and the decoded path, never the query string, cookies or
+// tickets.
+package server
