@@ -5,8 +5,11 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/consumer"
@@ -14,6 +17,7 @@ import (
 	"github.com/canal-rt/canal/middleware"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
+	"github.com/canal-rt/canal/ticket"
 )
 
 //go:embed static
@@ -64,38 +68,73 @@ func displayName(u canal.User) string {
 type config struct {
 	// AllowedHosts are the hosts whose pages may open sockets (Django's ALLOWED_HOSTS).
 	AllowedHosts []string
+	// RedisURL, when set, keeps tickets in Redis instead of memory.
+	RedisURL string
 }
 
-// newApp builds the demo: the page at /, sockets at /ws/chat/<room>/.
-func newApp(cfg config) (*fiber.App, *server.Server, canal.Layer, error) {
+// ticketTTL is how long a sign-in ticket may wait before the socket uses it.
+const ticketTTL = 10 * time.Second
+
+var validName = regexp.MustCompile(`^[\p{L}\p{N}_.-]{1,32}$`)
+
+// app is the running demo: the Fiber app, the Canal server and what they hold.
+type app struct {
+	fiber  *fiber.App
+	srv    *server.Server
+	layer  canal.Layer
+	closer func()
+}
+
+// Close stops the sockets (1001), then the HTTP server, then the layer and Redis.
+func (a *app) Close(ctx context.Context) {
+	_ = a.srv.Shutdown(ctx)
+	_ = a.fiber.ShutdownWithContext(ctx)
+	_ = a.layer.Close(ctx)
+	a.closer()
+}
+
+// newApp builds the demo: the page at /, sign-in at /signin, sockets at /ws/chat/<room>/.
+func newApp(cfg config) (*app, error) {
+	store, closer, err := newTicketStore(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
 	layer, err := layers.NewMemory(layers.MemoryOptions{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	chat, err := consumer.New(func() *Chat { return &Chat{} }, consumer.Options[*Chat]{
 		Layer:  layer,
 		Events: map[string]consumer.EventFunc[*Chat]{"chat.message": (*Chat).ChatMessage},
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	origin, err := middleware.AllowedHosts(cfg.AllowedHosts, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
+	}
+	// The page sends its ticket in Sec-WebSocket-Protocol; refusing sockets without one
+	// before the upgrade keeps unauthenticated clients from holding sockets open.
+	auth, err := middleware.Ticket(store, middleware.TicketOptions{
+		Transports: middleware.TransportSubprotocol | middleware.TransportQuery,
+	})
+	if err != nil {
+		return nil, err
 	}
 	routes, err := router.New(
 		router.Path("ws/chat/<slug:room>/", chat),
 	)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	srv, err := server.New(canal.Chain{origin}.Then(routes), server.Options{})
+	srv, err := server.New(canal.Chain{origin, auth}.Then(routes), server.Options{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	app := fiber.New(fiber.Config{DisableStartupMessage: true})
-	srv.Mount(app, "/ws")
-	app.Get("/", func(c *fiber.Ctx) error {
+	f := fiber.New(fiber.Config{DisableStartupMessage: true})
+	srv.Mount(f, "/ws")
+	f.Get("/", func(c *fiber.Ctx) error {
 		page, err := static.ReadFile("static/index.html")
 		if err != nil {
 			return fmt.Errorf("chat: %w", err)
@@ -103,5 +142,41 @@ func newApp(cfg config) (*fiber.App, *server.Server, canal.Layer, error) {
 		c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 		return c.Send(page)
 	})
-	return app, srv, layer, nil
+	// The demo's sign-in: a name, no password. A real site signs users in with Django
+	// and issues the ticket there (see examples/django); the socket side is the same.
+	f.Post("/signin", func(c *fiber.Ctx) error {
+		var in struct {
+			Name string `json:"name"`
+		}
+		if err := c.BodyParser(&in); err != nil || !validName.MatchString(in.Name) {
+			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "name: 1-32 letters, digits, _ . -"})
+		}
+		t, err := store.Issue(c.Context(), canal.User{ID: in.Name, Username: in.Name}, ticketTTL)
+		if err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "ticket store unavailable"})
+		}
+		return c.JSON(fiber.Map{"ticket": t, "expires_in": int(ticketTTL.Seconds())})
+	})
+	return &app{fiber: f, srv: srv, layer: layer, closer: closer}, nil
+}
+
+// newTicketStore keeps tickets in memory, or in Redis when a URL is given.
+func newTicketStore(redisURL string) (ticket.Store, func(), error) {
+	if redisURL == "" {
+		return ticket.NewMemory(ticket.MemoryOptions{}), func() {}, nil
+	}
+	opt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chat: redis URL: %w", err)
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chat: redis: %w", err)
+	}
+	store, err := ticket.NewRedis(client, ticket.RedisOptions{})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return store, client.Close, nil
 }

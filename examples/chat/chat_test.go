@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -14,9 +16,12 @@ import (
 )
 
 // startChat runs the demo on a private port and returns its address.
-func startChat(t *testing.T) string {
+func startChat(t *testing.T, cfg config) string {
 	t.Helper()
-	app, srv, layer, err := newApp(config{AllowedHosts: []string{"localhost", "127.0.0.1"}})
+	if cfg.AllowedHosts == nil {
+		cfg.AllowedHosts = []string{"localhost", "127.0.0.1"}
+	}
+	a, err := newApp(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,21 +30,37 @@ func startChat(t *testing.T) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = app.Listener(ln) }()
+	go func() { defer close(done); _ = a.fiber.Listener(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
-		_ = app.ShutdownWithContext(ctx)
-		_ = layer.Close(ctx)
+		a.Close(ctx)
 		<-done
 	})
 	return ln.Addr().String()
 }
 
+// signIn gets a fresh ticket for name from the demo's sign-in endpoint.
+func signIn(t *testing.T, addr, name string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"name": name})
+	resp, err := http.Post("http://"+addr+"/signin", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Ticket string `json:"ticket"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 || out.Ticket == "" {
+		t.Fatalf("sign in %q: HTTP %d, %v", name, resp.StatusCode, err)
+	}
+	return out.Ticket
+}
+
 func TestPageIsServed(t *testing.T) {
 	t.Parallel()
-	addr := startChat(t)
+	addr := startChat(t, config{})
 	resp, err := http.Get("http://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -51,28 +72,46 @@ func TestPageIsServed(t *testing.T) {
 	}
 }
 
-func TestTwoClientsInARoom(t *testing.T) {
+func TestSignInValidatesName(t *testing.T) {
 	t.Parallel()
-	addr := startChat(t)
+	addr := startChat(t, config{})
+	for _, name := range []string{"", "has space", strings.Repeat("x", 33), "<script>"} {
+		body, _ := json.Marshal(map[string]string{"name": name})
+		resp, err := http.Post("http://"+addr+"/signin", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("sign in %q: HTTP %d, want 400", name, resp.StatusCode)
+		}
+	}
+}
+
+func testRoom(t *testing.T, cfg config) {
+	addr := startChat(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	opts := canaltest.DialOptions{Origin: "http://" + addr}
-	dial := func(room string) *canaltest.Communicator {
+	dial := func(name, room string) *canaltest.Communicator {
+		opts := canaltest.DialOptions{
+			Origin:       "http://" + addr,
+			Subprotocols: []string{"canal.ticket", "canal.ticket." + signIn(t, addr, name)},
+		}
 		c, err := canaltest.Dial(ctx, "ws://"+addr+"/ws/chat/"+room+"/", opts)
 		if err != nil {
-			t.Fatalf("dial %s: %v", room, err)
+			t.Fatalf("dial %s as %s: %v", room, name, err)
 		}
 		t.Cleanup(func() { _ = c.Close(1000) })
 		return c
 	}
-	alice, bob, carol := dial("lobby"), dial("lobby"), dial("other")
+	alice, bob, carol := dial("alice", "lobby"), dial("bob", "lobby"), dial("carol", "other")
 
 	if err := alice.SendJSON(map[string]string{"message": "hello bob"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*canaltest.Communicator{alice, bob} {
 		var got map[string]string
-		if err := c.ReceiveJSON(ctx, &got); err != nil || got["message"] != "hello bob" || got["user"] != "anonymous" {
+		if err := c.ReceiveJSON(ctx, &got); err != nil || got["message"] != "hello bob" || got["user"] != "alice" {
 			t.Fatalf("got %v, %v", got, err)
 		}
 	}
@@ -81,22 +120,42 @@ func TestTwoClientsInARoom(t *testing.T) {
 	}
 }
 
-func TestForeignOriginRefused(t *testing.T) {
+func TestTwoClientsInARoom(t *testing.T) {
 	t.Parallel()
-	addr := startChat(t)
-	_, err := canaltest.Dial(context.Background(), "ws://"+addr+"/ws/chat/lobby/", canaltest.DialOptions{Origin: "http://evil.example"})
-	var he *canaltest.HandshakeError
-	if !errors.As(err, &he) || he.Status != 403 {
-		t.Fatalf("dial from a foreign origin: %v, want 403", err)
-	}
+	testRoom(t, config{})
 }
 
-func TestUnknownPathIs404(t *testing.T) {
+func TestTwoClientsInARoomWithRedisTickets(t *testing.T) {
 	t.Parallel()
-	addr := startChat(t)
-	_, err := canaltest.Dial(context.Background(), "ws://"+addr+"/ws/nope/", canaltest.DialOptions{Origin: "http://" + addr})
-	var he *canaltest.HandshakeError
-	if !errors.As(err, &he) || he.Status != 404 {
-		t.Fatalf("dial an unknown path: %v, want 404", err)
+	testRoom(t, config{RedisURL: canaltest.StartRedis(t).URL()})
+}
+
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	addr := startChat(t, config{})
+	tests := []struct {
+		name   string
+		path   string
+		origin string
+		ticket bool
+		want   int
+	}{
+		{"no ticket", "/ws/chat/lobby/", "http://" + addr, false, 403},
+		{"foreign origin", "/ws/chat/lobby/", "http://evil.example", true, 403},
+		{"unknown path", "/ws/nope/", "http://" + addr, true, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			url := "ws://" + addr + tt.path
+			if tt.ticket {
+				url += "?ticket=" + signIn(t, addr, "mallory")
+			}
+			_, err := canaltest.Dial(context.Background(), url, canaltest.DialOptions{Origin: tt.origin})
+			var he *canaltest.HandshakeError
+			if !errors.As(err, &he) || he.Status != tt.want {
+				t.Fatalf("dial: %v, want HTTP %d", err, tt.want)
+			}
+		})
 	}
 }

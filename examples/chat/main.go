@@ -3,7 +3,8 @@
 //
 //	go run ./examples/chat
 //
-// It needs nothing else: the channel layer is in memory.
+// It needs nothing else: the channel layer and the sign-in tickets are in memory.
+// With -redis redis://127.0.0.1:6379/0 the tickets live in Redis, as Django writes them.
 package main
 
 import (
@@ -20,9 +21,10 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	hosts := flag.String("allowed-hosts", "localhost,127.0.0.1,[::1]", "hosts whose pages may open sockets (comma-separated, Django's ALLOWED_HOSTS syntax)")
+	redisURL := flag.String("redis", "", "Redis URL for tickets (default: in memory)")
 	flag.Parse()
 
-	app, srv, layer, err := newApp(config{AllowedHosts: strings.Split(*hosts, ",")})
+	a, err := newApp(config{AllowedHosts: strings.Split(*hosts, ","), RedisURL: *redisURL})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -32,12 +34,10 @@ func main() {
 		<-stop
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx) // sockets get 1001 and leave their groups
-		_ = app.ShutdownWithContext(ctx)
-		_ = layer.Close(ctx)
+		a.Close(ctx) // sockets get 1001 and leave their groups
 	}()
 	log.Printf("chat: open http://%s/ in two browser tabs", *addr)
-	if err := app.Listen(*addr); err != nil {
+	if err := a.fiber.Listen(*addr); err != nil {
 		log.Fatal(err)
 	}
 }
