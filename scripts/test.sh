@@ -9,7 +9,8 @@
 #   2. go vet ./...
 #   3. The Django companion package's tests on Debian's Django 3.2 (/usr/bin/python3),
 #      then on Django 4.2 (trixie) and 5.2 (sid), fetched by scripts/debian-django.sh into
-#      .cache/debian without touching the system's apt configuration.
+#      ~/.cache/canal/debian (CANAL_DEBIAN_CACHE) without touching the system's apt
+#      configuration.
 #      Set CANAL_DJANGO_VERSIONS=bookworm to test only the system Django.
 #   4. go test -race ./... : every Go test, against private redis-server processes, real
 #      Django processes and headless Chromium that the tests start and stop themselves
@@ -34,6 +35,9 @@ install_deps() {
 }
 
 [ "${CANAL_SKIP_INSTALL:-0}" = 1 ] || install_deps
+
+# Keep the fetched Debian suites outside the clone, so CI's fresh clones reuse them.
+export CANAL_DEBIAN_CACHE=${CANAL_DEBIAN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/canal/debian}
 
 echo "test: go vet ./..."
 go vet ./...
