@@ -11,9 +11,10 @@ import (
 // the handshake reaches the first Handler; routers add Route and middleware adds User
 // and values.
 //
-// Concurrency: a Scope is written only during the handshake (by the server, routers
-// and middleware, in that order, on one goroutine). After Connect returns it is read-only,
-// except for values set with [Key.Set], which are safe for concurrent use.
+// Concurrency: a Scope is written by the server, routers and middleware, in that order,
+// before the handler that uses it runs (first-message authentication sets User after the
+// accept, but still before the consumer's Connect). From then on it is read-only, except
+// for values set with [Key.Set], which are safe for concurrent use.
 type Scope struct {
 	Type         string      // "websocket"
 	Path         string      // percent-decoded path, e.g. "/ws/chat/café/"

@@ -1,5 +1,5 @@
-// Package middleware holds Canal's handshake middleware: origin checks, query-string
-// token authentication and panic recovery. Each is a canal.Middleware, a
+// Package middleware holds Canal's handshake middleware: origin checks, Django ticket
+// and query-string token authentication, and panic recovery. Each is a canal.Middleware, a
 // func(next canal.Handler) canal.Handler in the style of chi, and they compose with
 // [Stack] or canal.Chain.
 //
@@ -16,6 +16,12 @@
 //     on a WebSocket, so the token travels in the query string, and a [TokenLookup]
 //     turns it into scope.User. It fails closed: a store that cannot answer gives
 //     503, never a connection.
+//   - [Ticket] authorizes Django users with the single-use tickets Django writes to
+//     Redis (package ticket; python/ for the Django side). The ticket may come in the
+//     query string, in Sec-WebSocket-Protocol (["canal.ticket", "canal.ticket."+T],
+//     which keeps it out of URLs and access logs), or in the first message. It is
+//     consumed atomically, stripped from the scope, and never logged; a store that
+//     cannot answer gives 503 (or close 1011), never a connection.
 //   - [Recover] gives Daphne's answers to exceptions (500 before the accept, close
 //     1011 after it) at once, logged with the route, and keeps serving everyone else.
 //
@@ -27,7 +33,7 @@
 //
 //	origins, err := middleware.AllowedHosts(allowedHosts, debug)
 //	// ...
-//	auth, err := middleware.QueryToken(lookupTicket, middleware.QueryTokenOptions{Required: true})
+//	auth, err := middleware.Ticket(ticket.NewMemory(ticket.MemoryOptions{}), middleware.TicketOptions{})
 //	// ...
 //	h := middleware.Stack(middleware.Recover(nil), origins, auth)(router)
 //

@@ -82,10 +82,11 @@ const (
 //
 // A ticket may arrive three ways, chosen with [TicketOptions.Transports]:
 //
-//   - Query (TransportQuery): ?ticket=T, consumed before the upgrade. Every
-//     "ticket" parameter is then removed from scope.RawQuery, so a consumer that
-//     logs its query string cannot leak the ticket. The first non-empty value counts;
-//     an empty one counts as no ticket.
+//   - Query (TransportQuery): ?ticket=T (the parameter is Param), consumed before
+//     the upgrade. Every pair with that key is then removed from scope.RawQuery, so
+//     a consumer that logs its query string cannot leak the ticket; the other pairs
+//     are kept as sent. The first non-empty value counts, percent-decoded; an empty
+//     one counts as no ticket.
 //   - Subprotocol (TransportSubprotocol): the client offers the marker and a bearer
 //     entry, new WebSocket(url, ["canal.ticket", "canal.ticket." + T]), plus any
 //     application subprotocols. The first non-empty bearer entry is consumed before
@@ -97,8 +98,10 @@ const (
 //     first frame, a text frame holding {"ticket": "T"} (an optional "type" field,
 //     e.g. "auth", is ignored). On success the next handler's Connect runs on the
 //     session goroutine with a Conn whose Accept is a no-op (the socket is already
-//     open), and the session it returns gets every later frame and event. Layer
-//     events that arrive before the ticket are dropped.
+//     open, so the application's AcceptOptions are ignored), and the session it
+//     returns gets every later frame and event. Layer events that arrive before the
+//     ticket are dropped. The AuthTimeout runs from the handshake to the first
+//     frame; a frame that loses the race with it consumes nothing.
 //
 // A query ticket wins over a bearer entry; the loser is not consumed. When the client
 // offered the marker, the 101 names it unless the application accepts one of its own
@@ -112,6 +115,7 @@ const (
 //	Transport        Condition                                           Answer
 //	query, subproto  valid ticket                                        next handler runs
 //	query, subproto  invalid, forged, malformed, expired or used ticket  HTTP 403
+//	query            value that cannot be percent-decoded                HTTP 403
 //	query, subproto  store unavailable, store error, Consume timeout     HTTP 503
 //	none             no ticket and TransportFirstMessage disabled        HTTP 403
 //	first message    valid ticket                                        next handler runs

@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -16,8 +15,7 @@ func TestTwoTabsChat(t *testing.T) {
 	addr := startChat(t, config{})
 	page := "http://" + addr + "/"
 	b := browser.New(t)
-	alice := browser.NewTab(t, b, 30*time.Second)
-	bob := browser.NewTab(t, b, 30*time.Second)
+	alice, bob := b, browser.NewTab(t, b)
 
 	join := func(name string) []chromedp.Action[chromedp.Void] {
 		return []chromedp.Action[chromedp.Void]{

@@ -1,0 +1,551 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/canaltest"
+	"github.com/canal-rt/canal/server"
+)
+
+// What the end-to-end tests run. Debian's Python is used on purpose: it has Django and
+// redis-py from apt, while a python3 earlier on PATH (pyenv, a virtualenv) may not.
+const (
+	pythonPath = "/usr/bin/python3"
+	pythonPkgs = "python3-django python3-redis"
+)
+
+// Bounds on every wait.
+const (
+	djangoStartTimeout = 30 * time.Second // from exec to answering HTTP
+	manageTimeout      = 60 * time.Second // one manage.py command
+	processExitTimeout = 5 * time.Second  // from a signal to the process being reaped
+	httpTimeout        = 10 * time.Second // one HTTP request to Django or Canal
+)
+
+// stack is one complete deployment on loopback: a private redis-server, the Django
+// demo site (runserver) and the Canal server of this package, in-process.
+type stack struct {
+	redis  *canaltest.Redis
+	django *djangoSite
+	srv    *server.Server
+	goAddr string // Canal's "127.0.0.1:port"
+	secret string // CANAL_NOTIFY_SECRET, shared by both
+}
+
+// wsURL is the Canal URL of a socket path such as "/ws/chat/lobby/".
+func (s *stack) wsURL(path string) string { return "ws://" + s.goAddr + path }
+
+// startStack starts everything, with the user alice (password alicePassword).
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	requireDjango(t)
+	st := &stack{secret: randomHex(t, 16)}
+	st.redis = canaltest.StartRedis(t)
+
+	// Canal's port first: Django needs its URL, and Canal needs Django's origin.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	st.goAddr = ln.Addr().String()
+
+	tmp := t.TempDir()
+	env := map[string]string{
+		"DJANGO_SETTINGS_MODULE":  "site_project.settings",
+		"DJANGO_SECRET_KEY":       randomHex(t, 32),
+		"DJANGO_DEBUG":            "0",
+		"DJANGO_ALLOWED_HOSTS":    "127.0.0.1,localhost",
+		"CANAL_DEMO_DB":           filepath.Join(tmp, "db.sqlite3"),
+		"REDIS_URL":               st.redis.URL(),
+		"REALTIME_TICKET_EXPIRE":  "2",
+		"CANAL_WS_URL":            "ws://" + st.goAddr,
+		"CANAL_NOTIFY_URL":        "", // derived from CANAL_WS_URL
+		"CANAL_NOTIFY_SECRET":     st.secret,
+		"PYTHONDONTWRITEBYTECODE": "1", // no __pycache__ in the source tree
+		"PYTHONUNBUFFERED":        "1",
+	}
+	manage(t, env, "migrate", "--noinput")
+	manage(t, env, "demo_user", "alice", alicePassword)
+	st.django = startDjango(t, env, tmp)
+
+	app, srv, closeApp, err := newApp(config{
+		RedisURL:       st.redis.URL(),
+		AllowedOrigins: []string{st.django.Origin},
+		NotifySecret:   st.secret,
+		Logger:         testLogger(t),
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatalf("newApp: %v", err)
+	}
+	st.srv = srv
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = app.Listener(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("canal shutdown: %v", err)
+		}
+		if err := app.ShutdownWithContext(ctx); err != nil {
+			t.Errorf("fiber shutdown: %v", err)
+		}
+		if err := closeApp(ctx); err != nil {
+			t.Errorf("close app: %v", err)
+		}
+		select {
+		case <-served:
+		case <-ctx.Done():
+			t.Errorf("fiber did not stop serving")
+		}
+	})
+	return st
+}
+
+// requireDjango fails the test, naming the Debian packages, when Debian's Python
+// cannot import Django and redis-py.
+func requireDjango(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(pythonPath); err != nil {
+		t.Fatalf("%s not found: install Debian's Python with Django (apt-get install %s)", pythonPath, pythonPkgs)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, pythonPath, "-c", "import django, redis").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s cannot import Django and redis-py (%v): install them (apt-get install %s)\n%s",
+			pythonPath, err, pythonPkgs, out)
+	}
+}
+
+// siteDir is the Django project, ../site.
+func siteDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "site"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manage.py")); err != nil {
+		t.Fatalf("Django demo site not found: %v", err)
+	}
+	return dir
+}
+
+// environ is the test process's environment with vars applied; an empty value
+// removes the variable.
+func environ(vars map[string]string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := vars[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range vars {
+		if v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+// manage runs one manage.py command to completion, bounded.
+func manage(t *testing.T, env map[string]string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), manageTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, pythonPath, append([]string{"manage.py"}, args...)...)
+	cmd.Dir = siteDir(t)
+	cmd.Env = environ(env)
+	cmd.WaitDelay = processExitTimeout
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("manage.py %s: %v\n%s", args[0], err, out)
+	}
+	t.Logf("manage.py %s: %v", args[0], time.Since(start).Round(time.Millisecond))
+}
+
+// djangoSite is a running `manage.py runserver`.
+type djangoSite struct {
+	URL    string // "http://127.0.0.1:port"
+	Origin string // the same: what a browser sends as Origin
+	cmd    *exec.Cmd
+	done   chan struct{} // closed when the process has been reaped
+	log    string        // its output
+}
+
+// alive reports whether the process is still running.
+func (d *djangoSite) alive() bool {
+	select {
+	case <-d.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// logTail is the end of the process's output, for failure messages.
+func (d *djangoSite) logTail() string {
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		return fmt.Sprintf("(log unreadable: %v)", err)
+	}
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return string(b)
+}
+
+// startDjango runs the development server on a free loopback port (without the
+// autoreloader, so it is one process) and waits until it serves the login page.
+// The test's cleanup stops it.
+func startDjango(t *testing.T, env map[string]string, dir string) *djangoSite {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		d, err := tryStartDjango(t, env, dir, attempt)
+		if err == nil {
+			return d
+		}
+		// Another process may take the port between our probe and Django's bind.
+		if !strings.Contains(err.Error(), "already in use") || attempt == 3 {
+			t.Fatalf("start Django: %v", err)
+		}
+	}
+}
+
+func tryStartDjango(t *testing.T, env map[string]string, dir string, attempt int) (*djangoSite, error) {
+	port := freePort(t)
+	d := &djangoSite{
+		URL:  "http://127.0.0.1:" + strconv.Itoa(port),
+		done: make(chan struct{}),
+		log:  filepath.Join(dir, fmt.Sprintf("runserver-%d.log", attempt)),
+	}
+	d.Origin = d.URL
+	logFile, err := os.Create(d.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(pythonPath, "manage.py", "runserver", "--noreload", "127.0.0.1:"+strconv.Itoa(port))
+	cmd.Dir = siteDir(t)
+	cmd.Env = environ(env)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("exec %s: %w", pythonPath, err)
+	}
+	d.cmd = cmd
+	go func() {
+		_ = cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(d.stop(t))
+
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(djangoStartTimeout)
+	for {
+		if !d.alive() {
+			return nil, fmt.Errorf("runserver exited before answering; output:\n%s", d.logTail())
+		}
+		resp, err := client.Get(d.URL + "/accounts/login/")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d, nil
+			}
+			err = fmt.Errorf("GET /accounts/login/: HTTP %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("runserver did not answer within %v (last: %v); output:\n%s",
+				djangoStartTimeout, err, d.logTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop returns the cleanup that interrupts the server (SIGINT, as Ctrl-C does), kills it
+// if it lingers, and waits for it to be reaped, bounded.
+func (d *djangoSite) stop(t *testing.T) func() {
+	return func() {
+		if !d.alive() {
+			return
+		}
+		if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+			_ = d.cmd.Process.Kill()
+		}
+		select {
+		case <-d.done:
+			return
+		case <-time.After(processExitTimeout):
+		}
+		_ = d.cmd.Process.Kill()
+		select {
+		case <-d.done:
+		case <-time.After(processExitTimeout):
+			t.Errorf("runserver pid %d did not exit after SIGKILL", d.cmd.Process.Pid)
+		}
+	}
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// testLogger sends the Canal server's warnings and errors to the test log. Refused
+// handshakes are logged at Info, and the tests refuse hundreds on purpose.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// session is a logged-in Django user, as a browser would be: a cookie jar with the
+// session and CSRF cookies.
+type session struct {
+	site   *djangoSite
+	client *http.Client
+}
+
+// login signs in through Django's login form, as a person does.
+func login(t *testing.T, site *djangoSite, username, password string) *session {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{site: site, client: &http.Client{
+		Jar:       jar,
+		Timeout:   httpTimeout,
+		Transport: &http.Transport{Proxy: nil},
+	}}
+	t.Cleanup(s.client.CloseIdleConnections)
+
+	resp, err := s.client.Get(site.URL + "/accounts/login/")
+	if err != nil {
+		t.Fatalf("GET login page: %v", err)
+	}
+	drain(resp)
+	csrf := s.csrfToken(t)
+	form := url.Values{
+		"username":            {username},
+		"password":            {password},
+		"csrfmiddlewaretoken": {csrf},
+		"next":                {"/"},
+	}
+	req, _ := http.NewRequest(http.MethodPost, site.URL+"/accounts/login/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Referer", site.URL+"/accounts/login/")
+	resp, err = s.client.Do(req) // follows the redirect to the chat page
+	if err != nil {
+		t.Fatalf("POST login: %v", err)
+	}
+	body := drain(resp)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/" {
+		t.Fatalf("login as %s: ended on %s with HTTP %d, want the chat page; body:\n%.500s",
+			username, resp.Request.URL, resp.StatusCode, body)
+	}
+	return s
+}
+
+// csrfToken is the csrftoken cookie, which Django's JavaScript recipe sends back in
+// X-CSRFToken.
+func (s *session) csrfToken(t *testing.T) string {
+	t.Helper()
+	u, _ := url.Parse(s.site.URL)
+	for _, c := range s.client.Jar.Cookies(u) {
+		if c.Name == "csrftoken" {
+			return c.Value
+		}
+	}
+	t.Fatal("no csrftoken cookie from Django")
+	return ""
+}
+
+// post sends a same-origin POST with the CSRF header, as the page's fetch does, and
+// returns the status and the decoded JSON body.
+func (s *session) post(t *testing.T, path string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.site.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-CSRFToken", s.csrfToken(t))
+	req.Header.Set("Referer", s.site.URL+"/")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	body := drain(resp)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("POST %s: HTTP %d, not JSON: %.300s", path, resp.StatusCode, body)
+	}
+	return resp.StatusCode, out
+}
+
+// ticket gets a fresh ticket from POST /ticket/.
+func (s *session) ticket(t *testing.T) string {
+	t.Helper()
+	status, body := s.post(t, "/ticket/", nil)
+	tk, _ := body["ticket"].(string)
+	if status != http.StatusOK || body["status"] != "ok" || len(tk) != 43 {
+		t.Fatalf("POST /ticket/: HTTP %d %v, want 200 with a 43-character ticket", status, body)
+	}
+	return tk
+}
+
+func drain(resp *http.Response) []byte {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return b
+}
+
+// transport is one way of presenting a ticket to Canal.
+type transport struct {
+	name string
+	// dial opens path with tkt and, for the first-message transport, sends it.
+	dial func(ctx context.Context, st *stack, path, tkt string) (*canaltest.Communicator, error)
+}
+
+var transports = []transport{
+	{"query", func(ctx context.Context, st *stack, path, tkt string) (*canaltest.Communicator, error) {
+		return canaltest.Dial(ctx, st.wsURL(path)+"?ticket="+url.QueryEscape(tkt),
+			canaltest.DialOptions{Origin: st.django.Origin})
+	}},
+	{"subprotocol", func(ctx context.Context, st *stack, path, tkt string) (*canaltest.Communicator, error) {
+		c, err := canaltest.Dial(ctx, st.wsURL(path), canaltest.DialOptions{
+			Origin:       st.django.Origin,
+			Subprotocols: []string{"canal.ticket", "canal.ticket." + tkt},
+		})
+		if err == nil && c.Subprotocol != "canal.ticket" {
+			c.Abort()
+			return nil, fmt.Errorf("server chose subprotocol %q, want canal.ticket (browsers drop the socket otherwise)", c.Subprotocol)
+		}
+		return c, err
+	}},
+	{"first-message", func(ctx context.Context, st *stack, path, tkt string) (*canaltest.Communicator, error) {
+		c, err := canaltest.Dial(ctx, st.wsURL(path), canaltest.DialOptions{Origin: st.django.Origin})
+		if err != nil {
+			return nil, err
+		}
+		if err := c.SendJSON(map[string]string{"ticket": tkt}); err != nil {
+			c.Abort()
+			return nil, err
+		}
+		return c, nil
+	}},
+}
+
+// serverMsg is what Canal sends to the page.
+type serverMsg struct {
+	Type    string `json:"type"`
+	Text    string `json:"text"`
+	User    string `json:"user"`
+	Message string `json:"message"`
+}
+
+// receive reads the next message, bounded by ctx.
+func receive(ctx context.Context, c *canaltest.Communicator) (serverMsg, error) {
+	var m serverMsg
+	err := c.ReceiveJSON(ctx, &m)
+	return m, err
+}
+
+// joinChat opens a chat socket with a fresh ticket of s (subprotocol transport) and
+// reads the greeting. The test's cleanup closes it.
+func joinChat(ctx context.Context, t *testing.T, st *stack, s *session, room string) *canaltest.Communicator {
+	t.Helper()
+	c, err := transports[1].dial(ctx, st, "/ws/chat/"+room+"/", s.ticket(t))
+	if err != nil {
+		t.Fatalf("join %s: %v", room, err)
+	}
+	t.Cleanup(func() { c.Abort() })
+	if m, err := receive(ctx, c); err != nil || m.Type != "greeting" {
+		t.Fatalf("join %s: got %+v, %v; want a greeting", room, m, err)
+	}
+	return c
+}
+
+// wantRefused checks that a handshake was refused before the upgrade with status.
+func wantRefused(t *testing.T, what string, c *canaltest.Communicator, err error, status int) {
+	t.Helper()
+	if err == nil {
+		c.Abort()
+		t.Fatalf("%s: connected, want HTTP %d", what, status)
+	}
+	var he *canaltest.HandshakeError
+	if !errors.As(err, &he) || he.Status != status {
+		t.Fatalf("%s: %v, want HTTP %d", what, err, status)
+	}
+}
+
+// wantClosed checks that an accepted socket is closed with code before any message.
+func wantClosed(ctx context.Context, t *testing.T, what string, c *canaltest.Communicator, code int) {
+	t.Helper()
+	defer c.Abort()
+	got, _, err := c.ExpectClose(ctx)
+	if err != nil || got != code {
+		t.Fatalf("%s: close %d, %v; want close %d", what, got, err, code)
+	}
+}
+
+// --- the browser -----------------------------------------------------------
+
+// listHas is a JavaScript predicate: some <li> of the list #id contains text.
+func listHas(id, text string) string {
+	idJS, _ := json.Marshal(id)
+	textJS, _ := json.Marshal(text)
+	return fmt.Sprintf(`[...document.querySelectorAll("#" + %s + " li")].some(li => li.textContent.includes(%s))`, idJS, textJS)
+}
+
+// textIs is a JavaScript predicate: the element #id has exactly text.
+func textIs(id, text string) string {
+	idJS, _ := json.Marshal(id)
+	textJS, _ := json.Marshal(text)
+	return fmt.Sprintf(`(document.getElementById(%s) || {}).textContent === %s`, idJS, textJS)
+}
+
+// closeCodeOf returns the close code in err, or 0.
+func closeCodeOf(err error) int {
+	var ce *canal.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return 0
+}

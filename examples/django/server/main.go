@@ -1,0 +1,90 @@
+// Command server is the Go half of the Django demo: the WebSocket server that the
+// Django site in ../site sends its users to, authorized by single-use tickets that
+// Django writes to Redis.
+//
+//	go run ./examples/django/server -redis redis://127.0.0.1:6379/0
+//
+// Sockets: /ws/chat/<room>/ (a chat room; each user is greeted by name) and
+// /ws/notify/ (notifications for the logged-in user). Django pushes notifications with
+// POST /internal/notify, authenticated by a shared secret (-notify-secret or
+// CANAL_NOTIFY_SECRET, the same value as Django's CANAL_NOTIFY_SECRET).
+// See ../README.md for the walkthrough.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8001", "listen address")
+	redisURL := flag.String("redis", "", "Redis URL where Django writes tickets, the same as Django's REDIS_URL (required), e.g. redis://127.0.0.1:6379/0")
+	origins := flag.String("allowed-origins", "http://127.0.0.1:8000,http://localhost:8000",
+		"comma-separated origins whose pages may open sockets: the Django site's")
+	secret := flag.String("notify-secret", "",
+		"shared secret for POST /internal/notify (default $CANAL_NOTIFY_SECRET; prefer the variable, flags show in ps); empty disables the endpoint")
+	flag.Parse()
+
+	if *redisURL == "" {
+		fmt.Fprintln(os.Stderr, "server: -redis is required: the Redis where Django writes tickets, e.g. -redis redis://127.0.0.1:6379/0")
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *secret == "" {
+		*secret = os.Getenv("CANAL_NOTIFY_SECRET")
+	}
+	if *secret == "" {
+		slog.Warn("no notify secret (-notify-secret or CANAL_NOTIFY_SECRET): POST /internal/notify is disabled")
+	}
+
+	app, srv, closeApp, err := newApp(config{
+		RedisURL:       *redisURL,
+		AllowedOrigins: splitList(*origins),
+		NotifySecret:   *secret,
+	})
+	if err != nil {
+		log.Fatalf("server: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- app.Listen(*addr) }()
+	slog.Info("canal: serving the Django demo", "addr", "ws://"+*addr+"/ws/", "origins", *origins)
+
+	select {
+	case err = <-served: // could not listen, or stopped by itself
+	case <-ctx.Done():
+		slog.Info("canal: shutting down")
+	}
+	stop() // a second signal kills at once
+
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Sockets first (they get 1001 and leave their groups), then HTTP, then the layer
+	// and the Redis client.
+	errs := []error{err, srv.Shutdown(sctx), app.ShutdownWithContext(sctx), closeApp(sctx)}
+	if err := errors.Join(errs...); err != nil {
+		log.Fatalf("server: %v", err)
+	}
+}
+
+// splitList splits a comma-separated flag, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

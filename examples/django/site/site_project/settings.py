@@ -1,0 +1,150 @@
+"""Settings of the Canal demo site.
+
+Everything that differs between a laptop and a server comes from the
+environment, with defaults that are safe to run on 127.0.0.1:
+
+    DJANGO_SECRET_KEY       signing key; a random one per process when unset
+                            (sessions then end when the server restarts)
+    DJANGO_DEBUG            "1"/"true" for Django's debug pages; default off
+    DJANGO_ALLOWED_HOSTS    comma-separated; default 127.0.0.1,localhost
+    CANAL_DEMO_DB           SQLite file; default site/db.sqlite3
+    REDIS_URL               where tickets go; default redis://127.0.0.1:6379/0
+    REALTIME_TICKET_EXPIRE  ticket lifetime in seconds; default 10
+    CANAL_WS_URL            the Go server's WebSocket base URL; default ws://127.0.0.1:8001
+    CANAL_NOTIFY_URL        the Go server's notify endpoint; default derived
+                            from CANAL_WS_URL (http://127.0.0.1:8001/internal/notify)
+    CANAL_NOTIFY_SECRET     shared with the Go server's -notify-secret; unset
+                            disables the "notify me" button (503)
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from django.core.management.utils import get_random_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent  # examples/django/site
+
+# django_canal from the repository's python/ directory (manage.py does the
+# same; this covers wsgi.py and other entry points).
+CANAL_PYTHON = BASE_DIR.parents[1] / "python"
+if CANAL_PYTHON.is_dir() and str(CANAL_PYTHON) not in sys.path:
+    sys.path.insert(0, str(CANAL_PYTHON))
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+    if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django_canal",  # POST /ticket/ and the {% realtime_ticket %} tag
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "site_project.urls"
+WSGI_APPLICATION = "site_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("CANAL_DEMO_DB") or str(BASE_DIR / "db.sqlite3"),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# The page's JavaScript reads the CSRF token from this cookie, as Django's
+# documentation describes, so it must not be HttpOnly (the default).
+CSRF_COOKIE_HTTPONLY = False
+
+# --- Canal -----------------------------------------------------------------
+
+# django_canal writes tickets here; the Go server reads them from the same Redis.
+REALTIME_TICKET_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REALTIME_TICKET_EXPIRE = env_int("REALTIME_TICKET_EXPIRE", 10)
+
+# Where the browser opens its sockets: the Go server, not Django.
+CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001").rstrip("/")
+
+
+def _notify_url(ws_url):
+    if ws_url.startswith("wss://"):
+        return "https://" + ws_url[len("wss://"):] + "/internal/notify"
+    if ws_url.startswith("ws://"):
+        return "http://" + ws_url[len("ws://"):] + "/internal/notify"
+    return ws_url + "/internal/notify"
+
+
+# Server-to-server: Django asks the Go server to push a notification.
+CANAL_NOTIFY_URL = os.environ.get("CANAL_NOTIFY_URL") or _notify_url(CANAL_WS_URL)
+CANAL_NOTIFY_SECRET = os.environ.get("CANAL_NOTIFY_SECRET", "")
+
+# When the Redis channel layer lands, Django reaches the sockets through it
+# instead of CANAL_NOTIFY_URL (see demo.views.notify):
+#
+# CHANNEL_LAYERS = {
+#     "default": {
+#         "BACKEND": "channels_redis.core.RedisChannelLayer",
+#         "CONFIG": {"hosts": [REALTIME_TICKET_REDIS]},
+#     }
+# }
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "demo": {"handlers": ["console"], "level": "INFO"},
+        "django_canal": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
