@@ -4,7 +4,8 @@
 # What it does, in order:
 #   1. Installs what the suites need from Debian's packages if missing (apt-get; needs
 #      root or sudo): redis-server, python3-django (3.2), python3-django-channels,
-#      python3-channels-redis, python3-daphne, python3-redis, python3-msgpack, chromium.
+#      python3-channels-redis, python3-daphne, python3-redis, python3-msgpack,
+#      python3-venv, python3-pip, python3-setuptools, chromium.
 #      Set CANAL_SKIP_INSTALL=1 to skip this step.
 #   2. go vet ./...
 #   3. The Django companion package's tests on Debian's Django 3.2 (/usr/bin/python3),
@@ -12,14 +13,15 @@
 #      ~/.cache/canal/debian (CANAL_DEBIAN_CACHE) without touching the system's apt
 #      configuration.
 #      Set CANAL_DJANGO_VERSIONS=bookworm to test only the system Django.
-#   4. go test -race ./... : every Go test, against private redis-server processes, real
+#   4. pip-installs python/ into a throwaway virtualenv and imports it.
+#   5. go test -race ./... : every Go test, against private redis-server processes, real
 #      Django processes and headless Chromium that the tests start and stop themselves
 #      on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(redis-server python3-django python3-django-channels python3-channels-redis
-  python3-daphne python3-redis python3-msgpack chromium)
+  python3-daphne python3-redis python3-msgpack python3-venv python3-pip python3-setuptools chromium)
 
 install_deps() {
   local missing=()
@@ -52,6 +54,14 @@ for suite in ${CANAL_DJANGO_VERSIONS:-bookworm trixie sid}; do
     PYTHONPATH="$pp" /usr/bin/python3 python/runtests.py
   fi
 done
+
+echo "test: pip install ./python into a throwaway virtualenv"
+venv=$(mktemp -d)
+trap 'rm -rf "$venv"' EXIT
+/usr/bin/python3 -m venv --system-site-packages "$venv"
+# No index is reachable for build tools, so build with Debian's setuptools.
+"$venv/bin/pip" install -q --no-build-isolation --no-index ./python
+(cd "$venv" && "$venv/bin/python" -c "import django_canal, realtime_ticket; print('test: django-canal installs and imports')")
 
 echo "test: go test -race ./..."
 go test -race -count=1 -timeout 30m ./...
