@@ -1,0 +1,616 @@
+// Command report turns a results directory written by bench/run.sh (meta.json and
+// cells/*.json) into the benchmark table: medians over runs, Canal's ratios to Channels
+// (core backend) and to the bare baseline, the targets, and each cell's CPU use.
+//
+//	report -dir bench/results/<stamp> [-benchmarks-md BENCHMARKS.md]
+//
+// It prints the markdown, and writes report.md and summary.json (the same table as
+// data, which bench/harness_test.go checks) into the directory.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/canal-rt/canal/bench/internal/result"
+)
+
+type meta struct {
+	Mode    string `json:"mode"`
+	Runs    int    `json:"runs"`
+	Command string `json:"command"`
+	Date    string `json:"date"`
+	Machine struct {
+		CPU       string  `json:"cpu"`
+		Cores     int     `json:"cores"`
+		MemoryGiB float64 `json:"memory_gib"`
+		Kernel    string  `json:"kernel"`
+		OS        string  `json:"os"`
+	} `json:"machine"`
+	Versions    map[string]string `json:"versions"`
+	Commit      string            `json:"commit"`
+	Pinned      bool              `json:"pinned"`
+	OpenFiles   int               `json:"open_files"`
+	CanalLayer  string            `json:"canal_layer"`
+	Servers     []string          `json:"servers"`
+	Workloads   []string          `json:"workloads"`
+	W2Sizes     []int             `json:"w2_sizes"`
+	W3Sizes     []int             `json:"w3_sizes"`
+	SoakS       int               `json:"soak_s"`
+	SoakServers []string          `json:"soak_servers"`
+	Params      string            `json:"params"`
+}
+
+// kind says how a metric compares.
+type kind int
+
+const (
+	higher kind = iota // throughput: ratio = Canal / other
+	lower              // latency, memory: ratio = other / Canal
+	exact              // counts (loss, sockets held): no ratio
+)
+
+// rowDef is one line of the table.
+type rowDef struct {
+	Key      string
+	Workload string
+	Param    int
+	Phase    string
+	Metric   string
+	Label    string
+	Kind     kind
+	Format   func(float64) string
+	Target   string
+	// Check decides the target from the medians (nil: no target). It is called only
+	// when every value it needs is present.
+	Check func(v map[string]float64) (met, known bool)
+}
+
+func rows(m *meta) []rowDef {
+	var out []rowDef
+	has := func(w string) bool { return slices.Contains(m.Workloads, w) }
+	if has("w1") {
+		out = append(out,
+			rowDef{Key: "w1.rate", Workload: "w1", Phase: "handshake", Metric: "handshakes_per_s",
+				Label: "W1 handshakes/s (fresh ticket each)", Kind: higher, Format: fmtRate,
+				Target: "≥ 8× Channels core, ≥ baseline", Check: ratioCheck(8, true)},
+			rowDef{Key: "w1.p99", Workload: "w1", Phase: "handshake", Metric: "p99_ms",
+				Label: "W1 handshake p99 (ms)", Kind: lower, Format: fmtMS})
+	}
+	if has("w2") {
+		for _, n := range m.W2Sizes {
+			p := fmt.Sprintf("N=%s", fmtInt(float64(n)))
+			k := fmt.Sprintf("w2.%d.", n)
+			out = append(out,
+				rowDef{Key: k + "burst.rate", Workload: "w2", Param: n, Phase: "burst", Metric: "deliveries_per_s",
+					Label: "W2 burst " + p + ": deliveries/s", Kind: higher, Format: fmtRate,
+					Target: "≥ 35× Channels core, ≥ baseline", Check: ratioCheck(35, true)},
+				rowDef{Key: k + "burst.p50", Workload: "w2", Param: n, Phase: "burst", Metric: "p50_ms",
+					Label: "W2 burst " + p + ": latency p50 (ms)", Kind: lower, Format: fmtMS},
+				rowDef{Key: k + "burst.p99", Workload: "w2", Param: n, Phase: "burst", Metric: "p99_ms",
+					Label: "W2 burst " + p + ": latency p99 (ms)", Kind: lower, Format: fmtMS},
+				rowDef{Key: k + "burst.loss", Workload: "w2", Param: n, Phase: "burst", Metric: "loss",
+					Label: "W2 burst " + p + ": lost deliveries", Kind: exact, Format: fmtInt,
+					Target: "0", Check: canalAtMost(0)},
+				rowDef{Key: k + "paced.p50", Workload: "w2", Param: n, Phase: "paced", Metric: "p50_ms",
+					Label: "W2 paced " + p + ": latency p50 (ms)", Kind: lower, Format: fmtMS},
+				rowDef{Key: k + "paced.p99", Workload: "w2", Param: n, Phase: "paced", Metric: "p99_ms",
+					Label: "W2 paced " + p + ": latency p99 (ms)", Kind: lower, Format: fmtMS,
+					Target: "≤ 25 ms", Check: canalAtMost(25)},
+				rowDef{Key: k + "paced.loss", Workload: "w2", Param: n, Phase: "paced", Metric: "loss",
+					Label: "W2 paced " + p + ": lost deliveries", Kind: exact, Format: fmtInt,
+					Target: "0", Check: canalAtMost(0)},
+			)
+		}
+	}
+	if has("w3") {
+		for _, n := range m.W3Sizes {
+			p := fmt.Sprintf("N=%s", fmtInt(float64(n)))
+			k := fmt.Sprintf("w3.%d.", n)
+			out = append(out,
+				rowDef{Key: k + "kib", Workload: "w3", Param: n, Phase: "idle", Metric: "kib_per_socket",
+					Label: "W3 " + p + ": server RSS per idle socket (KiB)", Kind: lower, Format: fmtKiB,
+					Target: "≤ 12 KiB", Check: canalAtMost(12)},
+				rowDef{Key: k + "held", Workload: "w3", Param: n, Phase: "idle", Metric: "held_with_pings",
+					Label: "W3 " + p + ": sockets held, pings flowing", Kind: exact, Format: fmtInt,
+					Target: "all " + fmtInt(float64(n)), Check: canalAtLeast(float64(n))},
+			)
+		}
+	}
+	if has("w4") {
+		out = append(out,
+			rowDef{Key: "w4.rate", Workload: "w4", Phase: "echo", Metric: "round_trips_per_s",
+				Label: "W4 echo round trips/s", Kind: higher, Format: fmtRate,
+				Target: "≥ 6× Channels core", Check: ratioCheck(6, false)},
+			rowDef{Key: "w4.p99", Workload: "w4", Phase: "echo", Metric: "p99_ms",
+				Label: "W4 echo p99 (ms)", Kind: lower, Format: fmtMS})
+	}
+	if m.SoakS > 0 && len(m.W3Sizes) > 0 {
+		n := slices.Max(m.W3Sizes)
+		p := fmt.Sprintf("N=%s, %s", fmtInt(float64(n)), fmtDuration(m.SoakS))
+		out = append(out,
+			rowDef{Key: "soak.growth", Workload: "soak", Param: n, Phase: "soak", Metric: "rss_growth_pct",
+				Label: "Soak " + p + ": server RSS growth (%)", Kind: lower, Format: fmtPct,
+				Target: "flat: ≤ 5 %", Check: canalAtMost(5)},
+			rowDef{Key: "soak.held", Workload: "soak", Param: n, Phase: "soak", Metric: "held_with_pings",
+				Label: "Soak " + p + ": sockets held, pings flowing", Kind: exact, Format: fmtInt,
+				Target: "all " + fmtInt(float64(n)), Check: canalAtLeast(float64(n))},
+		)
+	}
+	return out
+}
+
+func ratioCheck(vsCore float64, vsBaseline bool) func(map[string]float64) (bool, bool) {
+	return func(v map[string]float64) (bool, bool) {
+		c, ok := v[result.Canal]
+		core, okCore := v[result.ChannelsCore]
+		base, okBase := v[result.Baseline]
+		if !ok || !okCore || (vsBaseline && !okBase) {
+			return false, false
+		}
+		met := c >= vsCore*core
+		if vsBaseline {
+			met = met && c >= base
+		}
+		return met, true
+	}
+}
+
+func canalAtMost(x float64) func(map[string]float64) (bool, bool) {
+	return func(v map[string]float64) (bool, bool) {
+		c, ok := v[result.Canal]
+		return ok && c <= x, ok
+	}
+}
+
+func canalAtLeast(x float64) func(map[string]float64) (bool, bool) {
+	return func(v map[string]float64) (bool, bool) {
+		c, ok := v[result.Canal]
+		return ok && c >= x, ok
+	}
+}
+
+// Formats.
+func fmtInt(v float64) string {
+	s := strconv.FormatInt(int64(math.Round(v)), 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func fmtRate(v float64) string { return fmtInt(v) }
+
+func fmtMS(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	default:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+}
+
+func fmtKiB(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+func fmtPct(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+func fmtRatio(v float64) string {
+	if v >= 10 {
+		return strconv.FormatFloat(v, 'f', 0, 64) + "×"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64) + "×"
+}
+
+func fmtDuration(s int) string {
+	if s%60 == 0 {
+		return fmt.Sprintf("%d min", s/60)
+	}
+	return fmt.Sprintf("%d s", s)
+}
+
+// cellKey identifies one server's cells for one workload and size, across runs.
+type cellKey struct {
+	server, workload string
+	param            int
+}
+
+// summary is summary.json.
+type summary struct {
+	Mode       string       `json:"mode"`
+	CanalLayer string       `json:"canal_layer"`
+	Servers    []string     `json:"servers"`
+	Rows       []summaryRow `json:"rows"`
+}
+
+type summaryRow struct {
+	Key     string              `json:"key"`
+	Label   string              `json:"label"`
+	Values  map[string]*float64 `json:"values"`  // medians; null when not measured
+	Display map[string]string   `json:"display"` // what the table shows
+	Runs    map[string]int      `json:"runs"`    // runs that gave a number
+	// ClientBound marks cells whose core 1 (load generator, Redis, publisher) was
+	// saturated: the number is a lower bound of the server's capacity.
+	ClientBound    map[string]bool    `json:"client_bound"`
+	RatioCore      *float64           `json:"ratio_vs_channels_core"`
+	RatioBaseline  *float64           `json:"ratio_vs_baseline"`
+	Target         string             `json:"target,omitempty"`
+	Met            *bool              `json:"met"`
+	ServerCPU      map[string]float64 `json:"server_cpu"`
+	ClientCoreUtil map[string]float64 `json:"client_core_util"`
+}
+
+// clientBoundUtil is the core-1 utilization above which a cell counts as client-bound.
+const clientBoundUtil = 0.9
+
+func main() {
+	dir := flag.String("dir", "", "results directory (meta.json, cells/)")
+	md := flag.String("benchmarks-md", "", "also write this BENCHMARKS.md")
+	flag.Parse()
+	if err := run(*dir, *md); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir, mdPath string) error {
+	if dir == "" {
+		return errors.New("-dir is required")
+	}
+	var m meta
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("meta.json: %w", err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "cells", "*.json"))
+	if err != nil {
+		return err
+	}
+	cells := map[cellKey][]*result.Cell{}
+	for _, f := range files {
+		c, err := result.Read(f)
+		if err != nil {
+			return err
+		}
+		k := cellKey{c.Server, c.Workload, c.Param}
+		cells[k] = append(cells[k], c)
+	}
+	for _, cs := range cells {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].Run < cs[j].Run })
+	}
+
+	servers := orderServers(m.Servers)
+	defs := rows(&m)
+	sum := summary{Mode: m.Mode, CanalLayer: m.CanalLayer, Servers: servers}
+	var notes []string
+	noted := map[string]bool{}
+	note := func(s string) {
+		if !noted[s] {
+			noted[s] = true
+			notes = append(notes, s)
+		}
+	}
+	for _, d := range defs {
+		sr := summaryRow{Key: d.Key, Label: d.Label, Target: d.Target,
+			Values: map[string]*float64{}, Display: map[string]string{}, Runs: map[string]int{},
+			ClientBound: map[string]bool{}, ServerCPU: map[string]float64{}, ClientCoreUtil: map[string]float64{}}
+		medians := map[string]float64{}
+		for _, s := range servers {
+			cs := cells[cellKey{s, d.Workload, d.Param}]
+			var vals, srvU, cliU []float64
+			na, errText, memory := "", "", false
+			for _, c := range cs {
+				switch {
+				case c.NA != "":
+					na = c.NA
+					continue
+				case c.Error != "":
+					errText = c.Error
+				}
+				if c.Layer == "memory" {
+					memory = true
+				}
+				ph := c.Phase(d.Phase)
+				if ph == nil {
+					continue
+				}
+				v, ok := ph.Metrics[d.Metric]
+				if !ok {
+					continue
+				}
+				if c.Error != "" && d.Kind != exact {
+					continue // a failed run's rate or latency means nothing
+				}
+				vals = append(vals, v)
+				srvU = append(srvU, ph.RoleUtil("server"))
+				cliU = append(cliU, ph.CoreUtil("1"))
+			}
+			switch {
+			case len(vals) > 0:
+				med := median(vals)
+				medians[s] = med
+				sr.Values[s] = &med
+				sr.Runs[s] = len(vals)
+				cu := median(cliU)
+				sr.ServerCPU[s], sr.ClientCoreUtil[s] = median(srvU), cu
+				disp := d.Format(med)
+				if memory {
+					disp += " †"
+					note("† Canal on its in-memory channel layer: the Redis layer (layers.NewRedis) is pending, so joining the group costs Canal no Redis round trip here.")
+				}
+				if cu >= clientBoundUtil && d.Kind != exact {
+					sr.ClientBound[s] = true
+					disp += " ‡"
+					note(fmt.Sprintf("‡ client-bound: core 1 (load generator, Redis, publisher) was ≥ %.0f %% busy, so the number is a lower bound of what the server can do.", 100*clientBoundUtil))
+				}
+				if len(vals) < len(cs) || errText != "" {
+					disp += " *"
+					note("* some runs failed or were incomplete; see the notes below and the cell files.")
+				}
+				sr.Display[s] = disp
+			case na != "":
+				sr.Display[s] = na
+			case errText != "":
+				sr.Display[s] = "error *"
+				note("* some runs failed or were incomplete; see the notes below and the cell files.")
+			default:
+				sr.Display[s] = "—"
+			}
+		}
+		if d.Kind != exact {
+			c, okC := medians[result.Canal]
+			ratio := func(other string) *float64 {
+				o, ok := medians[other]
+				if !okC || !ok || o == 0 || c == 0 {
+					return nil
+				}
+				r := c / o
+				if d.Kind == lower {
+					r = o / c
+				}
+				return &r
+			}
+			sr.RatioCore, sr.RatioBaseline = ratio(result.ChannelsCore), ratio(result.Baseline)
+		}
+		if d.Check != nil {
+			if met, known := d.Check(medians); known {
+				sr.Met = &met
+			}
+		}
+		sum.Rows = append(sum.Rows, sr)
+	}
+
+	text := render(&m, &sum, defs, notes, cells, servers)
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(text), 0o644); err != nil {
+		return err
+	}
+	sb, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(sb, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(text)
+	if mdPath != "" {
+		if err := os.WriteFile(mdPath, []byte(benchmarksMD(text)), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "report: wrote %s\n", mdPath)
+	}
+	return nil
+}
+
+func orderServers(in []string) []string {
+	var out []string
+	for _, s := range result.Servers {
+		if slices.Contains(in, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+var serverTitle = map[string]string{
+	result.Canal:          "Canal",
+	result.ChannelsCore:   "Channels (core)",
+	result.ChannelsPubSub: "Channels (pubsub)",
+	result.Baseline:       "Baseline",
+}
+
+func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cellKey][]*result.Cell, servers []string) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	if m.Mode == "smoke" {
+		w("## Benchmark (SMOKE MODE: tiny sizes, %d run; these numbers test the harness, they are not results)\n\n", m.Runs)
+	} else {
+		w("## Benchmark: medians of %d runs\n\n", m.Runs)
+	}
+	w("- Date: %s; commit %s\n", m.Date, m.Commit)
+	w("- Command: `%s`\n", m.Command)
+	w("- Machine: %s, %d cores, %.0f GiB, %s, Linux %s; open-file limit %d\n",
+		m.Machine.CPU, m.Machine.Cores, m.Machine.MemoryGiB, m.Machine.OS, m.Machine.Kernel, m.OpenFiles)
+	v := m.Versions
+	w("- Versions: %s; %s; Python %s, Django %s, channels %s, channels_redis %s, daphne %s, redis-py %s, msgpack %s; %s\n",
+		v["go"], v["go_modules"], v["python"], v["django"], v["channels"], v["channels_redis"], v["daphne"], v["redis_py"], v["msgpack"], v["redis_server"])
+	if m.Pinned {
+		w("- Pinning: each server alone on core 0 (Go servers GOMAXPROCS=1); load generator, Redis and publisher on core 1\n")
+	} else {
+		w("- Pinning: NONE (fewer than 2 cores or no taskset): servers and clients shared the cores\n")
+	}
+	w("- Parameters: %s\n", m.Params)
+	if m.CanalLayer != "redis" {
+		w("- **Canal's Redis channel layer is pending**: Canal's W2 rows say %q; its other rows ran on the in-memory layer (†).\n", result.LayerPending)
+	}
+	w("\n")
+
+	w("| Metric |")
+	for _, s := range servers {
+		w(" %s |", serverTitle[s])
+	}
+	w(" Canal vs Channels core | Canal vs baseline | Target | Met |\n|---|")
+	for range servers {
+		w("---:|")
+	}
+	w("---:|---:|---|:-:|\n")
+	for _, r := range sum.Rows {
+		w("| %s |", r.Label)
+		for _, s := range servers {
+			w(" %s |", r.Display[s])
+		}
+		w(" %s | %s | %s | %s |\n", ratioCell(r.RatioCore), ratioCell(r.RatioBaseline), orDash(r.Target), metCell(r.Met, r.Target))
+	}
+	w("\nRatios say how many times better Canal is: its rate divided by the other's, or the other's latency or memory divided by Canal's (above 1× Canal is ahead). Losses and sockets held are counts, with no ratio.\n")
+	if len(notes) > 0 {
+		w("\n")
+		for _, n := range notes {
+			w("%s\n\n", n)
+		}
+	}
+
+	// CPU: one line per measured phase, server (core 0) and core 1.
+	w("\n### CPU use per cell (medians; 100 %% = one core busy)\n\n")
+	w("Server is the server process on core 0; core 1 sums the load generator (all its processes), Redis and the publisher. A core-1 figure near 100 %% marks a client-bound cell (‡).\n\n")
+	w("| Cell |")
+	for _, s := range servers {
+		w(" %s server / core 1 |", serverTitle[s])
+	}
+	w("\n|---|")
+	for range servers {
+		w("---:|")
+	}
+	w("\n")
+	seen := map[string]bool{}
+	for _, d := range defs {
+		id := fmt.Sprintf("%s %d %s", d.Workload, d.Param, d.Phase)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		label := strings.ToUpper(d.Workload[:1]) + d.Workload[1:]
+		if d.Param > 0 {
+			label += " N=" + fmtInt(float64(d.Param))
+		}
+		label += " " + d.Phase
+		w("| %s |", label)
+		for _, s := range servers {
+			var su, cu []float64
+			for _, c := range cells[cellKey{s, d.Workload, d.Param}] {
+				if ph := c.Phase(d.Phase); ph != nil && c.NA == "" {
+					su = append(su, ph.RoleUtil("server"))
+					cu = append(cu, ph.CoreUtil("1"))
+				}
+			}
+			if len(su) == 0 {
+				w(" — |")
+				continue
+			}
+			w(" %.0f %% / %.0f %% |", 100*median(su), 100*median(cu))
+		}
+		w("\n")
+	}
+
+	// Errors and notes from the cells.
+	var extra []string
+	keys := make([]cellKey, 0, len(cells))
+	for k := range cells {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		a, b := keys[i], keys[j]
+		if a.workload != b.workload {
+			return a.workload < b.workload
+		}
+		if a.param != b.param {
+			return a.param < b.param
+		}
+		return a.server < b.server
+	})
+	for _, k := range keys {
+		for _, c := range cells[k] {
+			where := fmt.Sprintf("run %d, %s, %s", c.Run, c.Server, c.Workload)
+			if c.Param > 0 {
+				where += " N=" + strconv.Itoa(c.Param)
+			}
+			if c.Error != "" {
+				extra = append(extra, fmt.Sprintf("- %s: **error**: %s", where, c.Error))
+			}
+			for _, n := range c.Notes {
+				extra = append(extra, fmt.Sprintf("- %s: %s", where, n))
+			}
+		}
+	}
+	if len(extra) > 0 {
+		w("\n### Notes from the cells\n\n%s\n", strings.Join(extra, "\n"))
+	}
+	return b.String()
+}
+
+func ratioCell(r *float64) string {
+	if r == nil {
+		return "—"
+	}
+	return fmtRatio(*r)
+}
+
+func metCell(met *bool, target string) string {
+	switch {
+	case target == "":
+		return ""
+	case met == nil:
+		return "?"
+	case *met:
+		return "✓"
+	default:
+		return "✗"
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func benchmarksMD(report string) string {
+	return `# Benchmarks
+
+Canal against Django Channels (Daphne; channels_redis core and Pub/Sub backends) and a
+bare Go server with the same behaviour, on one machine. What each workload measures, how
+to run it and how to read the table: [bench/README.md](bench/README.md). Reproduce with
+the command below; it rewrites this file.
+
+` + report
+}

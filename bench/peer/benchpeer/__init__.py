@@ -1,0 +1,1 @@
+"""The Django Channels peer of Canal's benchmark (see bench/README.md)."""

@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# bench/run.sh: Canal against Django Channels (Daphne, channels_redis core and Pub/Sub)
+# and a bare Go server, on this machine, in one command. See bench/README.md.
+#
+#   bench/run.sh                 the full benchmark: 3 runs, writes BENCHMARKS.md
+#   bench/run.sh --smoke         tiny sizes, 1 run, about a minute: tests the harness
+#
+# Options:
+#   --smoke                  small N, short phases, one run; never writes BENCHMARKS.md
+#   --runs N                 runs (default 3; smoke 1); the report shows medians
+#   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline
+#   --workloads a,b          subset of: w1,w2,w3,w4
+#   --soak SECONDS           also hold the largest W3 size for SECONDS (600 = the 10-minute
+#                            soak) on each of --soak-servers, sampling the server's RSS
+#   --soak-servers a,b       default: canal
+#   --out DIR                results directory (default bench/results/<UTC date>-<mode>)
+#   --allow-pending-layer    run the full benchmark even without Canal's Redis layer
+#                            (Canal's W2 rows then say "n/a (Redis layer pending)")
+#   --no-benchmarks-md       do not rewrite BENCHMARKS.md after a full run
+#   --no-install             do not apt-get install missing packages (also: CANAL_SKIP_INSTALL=1)
+#   --without-redis-layer    build Canal without its Redis layer, as before layers.NewRedis
+#                            existed (tests the harness's "n/a (Redis layer pending)" path)
+#
+# Everything runs on 127.0.0.1: a private redis-server on a free port, each server in
+# turn pinned to core 0 (Go servers with GOMAXPROCS=1), the load generator, Redis and
+# the publisher pinned to core 1. Every process started here is stopped on exit; every
+# step is bounded in time (timeout) and every loop in count.
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+PY=/usr/bin/python3 # Debian's: Django 3.2, channels 4.0, channels_redis 4.0, daphne 4.0
+COMMAND="bench/run.sh${*:+ $*}"
+
+mode=full
+runs=""
+out=""
+servers="canal channels-core channels-pubsub baseline"
+workloads="w1 w2 w3 w4"
+soak=0
+soak_servers="canal"
+allow_pending=0
+write_md=1
+install=1
+no_layer=0
+[ "${CANAL_SKIP_INSTALL:-0}" = 1 ] && install=0
+
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --smoke) mode=smoke ;;
+  --runs) runs=${2:?--runs needs a number}; shift ;;
+  --servers) servers=${2//,/ }; shift ;;
+  --workloads) workloads=${2//,/ }; shift ;;
+  --soak) soak=${2:?--soak needs seconds}; shift ;;
+  --soak-servers) soak_servers=${2//,/ }; shift ;;
+  --out) out=${2:?--out needs a directory}; shift ;;
+  --allow-pending-layer) allow_pending=1 ;;
+  --no-benchmarks-md) write_md=0 ;;
+  --no-install) install=0 ;;
+  --without-redis-layer) no_layer=1 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option $1 (see --help)" ;;
+  esac
+  shift
+done
+for s in $servers $soak_servers; do
+  case $s in canal | channels-core | channels-pubsub | baseline) ;; *) die "unknown server $s" ;; esac
+done
+for w in $workloads; do
+  case $w in w1 | w2 | w3 | w4) ;; *) die "unknown workload $w" ;; esac
+done
+[[ "$soak" =~ ^[0-9]+$ ]] || die "--soak wants whole seconds"
+
+# Parameters. Full: what bench/README.md states. Smoke: the same code paths, tiny.
+if [ "$mode" = full ]; then
+  : "${runs:=3}"
+  W1_DUR=10s W1_CONC=64 W1_MAX=300000
+  W2_SIZES="1000 5000" BURST=100 PACED_RATE=2 PACED_DUR=10s DRAIN_IDLE=10s
+  W3_SIZES="5000 19000" SETTLE=5s HOLD=30s SAMPLE=30s
+  W4_SOCKETS=200 W4_DUR=10s WARMUP=1s
+  PING=10 PER_WORKER=5000 CONNECT_CONC=64
+  HOLD_DEADLINE=900 SERVER_START=60
+else
+  : "${runs:=1}"
+  W1_DUR=1s W1_CONC=8 W1_MAX=20000
+  W2_SIZES="50" BURST=10 PACED_RATE=2 PACED_DUR=1.5s DRAIN_IDLE=3s
+  W3_SIZES="100" SETTLE=0.3s HOLD=2.5s SAMPLE=1s
+  W4_SOCKETS=20 W4_DUR=1s WARMUP=0.3s
+  PING=1 PER_WORKER=40 CONNECT_CONC=16
+  HOLD_DEADLINE=90 SERVER_START=30
+fi
+[[ "$runs" =~ ^[1-9][0-9]?$ ]] || die "--runs wants 1 … 99"
+
+# --- Dependencies -----------------------------------------------------------------
+pkgs=(redis-server python3-django python3-django-channels python3-channels-redis
+  python3-daphne python3-redis python3-msgpack util-linux)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$install" = 1 ] || die "missing Debian packages: ${missing[*]} (run without --no-install, or apt-get install them)"
+  echo "bench: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "need root or sudo to install ${missing[*]}"
+    sudo=sudo
+  fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+command -v go >/dev/null || die "go not found on PATH"
+command -v redis-server >/dev/null || die "redis-server not found"
+$PY -c 'import django, channels, channels_redis, daphne, redis, msgpack' ||
+  die "$PY cannot import the Channels stack (Debian packages above)"
+
+# --- Limits and pinning -------------------------------------------------------------
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] && hard=1048576
+ulimit -n "$hard" || true
+biggest=0 biggest_w3=0
+for n in $W3_SIZES $W2_SIZES; do [ "$n" -gt "$biggest" ] && biggest=$n; done
+for n in $W3_SIZES; do [ "$n" -gt "$biggest_w3" ] && biggest_w3=$n; done
+# The server holds every socket in one process; the load generator splits them.
+if [ "$(ulimit -n)" -lt $((biggest + 500)) ]; then
+  die "open-file limit $(ulimit -n) is below the $((biggest + 500)) the server needs for $biggest sockets (raise ulimit -Hn)"
+fi
+PIN0="" PIN1="" pinned=yes
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  PIN0="taskset -c 0" PIN1="taskset -c 1"
+else
+  pinned=no
+  echo "bench: WARNING: fewer than 2 cores or no taskset: processes are not pinned" >&2
+fi
+
+# --- Output and processes -------------------------------------------------------------
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+: "${out:=$BENCH/results/$stamp-$mode}"
+mkdir -p "$out/cells" "$out/logs" "$out/bin"
+out=$(cd "$out" && pwd)
+BIN=$out/bin
+
+PIDS=()
+cleanup() {
+  local p i alive
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for i in $(seq 50); do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget() { # forget PID: drop it from the cleanup list
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+# --- Build ---------------------------------------------------------------------------
+# Canal's Redis channel layer is built in as soon as layers/ defines NewRedis; until
+# then Canal runs on the memory layer and its W2 cells say so (servers/canal/layer_*.go).
+tags=""
+if [ "$no_layer" = 0 ] && grep -qs '^func NewRedis' "$ROOT"/layers/*.go; then tags="canal_redis_layer"; fi
+echo "bench: building into $BIN${tags:+ (tags: $tags)}"
+if ! (cd "$ROOT" && go build ${tags:+-tags "$tags"} -o "$BIN/" ./bench/cmd/loadgen ./bench/cmd/report ./bench/servers/canal ./bench/servers/baseline); then
+  if [ -n "$tags" ]; then
+    die "layers.NewRedis exists but bench/servers/canal/layer_redis.go does not build against it: adapt that file's one call"
+  fi
+  die "build failed"
+fi
+canal_layer=$("$BIN/canal" -layer-status)
+if [ "$canal_layer" != redis ]; then
+  echo "bench: WARNING: Canal's Redis channel layer is pending: Canal runs W1/W3/W4 on the memory layer and its W2 rows say \"n/a (Redis layer pending)\"" >&2
+  if [ "$mode" = full ] && [ "$allow_pending" = 0 ] && [[ " $servers " == *" canal "* ]]; then
+    die "the full benchmark needs Canal's Redis layer (layers.NewRedis); pass --allow-pending-layer to run it anyway"
+  fi
+fi
+
+# --- Redis ---------------------------------------------------------------------------
+rport=$("$BIN/loadgen" freeport)
+RURL="redis://127.0.0.1:$rport/0"
+mkdir -p "$out/redis"
+$PIN1 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "$out/redis" --maxclients 10000 >"$out/logs/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+"$BIN/loadgen" redis -redis "$RURL" -timeout 10s ping || die "redis-server did not start (see $out/logs/redis.log)"
+
+# --- Metadata ------------------------------------------------------------------------
+META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
+  META_LAYER=$canal_layer META_SERVERS=$servers META_WORKLOADS=$workloads \
+  META_W2=$W2_SIZES META_W3=$W3_SIZES META_SOAK=$soak META_SOAK_SERVERS=$soak_servers \
+  META_PARAMS="W1 ${W1_DUR} at concurrency ${W1_CONC}; W2 burst ${BURST}, paced ${PACED_RATE}/s for ${PACED_DUR}; W3 settle ${SETTLE}, hold ${HOLD}; W4 ${W4_SOCKETS} sockets for ${W4_DUR}; server pings every ${PING}s" \
+  META_FDS=$(ulimit -n) META_ROOT=$ROOT META_GO="$(go version)" \
+  META_REDIS="$(redis-server --version)" META_MODS="$(cd "$ROOT" && go list -m -f '{{.Path}} {{.Version}}' github.com/gofiber/fiber/v2 github.com/fasthttp/websocket github.com/redis/rueidis 2>/dev/null | tr '\n' ';')" \
+  $PY - >"$out/meta.json" <<'EOF'
+import datetime, json, os, platform, subprocess
+import django, channels, channels_redis, daphne, redis, msgpack
+e = os.environ
+def sh(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True, cwd=e["META_ROOT"]).stdout.strip()
+    except OSError:
+        return ""
+cpu = ""
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+with open("/proc/meminfo") as f:
+    mem_kib = int(f.readline().split()[1])
+commit = sh("git", "rev-parse", "--short", "HEAD")
+if commit and sh("git", "status", "--porcelain"):
+    commit += " (with uncommitted changes)"
+print(json.dumps({
+    "mode": e["META_MODE"], "runs": int(e["META_RUNS"]), "command": e["META_COMMAND"],
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 1048576, 1),
+                "kernel": platform.release(), "os": sh("sh", "-c", ". /etc/os-release && echo $PRETTY_NAME")},
+    "versions": {"go": e["META_GO"], "go_modules": e["META_MODS"].strip(";").replace(";", ", "),
+                 "python": platform.python_version(), "django": django.get_version(),
+                 "channels": channels.__version__, "channels_redis": channels_redis.__version__,
+                 "daphne": daphne.__version__, "redis_py": redis.__version__,
+                 "msgpack": ".".join(map(str, msgpack.version)), "redis_server": e["META_REDIS"]},
+    "commit": commit, "pinned": e["META_PINNED"] == "yes", "open_files": int(e["META_FDS"]),
+    "canal_layer": e["META_LAYER"], "servers": e["META_SERVERS"].split(),
+    "workloads": e["META_WORKLOADS"].split(),
+    "w2_sizes": [int(x) for x in e["META_W2"].split()], "w3_sizes": [int(x) for x in e["META_W3"].split()],
+    "soak_s": int(e["META_SOAK"]), "soak_servers": e["META_SOAK_SERVERS"].split(),
+    "params": e["META_PARAMS"],
+}, indent=2))
+EOF
+
+# --- Servers -------------------------------------------------------------------------
+SERVER_PID=""
+SERVER_PORT=""
+start_server() { # start_server NAME LOG
+  local name=$1 log=$2 layer
+  SERVER_PORT=$("$BIN/loadgen" freeport)
+  case $name in
+  canal)
+    layer=memory
+    [ "$canal_layer" = redis ] && layer=redis
+    env GOMAXPROCS=1 $PIN0 "$BIN/canal" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
+      -ping "${PING}s" -layer "$layer" >"$log" 2>&1 &
+    ;;
+  baseline)
+    env GOMAXPROCS=1 $PIN0 "$BIN/baseline" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
+      -ping "${PING}s" >"$log" 2>&1 &
+    ;;
+  channels-core | channels-pubsub)
+    env BENCH_REDIS_URL="$RURL" BENCH_LAYER="${name#channels-}" PYTHONPATH="$BENCH/peer" \
+      $PIN0 $PY -m daphne -v 0 -b 127.0.0.1 -p "$SERVER_PORT" --ping-interval "$PING" \
+      --ping-timeout 30 benchpeer.asgi:application >"$log" 2>&1 &
+    ;;
+  esac
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  "$BIN/loadgen" waitport -addr "127.0.0.1:$SERVER_PORT" -pid "$SERVER_PID" -timeout "${SERVER_START}s"
+}
+
+stop_server() {
+  local i
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for i in $(seq 100); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  forget "$SERVER_PID"
+}
+
+layer_of() {
+  case $1 in
+  canal) [ "$canal_layer" = redis ] && echo redis-core || echo memory ;;
+  channels-core) echo redis-core ;;
+  channels-pubsub) echo redis-pubsub ;;
+  baseline) echo pubsub ;;
+  esac
+}
+
+write_stub() { # write_stub FILE RUN SERVER WORKLOAD PARAM FIELD TEXT
+  printf '{"run": %d, "server": "%s", "workload": "%s", "param": %d, "layer": "%s", "%s": "%s"}\n' \
+    "$2" "$3" "$4" "$5" "$(layer_of "$3")" "$6" "$7" >"$1"
+}
+
+# run_cell RUN SERVER WORKLOAD PARAM: fresh Redis state, fresh server, one measurement.
+run_cell() {
+  local run=$1 server=$2 wl=$3 param=$4 name file log cap args=()
+  name="r$run-$wl${param:+-$param}-$server"
+  file="$out/cells/$name.json"
+  log="$out/logs/$name.log"
+  if [ "$wl" = w2 ] && [ "$server" = canal ] && [ "$canal_layer" != redis ]; then
+    write_stub "$file" "$run" "$server" "$wl" "$param" na "n/a (Redis layer pending)"
+    echo "bench: $name: n/a (Redis layer pending)"
+    return
+  fi
+  "$BIN/loadgen" redis -redis "$RURL" flushall
+  if ! start_server "$server" "$log"; then
+    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "server did not start (see logs/$name.log)"
+    stop_server
+    return
+  fi
+  args=(-url "ws://127.0.0.1:$SERVER_PORT/ws/bench/" -redis "$RURL" -server-pid "$SERVER_PID"
+    -redis-pid "$REDIS_PID" -run "$run" -server "$server" -layer "$(layer_of "$server")" -out "$file"
+    -connect-concurrency "$CONNECT_CONC")
+  case $wl in
+  w1)
+    cap=$((${W1_DUR%s} + 120))
+    args+=(-duration "$W1_DUR" -concurrency "$W1_CONC" -max-handshakes "$W1_MAX" -warmup "$WARMUP")
+    ;;
+  w2)
+    cap=$HOLD_DEADLINE
+    local backend=core
+    case $server in channels-pubsub) backend=pubsub ;; baseline) backend=publish ;; esac
+    args+=(-sockets "$param" -per-worker "$PER_WORKER" -burst "$BURST" -paced-rate "$PACED_RATE"
+      -paced-duration "$PACED_DUR" -drain-idle "$DRAIN_IDLE" -python "$PY"
+      -publisher "$BENCH/peer/publish.py" -publisher-backend "$backend")
+    ;;
+  w3)
+    cap=$HOLD_DEADLINE
+    args+=(-sockets "$param" -per-worker "$PER_WORKER" -settle "$SETTLE" -hold "$HOLD")
+    ;;
+  soak)
+    cap=$((soak + HOLD_DEADLINE))
+    args+=(-sockets "$param" -per-worker "$PER_WORKER" -settle "$SETTLE" -hold "${soak}s" -sample "$SAMPLE")
+    ;;
+  w4)
+    cap=$((${W4_DUR%s} + 120))
+    args+=(-sockets "$W4_SOCKETS" -duration "$W4_DUR" -warmup "$WARMUP")
+    ;;
+  esac
+  args+=(-deadline "${cap}s")
+  local rc=0
+  $PIN1 timeout -k 10 $((cap + 30)) "$BIN/loadgen" "$wl" "${args[@]}" 2>>"$out/logs/$name.loadgen.log" || rc=$?
+  stop_server
+  if [ ! -s "$file" ]; then
+    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "load generator exited with status $rc (see logs/$name.loadgen.log)"
+  fi
+  echo "bench: $name done$([ "$rc" = 0 ] || echo " (status $rc)")"
+}
+
+# --- Runs ------------------------------------------------------------------------------
+read -r -a order <<<"$servers"
+cells=()
+for w in $workloads; do
+  case $w in
+  w2) for n in $W2_SIZES; do cells+=("w2 $n"); done ;;
+  w3) for n in $W3_SIZES; do cells+=("w3 $n"); done ;;
+  *) cells+=("$w") ;;
+  esac
+done
+cells_start=$SECONDS
+for run in $(seq "$runs"); do
+  # Servers alternate within each cell; the starting server rotates from run to run.
+  k=$(((run - 1) % ${#order[@]}))
+  rotated=("${order[@]:k}" "${order[@]:0:k}")
+  for c in "${cells[@]}"; do
+    read -r wl param <<<"$c"
+    for s in "${rotated[@]}"; do run_cell "$run" "$s" "$wl" "${param:-}"; done
+  done
+done
+if [ "$soak" -gt 0 ]; then
+  for s in $soak_servers; do run_cell 1 "$s" soak "$biggest_w3"; done
+fi
+echo "bench: cells took $((SECONDS - cells_start)) s"
+
+# --- Report ----------------------------------------------------------------------------
+report_args=(-dir "$out")
+if [ "$mode" = full ] && [ "$write_md" = 1 ]; then
+  report_args+=(-benchmarks-md "$ROOT/BENCHMARKS.md")
+fi
+"$BIN/report" "${report_args[@]}"
+echo "bench: results in $out"
