@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // only served with -pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -95,6 +97,7 @@ func main() {
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL: tickets, and the channel layer with -layer redis")
 	ping := flag.Duration("ping", 10*time.Second, "keepalive ping interval")
 	layerName := flag.String("layer", "redis", "channel layer: redis or memory")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (profiling runs only)")
 	status := flag.Bool("layer-status", false, `print "redis" if this build has the Redis layer, else "pending", and exit`)
 	flag.Parse()
 	if *status {
@@ -104,6 +107,9 @@ func main() {
 			fmt.Println("pending")
 		}
 		return
+	}
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	if err := run(*addr, *redisURL, *ping, *layerName); err != nil {
 		if errors.Is(err, errLayerPending) {
