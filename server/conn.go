@@ -1,10 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -74,6 +76,7 @@ type conn struct {
 	closeSent bool
 	discCode  int // code for Session.Disconnect
 	ws        *fws.Conn
+	batch     *batchConn
 	pinger    *time.Timer
 }
 
@@ -401,26 +404,43 @@ func (c *conn) write() {
 	}
 }
 
+// writeFrames writes a batch of frames with one system call where they fit in the
+// batch buffer.
 func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
+	_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.batch.begin()
 	for _, f := range batch {
 		typ := fws.TextMessage
 		if f.Binary {
 			typ = fws.BinaryMessage
 		}
-		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 		if err := ws.WriteMessage(typ, f.Data); err != nil {
+			_ = c.batch.end()
 			return err
 		}
 	}
-	return nil
+	return c.batch.end()
 }
 
 // --- the socket ---
 
-// serve runs on the hijack goroutine once the 101 is sent; it is the read loop. When
-// it returns, fasthttp closes the socket, so nothing may touch ws afterwards: serve
-// waits for the worker and writer first.
-func (c *conn) serve(ws *fws.Conn) {
+// upgrade answers 101 on the socket fasthttp handed over. On failure it closes the
+// socket, ends the connection and returns nil.
+func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fws.Conn, *batchConn) {
+	bc := &batchConn{Conn: raw}
+	ws, err := c.srv.upgrader.Upgrade(&hijacker{conn: bc, br: bufio.NewReaderSize(bc, c.srv.opts.ReadBufferSize)}, req, header)
+	if err != nil {
+		c.log().Info("canal: upgrade failed", "err", err)
+		_ = raw.Close()
+		c.teardown(canal.CloseAbnormal)
+		return nil, nil
+	}
+	return ws, bc
+}
+
+// serve is the read loop. When it returns the socket is closed: it waits for the
+// worker and writer first.
+func (c *conn) serve(ws *fws.Conn, bc *batchConn) {
 	o := c.srv.opts
 	ws.SetReadLimit(o.ReadLimit)
 	alive := func() { _ = ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout)) }
@@ -428,15 +448,23 @@ func (c *conn) serve(ws *fws.Conn) {
 	ws.SetPongHandler(func(string) error { alive(); return nil })
 
 	c.mu.Lock()
-	c.ws = ws
+	c.ws, c.batch = ws, bc
 	c.pinger = time.AfterFunc(o.PingInterval, c.ping)
 	c.kickWriter()
 	c.mu.Unlock()
 
 	code := c.readLoop(ws, alive)
-
 	c.mu.Lock()
 	c.pinger.Stop()
+	c.mu.Unlock()
+	_ = ws.NetConn().Close() // unblocks a writer stuck on a dead peer
+	c.teardown(code)
+}
+
+// teardown ends the connection once the socket is gone: Disconnect runs, the worker
+// and writer finish, and the server forgets the connection.
+func (c *conn) teardown(code int) {
+	c.mu.Lock()
 	if c.state == stateAccepted {
 		c.discCode = code
 	}
@@ -449,7 +477,6 @@ func (c *conn) serve(ws *fws.Conn) {
 	c.queueDisconnectLocked()
 	c.mu.Unlock()
 
-	_ = ws.NetConn().Close() // unblocks a writer stuck on a dead peer
 	c.wg.Wait()
 	c.cancel()
 	c.srv.remove(c)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	fws "github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/canaltest"
@@ -325,4 +326,75 @@ func TestKeepalive(t *testing.T) {
 			t.Fatalf("Disconnect(%d), want 1006", got)
 		}
 	})
+}
+
+// TestHandlerWithoutMount: an app that installs Handler itself (so fasthttp closes
+// hijacked sockets) gets the same behaviour, with the read loop on fasthttp's goroutine.
+func TestHandlerWithoutMount(t *testing.T) {
+	t.Parallel()
+	p := newProbe()
+	srv, err := server.New(p, fastOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Use("/", srv.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = app.Listener(ln) }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		_ = app.ShutdownWithContext(ctx)
+		<-done
+	}()
+	c, err := canaltest.Dial(ctxT(t), "ws://"+ln.Addr().String()+"/", canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendText("echo"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ReceiveText(ctxT(t)); err != nil || got != "echo" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	_ = c.Close(4000)
+	if got := p.waitDisconnect(t); got != 4000 {
+		t.Fatalf("Disconnect(%d), want 4000", got)
+	}
+}
+
+// TestMalformedHandshake: a request that cannot be upgraded gets 400 before any handler.
+func TestMalformedHandshake(t *testing.T) {
+	t.Parallel()
+	p := newProbe()
+	s := canaltest.NewServer(t, p, fastOptions())
+	tests := []struct{ name, key, version string }{
+		{"short key", "c2hvcnQ=", "13"},
+		{"bad version", "dGhlIHNhbXBsZSBub25jZQ==", "8"},
+		{"no key", "", "13"},
+	}
+	for _, tt := range tests {
+		nc, err := net.DialTimeout("tcp", s.Addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: %s\r\n\r\n", s.Addr, tt.key, tt.version)
+		_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		status, err := bufio.NewReader(nc).ReadString('\n')
+		nc.Close()
+		if err != nil || !strings.Contains(status, " 400 ") {
+			t.Errorf("%s: answer %q, %v; want 400", tt.name, status, err)
+		}
+	}
+	select {
+	case <-p.conns:
+		t.Fatal("a malformed handshake reached the handler")
+	default:
+	}
 }

@@ -40,8 +40,12 @@ type Options struct {
 	// FrameQueue is the most client frames waiting for the session; past it the
 	// server stops reading that socket (TCP back-pressure). Default 16.
 	FrameQueue int
-	// ReadBufferSize and WriteBufferSize size the per-socket I/O buffers. Default 1 KiB.
-	ReadBufferSize, WriteBufferSize int
+	// ReadBufferSize is each socket's read buffer, held for its life. Default 512 bytes;
+	// at least 257 (the websocket library's minimum for reusing it).
+	ReadBufferSize int
+	// WriteBufferSize is the buffer a socket borrows from a pool while it writes a
+	// message; an idle socket holds none. Default 4 KiB.
+	WriteBufferSize int
 	// HTTP serves plain HTTP requests that reach the mount point. Nil passes them on
 	// to the app's other routes (c.Next).
 	HTTP fiber.Handler
@@ -81,8 +85,8 @@ func (o Options) withDefaults() (Options, error) {
 		{"SendQueue", &o.SendQueue, 256},
 		{"EventQueue", &o.EventQueue, 256},
 		{"FrameQueue", &o.FrameQueue, 16},
-		{"ReadBufferSize", &o.ReadBufferSize, 1024},
-		{"WriteBufferSize", &o.WriteBufferSize, 1024},
+		{"ReadBufferSize", &o.ReadBufferSize, 512},
+		{"WriteBufferSize", &o.WriteBufferSize, 4096},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {
@@ -91,6 +95,9 @@ func (o Options) withDefaults() (Options, error) {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
+	}
+	if o.ReadBufferSize <= 256 {
+		return o, fmt.Errorf("%w: ReadBufferSize must be at least 257, got %d", ErrOptions, o.ReadBufferSize)
 	}
 	if o.ReadLimit < 0 {
 		return o, fmt.Errorf("%w: ReadLimit is negative (%d)", ErrOptions, o.ReadLimit)

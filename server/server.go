@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -25,7 +26,7 @@ import (
 type Server struct {
 	root     canal.Handler
 	opts     Options
-	upgrader fws.FastHTTPUpgrader
+	upgrader fws.Upgrader
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -43,19 +44,30 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{})}
-	s.upgrader = fws.FastHTTPUpgrader{
-		ReadBufferSize:  o.ReadBufferSize,
+	s.upgrader = fws.Upgrader{
+		// Zero: the library reuses the reader handed over by hijacker, sized by
+		// Options.ReadBufferSize.
+		ReadBufferSize:  0,
 		WriteBufferSize: o.WriteBufferSize,
+		// Write buffers are lent per message, so an idle socket holds none.
+		WriteBufferPool: &writeBuffers{},
 		// Origins are checked by middleware before the upgrade; the upgrader's own
 		// check would answer 403 without telling the app why.
-		CheckOrigin: func(*fasthttp.RequestCtx) bool { return true },
+		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	return s, nil
 }
 
 // Mount serves WebSocket upgrades under prefix on app; other requests under prefix go
 // to Options.HTTP or the app's next routes. This is Channels' ProtocolTypeRouter.
+//
+// Mount sets the app's fasthttp KeepHijackedConns, so that fasthttp recycles its
+// request context and 4 KiB read buffer as soon as a socket is upgraded (Canal closes
+// its sockets itself). Another hijacking handler on the same app must then close its
+// own connections; gofiber/contrib/websocket does not, so do not mount both on one app.
+// Call Mount before the app starts listening.
 func (s *Server) Mount(app *fiber.App, prefix string) {
+	app.Server().KeepHijackedConns = true
 	app.Use(prefix, s.Handler())
 }
 
@@ -68,7 +80,7 @@ func (s *Server) Handler() fiber.Handler {
 			}
 			return c.Next()
 		}
-		s.handshake(c.Context())
+		s.handshake(c.Context(), c.App().Server().KeepHijackedConns)
 		return nil
 	}
 }
@@ -139,7 +151,11 @@ func (s *Server) remove(c *conn) {
 
 // handshake runs on fasthttp's request goroutine: it decides the handshake and either
 // answers an HTTP status or upgrades, handing the socket to a hijack goroutine.
-func (s *Server) handshake(fctx *fasthttp.RequestCtx) {
+func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool) {
+	if !validUpgrade(fctx) {
+		fctx.SetStatusCode(http.StatusBadRequest)
+		return
+	}
 	scope, status := newScope(fctx)
 	if status != 0 {
 		fctx.SetStatusCode(status)
@@ -151,7 +167,9 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	hctx, cancel := context.WithTimeout(c.ctx, s.opts.HandshakeTimeout)
+	// Not derived from c.ctx: a child would leave a children map in c.ctx for the
+	// socket's whole life. Shutdown refuses pending handshakes by itself.
+	hctx, cancel := context.WithTimeout(context.Background(), s.opts.HandshakeTimeout)
 	defer cancel()
 	sess, err := c.connect(hctx)
 	if err == nil && sess == nil {
@@ -189,21 +207,31 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx) {
 	}
 
 	opts := c.acceptOptions()
+	header := make(http.Header, len(opts.Header)+1)
 	for k, vs := range opts.Header {
-		for _, v := range vs {
-			fctx.Response.Header.Add(k, v)
-		}
+		header[http.CanonicalHeaderKey(k)] = vs
 	}
 	if opts.Subprotocol != "" {
-		fctx.Response.Header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
+		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
 	}
-	if err := s.upgrader.Upgrade(fctx, c.serve); err != nil {
-		// The request was a valid upgrade when we started; only a malformed handshake
-		// (no key, wrong version) ends here, with the upgrader's 400.
-		c.log().Info("canal: upgrade failed", "err", err)
-		c.reject(fctx.Response.StatusCode(), "upgrade failed")
-		c.finishRejected()
-	}
+	req := &http.Request{Method: http.MethodGet, Header: c.scope.Headers, Host: string(fctx.Host())}
+	raw := fctx.Conn()
+	fctx.HijackSetNoResponse(true) // the library writes the 101 itself
+	fctx.Hijack(func(net.Conn) {
+		ws, bc := c.upgrade(raw, req, header)
+		if ws == nil {
+			return
+		}
+		if keepHijacked {
+			// Return at once: fasthttp then recycles its request context and read
+			// buffer, and leaves the socket open. The read loop starts on a fresh
+			// goroutine, whose stack stays as small as the loop needs.
+			go c.serve(ws, bc)
+			return
+		}
+		// Without KeepHijackedConns fasthttp closes the socket when this returns.
+		c.serve(ws, bc)
+	})
 }
 
 // refuse answers a handshake whose Connect returned an error.
@@ -227,12 +255,29 @@ func newScope(fctx *fasthttp.RequestCtx) (*canal.Scope, int) {
 	if err != nil {
 		return nil, http.StatusBadRequest
 	}
-	h := make(http.Header)
+	// Copy every header value into one string and every value slice into one array:
+	// the scope lives as long as the socket, so a few large allocations beat many
+	// small ones.
+	n, size := 0, 0
+	fctx.Request.Header.VisitAll(func(k, v []byte) { n, size = n+1, size+len(v) })
+	var all strings.Builder
+	all.Grow(size)
+	fctx.Request.Header.VisitAll(func(_, v []byte) { all.Write(v) })
+	values, vals := all.String(), make([]string, n)
+	h := make(http.Header, n)
 	var protocols []string
+	i, off := 0, 0
 	fctx.Request.Header.VisitAll(func(k, v []byte) {
 		key := http.CanonicalHeaderKey(string(k))
-		val := string(v)
-		h[key] = append(h[key], val)
+		val := values[off : off+len(v)]
+		off += len(v)
+		if prev, ok := h[key]; ok {
+			h[key] = append(prev, val) // rare: a repeated header gets its own slice
+		} else {
+			vals[i] = val
+			h[key] = vals[i : i+1 : i+1]
+		}
+		i++
 		if key == "Sec-Websocket-Protocol" {
 			for _, p := range strings.Split(val, ",") {
 				if p = strings.TrimSpace(p); p != "" {
