@@ -410,11 +410,7 @@ func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
 	_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 	c.batch.begin()
 	for _, f := range batch {
-		typ := fws.TextMessage
-		if f.Binary {
-			typ = fws.BinaryMessage
-		}
-		if err := ws.WriteMessage(typ, f.Data); err != nil {
+		if err := ws.WriteMessage(messageType(f), f.Data); err != nil {
 			_ = c.batch.end()
 			return err
 		}
@@ -428,14 +424,40 @@ func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
 // socket, ends the connection and returns nil.
 func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fws.Conn, *batchConn) {
 	bc := &batchConn{Conn: raw}
+	// One write for the 101 and the frames Connect queued (a greeting, usually).
+	_ = raw.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	bc.begin()
 	ws, err := c.srv.upgrader.Upgrade(&hijacker{conn: bc, br: bufio.NewReaderSize(bc, c.srv.opts.ReadBufferSize)}, req, header)
+	if err == nil {
+		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		c.mu.Lock()
+		early := c.outbox
+		c.outbox = nil
+		c.mu.Unlock()
+		for _, f := range early {
+			if err = ws.WriteMessage(messageType(f), f.Data); err != nil {
+				break
+			}
+		}
+	}
+	if ferr := bc.end(); err == nil {
+		err = ferr
+	}
 	if err != nil {
 		c.log().Info("canal: upgrade failed", "err", err)
 		_ = raw.Close()
 		c.teardown(canal.CloseAbnormal)
 		return nil, nil
 	}
+	_ = raw.SetWriteDeadline(time.Time{})
 	return ws, bc
+}
+
+func messageType(f canal.Frame) int {
+	if f.Binary {
+		return fws.BinaryMessage
+	}
+	return fws.TextMessage
 }
 
 // serve is the read loop. When it returns the socket is closed: it waits for the
