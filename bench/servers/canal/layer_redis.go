@@ -28,5 +28,8 @@ var errLayerPending = errors.New("unreachable: the Redis layer is built in")
 func newRedisLayer(_ rueidis.Client, redisURL string) (canal.Layer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{redisURL}})
+	return layers.NewRedis(ctx, layers.RedisOptions{
+		Hosts:         []string{redisURL},
+		ClientOptions: func(o *rueidis.ClientOption) { o.MaxFlushDelay = flushDelay },
+	})
 }

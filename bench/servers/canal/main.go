@@ -45,6 +45,9 @@ import (
 
 const group = "bench"
 
+// flushDelay is rueidis' MaxFlushDelay for the server's Redis clients.
+var flushDelay time.Duration
+
 // Bench is the benchmark consumer, one per connection.
 type Bench struct{}
 
@@ -98,6 +101,7 @@ func main() {
 	ping := flag.Duration("ping", 10*time.Second, "keepalive ping interval")
 	layerName := flag.String("layer", "redis", "channel layer: redis or memory")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (profiling runs only)")
+	flag.DurationVar(&flushDelay, "flush-delay", flushDelay, "rueidis MaxFlushDelay for every Redis client: coalesces commands into fewer writes")
 	status := flag.Bool("layer-status", false, `print "redis" if this build has the Redis layer, else "pending", and exit`)
 	flag.Parse()
 	if *status {
@@ -127,6 +131,7 @@ func run(addr, redisURL string, ping time.Duration, layerName string) error {
 		return err
 	}
 	opt.DisableCache = true
+	opt.MaxFlushDelay = flushDelay
 	rdb, err := rueidis.NewClient(opt)
 	if err != nil {
 		return err
