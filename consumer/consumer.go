@@ -55,6 +55,11 @@ type Options[T any] struct {
 	// entry go to the consumer's Event method if it has one; otherwise they are logged
 	// and dropped.
 	Events map[string]EventFunc[T]
+	// Frames maps a layer event type to the frame sent to the client for it. The frame
+	// is built once per message and the same bytes go to every member of a group: the
+	// fast path for fan-out, where Events would encode once per member. A type may be
+	// in Events or Frames, not both.
+	Frames map[string]FrameFunc
 	// OnInvalid decides what a JSON consumer does with a frame that is not a JSON text
 	// frame (err wraps ErrInvalidJSON or ErrBinaryFrame). Returning nil keeps the socket
 	// open (it may reply first); an error closes it like any handler error. Nil closes
@@ -86,6 +91,7 @@ const cleanupTimeout = 5 * time.Second
 type Handler[T any] struct {
 	factory func() T
 	opts    Options[T]
+	frames  map[string]*frameMemo
 }
 
 // New returns the handler for consumer type T; factory makes a fresh T per connection.
@@ -107,13 +113,29 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 			return nil, fmt.Errorf("consumer: nil handler for event %q", t)
 		}
 	}
+	if len(opts.Frames) > 0 && opts.Layer == nil {
+		return nil, fmt.Errorf("%w: Frames need a Layer", ErrNoLayer)
+	}
+	memos := make(map[string]*frameMemo, len(opts.Frames))
+	for t, fn := range opts.Frames {
+		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
+			return nil, fmt.Errorf("consumer: frame builder: %w", err)
+		}
+		if fn == nil {
+			return nil, fmt.Errorf("consumer: nil frame builder for event %q", t)
+		}
+		if _, dup := opts.Events[t]; dup {
+			return nil, fmt.Errorf("consumer: event %q is in both Events and Frames", t)
+		}
+		memos[t] = &frameMemo{build: fn}
+	}
 	if opts.ChannelPrefix == "" {
 		opts.ChannelPrefix = "specific"
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler[T]{factory: factory, opts: opts}, nil
+	return &Handler[T]{factory: factory, opts: opts, frames: memos}, nil
 }
 
 // Connect implements canal.Handler.
@@ -189,6 +211,13 @@ func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) e
 		return nil
 	}
 	t := m.Type()
+	if fm, ok := s.h.frames[t]; ok {
+		f, err := fm.frame(m)
+		if err != nil {
+			return err
+		}
+		return s.c.Send(f)
+	}
 	if fn, ok := s.h.opts.Events[t]; ok {
 		return fn(s.inst, ctx, s.c, m)
 	}

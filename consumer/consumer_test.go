@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,5 +340,61 @@ func TestNewValidates(t *testing.T) {
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// framed has no hooks: its group events go through Options.Frames.
+type framed struct{}
+
+func TestFramesEncodeOncePerMessage(t *testing.T) {
+	t.Parallel()
+	layer := newLayer(t)
+	var builds atomic.Int32
+	h, err := consumer.New(func() framed { return framed{} }, consumer.Options[framed]{
+		Layer:  layer,
+		Groups: []string{"room"},
+		Frames: map[string]consumer.FrameFunc{
+			"room.message": consumer.JSONFrame(func(m canal.Message) any {
+				builds.Add(1)
+				return map[string]any{"text": m["text"]}
+			}),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serve(t, h)
+	const members = 20
+	clients := make([]*canaltest.Communicator, members)
+	for i := range clients {
+		clients[i] = dial(t, s)
+	}
+	for _, text := range []string{"one", "two"} {
+		if err := layer.GroupSend(ctxT(t), "room", canal.Message{"type": "room.message", "text": text}); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range clients {
+			if got, err := c.ReceiveText(ctxT(t)); err != nil || got != `{"text":"`+text+`"}` {
+				t.Fatalf("got %q, %v", got, err)
+			}
+		}
+	}
+	// Concurrent consumers may race to build the same frame; far fewer than one build
+	// per member must happen.
+	if n := builds.Load(); n < 2 || n > 2*4 {
+		t.Fatalf("%d builds for 2 messages to %d members", n, members)
+	}
+}
+
+func TestFramesAndEventsExclusive(t *testing.T) {
+	t.Parallel()
+	ok := func(framed, context.Context, *consumer.Conn, canal.Message) error { return nil }
+	_, err := consumer.New(func() framed { return framed{} }, consumer.Options[framed]{
+		Layer:  newLayer(t),
+		Events: map[string]consumer.EventFunc[framed]{"a.b": ok},
+		Frames: map[string]consumer.FrameFunc{"a.b": consumer.JSONFrame(func(canal.Message) any { return 1 })},
+	})
+	if err == nil {
+		t.Fatal("a type in both Events and Frames was accepted")
 	}
 }

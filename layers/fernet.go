@@ -96,9 +96,10 @@ func (f *fernet) encryptAt(dst, plaintext []byte, now int64, iv []byte) []byte {
 	return base64.URLEncoding.AppendEncode(dst, raw)
 }
 
-// decrypt returns the plaintext of token, checked against every key. A token older
-// than ttl seconds (ttl <= 0: no limit) or more than 60 s in the future is refused,
-// as cryptography's MultiFernet.decrypt(token, ttl) does.
+// decrypt returns the plaintext of token, checked against every key. With ttl > 0 a
+// token older than ttl seconds or more than 60 s in the future is refused, as
+// cryptography's MultiFernet.decrypt(token, ttl) does; with ttl <= 0 (Python's
+// ttl=None) its time is not checked at all.
 func (f *fernet) decrypt(token []byte, ttl int64, now int64) ([]byte, error) {
 	raw, err := base64.URLEncoding.AppendDecode(nil, token)
 	if err != nil {
@@ -118,7 +119,7 @@ func (f *fernet) decrypt(token []byte, ttl int64, now int64) ([]byte, error) {
 	if ttl > 0 && ts+ttl < now {
 		return nil, fmt.Errorf("%w: expired", errFernet)
 	}
-	if now+fernetMaxClockSkew < ts {
+	if ttl > 0 && now+fernetMaxClockSkew < ts {
 		return nil, fmt.Errorf("%w: timestamp in the future", errFernet)
 	}
 	signed, sig := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"fmt"
 	"hash/crc32"
 	"testing"
 )
@@ -35,11 +36,12 @@ func TestShardIndex(t *testing.T) {
 			}
 		}
 	}
-	// Every index is in range, for every host count and 12-bit value.
+	// Every index is in range, for many host counts and names.
 	for n := 1; n <= 64; n++ {
-		for b := range 4096 {
-			if got := int(float64(b) / (4096 / float64(n))); got < 0 || got >= n {
-				t.Fatalf("b=%d n=%d gives %d", b, n, got)
+		for i := range 2000 {
+			name := fmt.Sprintf("name.%d", i)
+			if got := shardIndex(name, n); got < 0 || got >= n {
+				t.Fatalf("shardIndex(%q, %d) = %d", name, n, got)
 			}
 		}
 	}

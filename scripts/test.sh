@@ -5,7 +5,7 @@
 #   1. Installs what the suites need from Debian's packages if missing (apt-get; needs
 #      root or sudo): redis-server, python3-django (3.2), python3-django-channels,
 #      python3-channels-redis, python3-daphne, python3-redis, python3-msgpack,
-#      python3-venv, python3-pip, python3-setuptools, chromium.
+#      python3-cryptography, python3-venv, python3-pip, python3-setuptools, chromium.
 #      Set CANAL_SKIP_INSTALL=1 to skip this step.
 #   2. go vet ./...
 #   3. The Django companion package's tests on Debian's Django 3.2 (/usr/bin/python3),
@@ -21,7 +21,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(redis-server python3-django python3-django-channels python3-channels-redis
-  python3-daphne python3-redis python3-msgpack python3-venv python3-pip python3-setuptools chromium)
+  python3-daphne python3-redis python3-msgpack python3-cryptography python3-venv python3-pip
+  python3-setuptools chromium)
 
 install_deps() {
   local missing=()
@@ -62,6 +63,12 @@ trap 'rm -rf "$venv"' EXIT
 # No index is reachable for build tools, so build with Debian's setuptools.
 "$venv/bin/pip" install -q --no-build-isolation --no-index ./python
 (cd "$venv" && "$venv/bin/python" -c "import django_canal, realtime_ticket; print('test: django-canal installs and imports')")
+
+# The layer's interop tests run against every Django stack fetched above; make a
+# missing one an error rather than a quiet reduction of the test matrix.
+case " ${CANAL_DJANGO_VERSIONS:-bookworm trixie sid} " in
+*" trixie "*" sid "*) export CANAL_REQUIRE_DEBIAN_SUITES=1 ;;
+esac
 
 echo "test: go test -race ./..."
 go test -race -count=1 -timeout 30m ./...

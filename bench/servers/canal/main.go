@@ -7,7 +7,8 @@
 //
 //   - a consumer that joins group "bench", accepts and greets
 //     {"type":"hello","user":…}, echoes client JSON, and turns "bench.message" layer
-//     events (Django's channel_layer.group_send) into {"type":"group",…};
+//     events (Django's channel_layer.group_send) into {"type":"group",…}, encoded once
+//     per message (consumer.Options.Frames);
 //
 //   - the channel layer: -layer redis, Canal's channels_redis-compatible layer on the
 //     benchmark's Redis (core backend, Channels' defaults), or -layer memory.
@@ -90,9 +91,10 @@ func (*Bench) ReceiveJSON(ctx context.Context, c *consumer.Conn, content json.Ra
 	return c.SendJSON(m)
 }
 
-// BenchMessage relays Django's group_send(group, {"type": "bench.message", …}).
-func (*Bench) BenchMessage(ctx context.Context, c *consumer.Conn, m canal.Message) error {
-	return c.SendJSON(groupFrame{Type: "group", Seq: m["seq"], TS: m["ts"], Text: m.String("text")})
+// benchFrame relays Django's group_send(group, {"type": "bench.message", …}): built
+// once per message by consumer.Options.Frames, the same bytes to every member.
+func benchFrame(m canal.Message) any {
+	return groupFrame{Type: "group", Seq: m["seq"], TS: m["ts"], Text: m.String("text")}
 }
 
 func main() {
@@ -157,7 +159,7 @@ func run(addr, redisURL string, ping time.Duration, layerName string) error {
 
 	bench, err := consumer.New(func() *Bench { return &Bench{} }, consumer.Options[*Bench]{
 		Layer:  layer,
-		Events: map[string]consumer.EventFunc[*Bench]{"bench.message": (*Bench).BenchMessage},
+		Frames: map[string]consumer.FrameFunc{"bench.message": consumer.JSONFrame(benchFrame)},
 		Logger: logger,
 	})
 	if err != nil {

@@ -1,0 +1,1462 @@
+package layers
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal"
+)
+
+// RedisOptions configures NewRedis. The zero value gives channels_redis' defaults;
+// every field must match the Django side's CHANNEL_LAYERS settings for the two to
+// talk.
+type RedisOptions struct {
+	// Hosts are the Redis servers as URLs (redis://[:password@]host:port/db,
+	// rediss://…, unix://…), in the same order as Django's "hosts": the order decides
+	// sharding. Default ["redis://localhost:6379"].
+	Hosts []string
+	// Prefix is glued to every key with no separator (default "asgi").
+	Prefix string
+	// Expiry is a message's lifetime in Redis (default 60 s); GroupExpiry a group
+	// membership's (default 24 h). Redis counts in whole seconds: both are rounded up.
+	Expiry, GroupExpiry time.Duration
+	// Capacity is the number of messages one Redis queue key holds before Send returns
+	// canal.ErrChannelFull (default 100). All the process-local channels of one process
+	// share one key, so they share this capacity, as in channels_redis.
+	Capacity int
+	// ChannelCapacity overrides Capacity per channel-name glob; the first match wins.
+	ChannelCapacity []Capacity
+	// SymmetricEncryptionKeys turns on Fernet encryption of message bodies: the first
+	// key encrypts, all of them decrypt (rotation).
+	SymmetricEncryptionKeys []string
+	// SerializerFormat is "msgpack" (default) or "json" (channels_redis 4.2.1+).
+	SerializerFormat string
+	// RandomPrefixLength is the number of random bytes before each stored message
+	// (default 12). A negative value means none, which is channels_redis'
+	// random_prefix_length=0.
+	RandomPrefixLength int
+	// ClientOptions, when set, may change each host's rueidis options (timeouts,
+	// TLS, pool sizes) after the layer's defaults are applied.
+	ClientOptions func(*rueidis.ClientOption)
+	// Logger receives the layer's warnings (default slog.Default()). Messages'
+	// contents are never logged.
+	Logger *slog.Logger
+}
+
+// Defaults shared with channels_redis.
+const (
+	DefaultRedisHost          = "redis://localhost:6379"
+	DefaultRedisPrefix        = "asgi"
+	DefaultRandomPrefixLength = 12
+)
+
+const (
+	// asgiChannelKey carries the target channel(s) of a message on a process queue.
+	asgiChannelKey = "__asgi_channel__"
+	// redisLoopBlock is the BZPOPMIN timeout of the receive loop: how often it looks for
+	// queue keys added since (NewChannel with a new prefix) and sweeps idle buffers.
+	redisLoopBlock = 2 * time.Second
+	// redisReceiveBlock is the BZPOPMIN timeout of Receive on a normal channel
+	// (channels_redis' brpop_timeout); with several hosts each is polled in turn for
+	// redisReceiveBlockSharded.
+	redisReceiveBlock        = 5 * time.Second
+	redisReceiveBlockSharded = time.Second
+	// redisDrainBatch is how many more messages the loop pops at once after a wake-up.
+	redisDrainBatch = 64
+	// redisMaxBackoff bounds the receive loop's wait between attempts while Redis is down.
+	redisMaxBackoff = 2 * time.Second
+	// redisMaxStaleRetries bounds the immediate retries of a command that failed on a
+	// connection that died while idle (Redis restarted): each such pooled connection
+	// fails once before it is replaced.
+	redisMaxStaleRetries = 4
+)
+
+// RedisStats counts what happened to messages the receive loop took from Redis.
+type RedisStats struct {
+	// Delivered: handed to an attached channel's deliver func or queued for Receive.
+	Delivered uint64
+	// Dropped: deliver returned false (its queue was full), or the local queue of a
+	// NewChannel channel was at capacity.
+	Dropped uint64
+	// Undeliverable: addressed to a detached channel of this process.
+	Undeliverable uint64
+	// Malformed: skipped because it could not be read (no random prefix, bad
+	// encoding or encryption, no string "type", no __asgi_channel__).
+	Malformed uint64
+	// GroupFull: queue keys GroupSend skipped because they were at capacity.
+	GroupFull uint64
+	// Reconnects: recoveries from a Redis failure, by a receive loop (Redis: queued
+	// messages wait in Redis meanwhile) or a subscriber connection (RedisPubSub:
+	// messages published meanwhile were lost).
+	Reconnects uint64
+}
+
+// Redis is a channel layer in Redis that speaks channels_redis' wire format
+// (channels_redis.core.RedisChannelLayer, 3.x–4.x), so Django and Go processes share
+// channels and groups: Django's group_send reaches Go consumers, Go's reaches Django's.
+//
+// Layout, as in channels_redis: each channel's queue is a sorted set scored by send
+// time; every process-local channel "<prefix>.<process id>!<local id>" of a process
+// shares the process's queue key, and the target travels inside the message under
+// "__asgi_channel__"; groups are sorted sets "<prefix>:group:<name>" of channel names
+// scored by join time. With several hosts, names are sharded with channels_redis' CRC
+// function.
+//
+// One receive loop goroutine per host pops the process's queue keys (BZPOPMIN) and
+// hands each message to its channel: to an attached channel's deliver func, or to a
+// bounded in-memory queue read by Receive. The loop never waits for a consumer: a
+// deliver func returning false or a full queue drops the message, counted in Stats.
+// The loop starts with the first NewChannel or Attach; a process that only sends
+// holds no blocking connection.
+//
+// Behaviour beyond the canal.Layer contract:
+//   - Send to a process-local channel of any process goes through Redis (Django's
+//     channels included); ErrChannelFull means that process's queue key is full.
+//   - Receive on a normal (worker) channel is Django's receive: it moves the popped
+//     message to "<key>$inflight" until it is handed over, so other processes restore
+//     it if this one dies in between. Receive on another process's channel, or on an
+//     Attach channel, is an error.
+//   - A detached Attach channel is dead: Send to it is dropped without touching Redis,
+//     GroupAdd of it does nothing, and GroupSend removes its memberships.
+//   - Members that cannot be read are logged (never their contents) and skipped; they
+//     never stop the loop.
+//   - While Redis is down, calls return errors wrapping canal.ErrUnavailable, the loop
+//     retries with backoff and resumes when Redis is back; Receive on a local channel
+//     keeps waiting.
+//   - Flush deletes every key starting with the prefix on every host, as Django does,
+//     and this process's buffered messages.
+//   - After Close every method returns canal.ErrLayerClosed; Close is idempotent.
+type Redis struct {
+	hosts       []*redisHost
+	prefix      string
+	expiry      int64 // seconds
+	groupExpiry int64 // seconds
+	capacity    int
+	patterns    []Capacity
+	crypter     *fernet
+	json        bool
+	randLen     int
+	log         *slog.Logger
+
+	pid     string // this process's id in channel names: 32 hex digits
+	pidPart string // "." + pid + "!"
+	seed    maphash.Seed
+
+	start time.Time // clock origin of the local buffers
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+
+	closed atomic.Bool
+	done   chan struct{}
+
+	sendRR, recvRR atomic.Uint32 // round robin over hosts for normal channels
+
+	// mu guards the local state the receive loops route to.
+	mu           sync.RWMutex
+	listeners    map[string]*redisListener
+	buffers      map[string]*memQueue
+	keySet       map[string]bool
+	keys         atomic.Pointer[[]string] // watched queue keys, copy on write
+	loopsStarted bool
+	lastSweep    time.Duration
+
+	pmu     sync.Mutex
+	pollers map[string]*redisPoller
+
+	delivered, dropped, undeliverable, malformed, groupFull, reconnects atomic.Uint64
+	lastMalformedLog                                                    atomic.Int64
+}
+
+var _ canal.Layer = (*Redis)(nil)
+
+type redisHost struct {
+	name   string // the URL without its password, for logs
+	client rueidis.Client
+}
+
+type redisListener struct {
+	deliver  func(canal.Message) bool
+	detached atomic.Bool
+}
+
+// redisPoller pops one normal channel's key for the receivers waiting on it.
+type redisPoller struct {
+	key     string
+	waiters []chan redisRecv // FIFO; each buffered 1 and sent to once
+}
+
+type redisRecv struct {
+	msg canal.Message
+	err error
+}
+
+// Scripts. Each runs atomically on its host; their effects are those of the
+// commands channels_redis sends one by one.
+var (
+	// KEYS[1] queue; ARGV member, score, expiry, cutoff, capacity. 1 sent, 0 full.
+	redisSendScript = rueidis.NewLuaScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[4])
+if redis.call('ZCOUNT', KEYS[1], '-inf', '+inf') >= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1`)
+
+	// KEYS queue keys; ARGV members (one per key), capacities (one per key), score,
+	// expiry, cutoff. Returns how many keys were full.
+	redisGroupSendScript = rueidis.NewLuaScript(`
+local n = #KEYS
+local score, expiry, cutoff = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local full = 0
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+  if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
+    redis.call('ZADD', KEYS[i], score, ARGV[i])
+    redis.call('EXPIRE', KEYS[i], expiry)
+  else
+    full = full + 1
+  end
+end
+return full`)
+
+	// KEYS[1] queue, KEYS[2] its $inflight backup, ARGV[1] a score: put the backups
+	// scored below it back in the queue (channels_redis puts all of them back).
+	redisRestoreScript = rueidis.NewLuaScript(`
+local backed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'WITHSCORES')
+for i = 1, #backed, 2 do
+  redis.call('ZADD', KEYS[1], backed[i + 1], backed[i])
+  redis.call('ZREM', KEYS[2], backed[i])
+end`)
+
+	// KEYS[1] queue, KEYS[2] its $inflight backup; ARGV score, member: put one popped
+	// message back where it was.
+	redisPutBackScript = rueidis.NewLuaScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])`)
+
+	// ARGV[1] a KEYS pattern: delete every matching key.
+	redisFlushScript = rueidis.NewLuaScript(`
+local keys = redis.call('KEYS', ARGV[1])
+for i = 1, #keys, 5000 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 4999, #keys)))
+end
+return #keys`)
+)
+
+// wholeSeconds rounds d up to whole seconds, at least 1.
+func wholeSeconds(d time.Duration) int64 {
+	return max(1, int64(math.Ceil(d.Seconds())))
+}
+
+// NewRedis connects to every host and returns the layer. Bad options are errors;
+// a host that cannot be reached within ctx (or the dial timeout) gives an error
+// wrapping canal.ErrUnavailable.
+func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
+	switch {
+	case opts.Expiry < 0:
+		return nil, fmt.Errorf("layers: redis: negative Expiry %v", opts.Expiry)
+	case opts.GroupExpiry < 0:
+		return nil, fmt.Errorf("layers: redis: negative GroupExpiry %v", opts.GroupExpiry)
+	case opts.Capacity < 0:
+		return nil, fmt.Errorf("layers: redis: negative Capacity %d", opts.Capacity)
+	}
+	if err := validateCapacities(opts.ChannelCapacity); err != nil {
+		return nil, err
+	}
+	r := &Redis{
+		prefix:      cmp.Or(opts.Prefix, DefaultRedisPrefix),
+		expiry:      wholeSeconds(cmp.Or(opts.Expiry, DefaultExpiry)),
+		groupExpiry: wholeSeconds(cmp.Or(opts.GroupExpiry, DefaultGroupExpiry)),
+		capacity:    cmp.Or(opts.Capacity, DefaultCapacity),
+		patterns:    slices.Clone(opts.ChannelCapacity),
+		randLen:     cmp.Or(opts.RandomPrefixLength, DefaultRandomPrefixLength),
+		log:         opts.Logger,
+		pid:         randomHex(16),
+		seed:        maphash.MakeSeed(),
+		start:       time.Now(),
+		done:        make(chan struct{}),
+		listeners:   make(map[string]*redisListener),
+		buffers:     make(map[string]*memQueue),
+		keySet:      make(map[string]bool),
+		pollers:     make(map[string]*redisPoller),
+	}
+	r.pidPart = "." + r.pid + "!"
+	r.randLen = max(r.randLen, 0)
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.keys.Store(&[]string{})
+	switch opts.SerializerFormat {
+	case "", "msgpack":
+	case "json":
+		r.json = true
+	default:
+		return nil, fmt.Errorf("layers: redis: unknown SerializerFormat %q (want msgpack or json)", opts.SerializerFormat)
+	}
+	var err error
+	if r.crypter, err = newFernet(opts.SymmetricEncryptionKeys); err != nil {
+		return nil, fmt.Errorf("layers: redis: %w", err)
+	}
+	hosts := opts.Hosts
+	if len(hosts) == 0 {
+		hosts = []string{DefaultRedisHost}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for i, u := range hosts {
+		h, err := dialRedisHost(ctx, u, opts.ClientOptions)
+		if err != nil {
+			for _, h := range r.hosts {
+				h.client.Close()
+			}
+			return nil, fmt.Errorf("layers: redis: host %d: %w", i, err)
+		}
+		r.hosts = append(r.hosts, h)
+	}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// redactURL returns u without its password, for logs and errors.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
+}
+
+func dialRedisHost(ctx context.Context, u string, hook func(*rueidis.ClientOption)) (*redisHost, error) {
+	name := redactURL(u)
+	opt, err := rueidis.ParseURL(u)
+	if err != nil {
+		// url.Parse's errors quote the URL, password included.
+		return nil, fmt.Errorf("bad URL %s: %s", name, strings.ReplaceAll(err.Error(), u, name))
+	}
+	// channels_redis has no client-side caching and no Redis Cluster support.
+	opt.DisableCache = true
+	opt.ForceSingleClient = true
+	if hook != nil {
+		hook(&opt)
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w: %w", name, canal.ErrUnavailable, err)
+	}
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ping %s: %w: %w", name, canal.ErrUnavailable, err)
+	}
+	return &redisHost{name: name, client: c}, nil
+}
+
+// Stats returns the receive loop's counters.
+func (r *Redis) Stats() RedisStats {
+	return RedisStats{
+		Delivered:     r.delivered.Load(),
+		Dropped:       r.dropped.Load(),
+		Undeliverable: r.undeliverable.Load(),
+		Malformed:     r.malformed.Load(),
+		GroupFull:     r.groupFull.Load(),
+		Reconnects:    r.reconnects.Load(),
+	}
+}
+
+// ProcessID returns the 32 hex digits that name this layer's process-local channels
+// ("specific.<id>!…").
+func (r *Redis) ProcessID() string { return r.pid }
+
+func (r *Redis) begin(ctx context.Context) error {
+	if r.closed.Load() {
+		return canal.ErrLayerClosed
+	}
+	return ctx.Err()
+}
+
+// fail wraps a Redis failure: canal.ErrLayerClosed once closed, the server's error
+// reply as it is, anything else (network, timeout, deadline) with canal.ErrUnavailable.
+func (r *Redis) fail(op string, err error) error { return redisFailure(r.closed.Load(), op, err) }
+
+func redisFailure(closed bool, op string, err error) error {
+	if closed || errors.Is(err, rueidis.ErrClosing) {
+		return fmt.Errorf("layers: redis: %s: %w", op, canal.ErrLayerClosed)
+	}
+	if rerr, ok := rueidis.IsRedisErr(err); ok {
+		switch strings.SplitN(rerr.Error(), " ", 2)[0] {
+		case "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY":
+		default:
+			return fmt.Errorf("layers: redis: %s: %w", op, err)
+		}
+	}
+	return fmt.Errorf("layers: redis: %s: %w: %w", op, canal.ErrUnavailable, err)
+}
+
+// redisStaleConn reports whether err shows that a pooled connection had died before use.
+func redisStaleConn(err error) bool {
+	if err == nil || rueidis.IsRedisNil(err) {
+		return false
+	}
+	if _, ok := rueidis.IsRedisErr(err); ok {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// redisRetry runs f again while it fails on connections that died while idle.
+func redisRetry(ctx context.Context, f func() error) error {
+	err := f()
+	for i := 0; redisStaleConn(err) && i < redisMaxStaleRetries && ctx.Err() == nil; i++ {
+		err = f()
+	}
+	return err
+}
+
+// redisNow returns the score of a message sent now (Python's time.time()) and the
+// whole seconds.
+func redisNow() (score float64, sec int64) {
+	t := time.Now()
+	return float64(t.UnixMicro()) / 1e6, t.Unix()
+}
+
+func formatScore(score float64) string { return strconv.FormatFloat(score, 'f', -1, 64) }
+
+func (r *Redis) localNow() time.Duration { return time.Since(r.start) }
+
+// nonLocal returns the part of a channel name up to and including '!', or the whole
+// name of a normal channel.
+func nonLocal(channel string) string {
+	if i := strings.IndexByte(channel, '!'); i >= 0 {
+		return channel[:i+1]
+	}
+	return channel
+}
+
+// ownChannel reports whether channel is a process-local channel of this layer.
+func (r *Redis) ownChannel(channel string) bool {
+	i := strings.IndexByte(channel, '!')
+	return i >= 0 && strings.HasSuffix(channel[:i+1], r.pidPart) && i+1 > len(r.pidPart)
+}
+
+// attachTag returns the 16 hex digits that follow random in an Attach channel's local
+// part: names made by Attach are recognised without remembering them all.
+func attachTag(seed maphash.Seed, random string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], maphash.String(seed, random))
+	return hex.EncodeToString(b[:])
+}
+
+// isAttachLocal reports whether local is 16 hex digits followed by their attachTag.
+// It parses the tag rather than formatting one, so it does not allocate.
+func isAttachLocal(seed maphash.Seed, local string) bool {
+	if len(local) != 32 {
+		return false
+	}
+	var tag uint64
+	for i := 16; i < 32; i++ {
+		c := local[i]
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		default:
+			return false
+		}
+		tag = tag<<4 | uint64(c)
+	}
+	return tag == maphash.String(seed, local[:16])
+}
+
+func (r *Redis) attachTag(random string) string { return attachTag(r.seed, random) }
+
+// isAttachName reports whether channel was made by this layer's Attach.
+func (r *Redis) isAttachName(channel string) bool {
+	return r.ownChannel(channel) && isAttachLocal(r.seed, channel[strings.IndexByte(channel, '!')+1:])
+}
+
+// detachedOwn reports whether channel is a detached Attach channel of this layer.
+func (r *Redis) detachedOwn(channel string) bool {
+	if !r.isAttachName(channel) {
+		return false
+	}
+	r.mu.RLock()
+	l := r.listeners[channel]
+	r.mu.RUnlock()
+	return l == nil || l.detached.Load()
+}
+
+// localName returns "<prefix>.<pid>!<local>" and its queue key.
+func (r *Redis) localName(prefix, local string) (name, key string, err error) {
+	if prefix == "" {
+		prefix = "specific"
+	}
+	nl := prefix + r.pidPart
+	name = nl + local
+	if err := ValidChannelName(name); err != nil {
+		return "", "", fmt.Errorf("layers: prefix %q: %w", prefix, err)
+	}
+	return name, r.prefix + nl, nil
+}
+
+// watch makes the receive loops pop key, starting them on first use.
+func (r *Redis) watch(key string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed.Load() {
+		return canal.ErrLayerClosed
+	}
+	if r.keySet[key] {
+		return nil
+	}
+	r.keySet[key] = true
+	keys := append(slices.Clone(*r.keys.Load()), key)
+	r.keys.Store(&keys)
+	if !r.loopsStarted {
+		r.loopsStarted = true
+		for _, h := range r.hosts {
+			r.wg.Add(1)
+			go r.loop(h)
+		}
+	}
+	return nil
+}
+
+// NewChannel returns "<prefix>.<process id>!<32 hex>" (prefix "specific" when empty),
+// read with Receive. Its messages are buffered in memory from the moment they arrive,
+// up to its capacity; buffers left unread are freed after Expiry.
+func (r *Redis) NewChannel(ctx context.Context, prefix string) (string, error) {
+	if err := r.begin(ctx); err != nil {
+		return "", err
+	}
+	local := randomHex(16)
+	for local[16:] == r.attachTag(local[:16]) { // 2^-64: never, but keep names apart
+		local = randomHex(16)
+	}
+	name, key, err := r.localName(prefix, local)
+	if err != nil {
+		return "", err
+	}
+	if err := r.watch(key); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// Attach returns "<prefix>.<process id>!<32 hex>" (prefix "specific" when empty),
+// whose messages the receive loop hands to deliver. detach is idempotent and does not
+// wait for a deliver call under way.
+func (r *Redis) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
+	if err := r.begin(ctx); err != nil {
+		return "", nil, err
+	}
+	if deliver == nil {
+		return "", nil, errors.New("layers: attach: nil deliver func")
+	}
+	random := randomHex(8)
+	name, key, err := r.localName(prefix, random+r.attachTag(random))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := r.watch(key); err != nil {
+		return "", nil, err
+	}
+	l := &redisListener{deliver: deliver}
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		return "", nil, canal.ErrLayerClosed
+	}
+	r.listeners[name] = l
+	r.mu.Unlock()
+	detach := func() {
+		if !l.detached.CompareAndSwap(false, true) {
+			return
+		}
+		r.mu.Lock()
+		if r.listeners[name] == l {
+			delete(r.listeners, name)
+		}
+		r.mu.Unlock()
+	}
+	return name, detach, nil
+}
+
+// checkMessage applies Send's and GroupSend's checks to msg.
+func checkMessage(msg canal.Message) error {
+	if err := msg.ValidateType(); err != nil {
+		return err
+	}
+	if _, ok := msg[asgiChannelKey]; ok {
+		return fmt.Errorf("%w: %q is reserved", canal.ErrInvalidMessage, asgiChannelKey)
+	}
+	return nil
+}
+
+// encode serializes msg for Redis: random prefix, then the (encrypted) body, with
+// extra under __asgi_channel__ unless it is nil.
+func (r *Redis) encode(msg canal.Message, extra any) ([]byte, error) {
+	b := make([]byte, r.randLen, r.randLen+64)
+	r.fillRandom(b)
+	extraKey := ""
+	if extra != nil {
+		extraKey = asgiChannelKey
+	}
+	var err error
+	if r.json {
+		b, err = appendJSONMessage(b, msg, extraKey, extra)
+	} else {
+		b, err = appendMessage(b, msg, extraKey, extra)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.seal(b), nil
+}
+
+// seal encrypts b[randLen:] when encryption is on.
+func (r *Redis) seal(b []byte) []byte {
+	if r.crypter == nil {
+		return b
+	}
+	out := make([]byte, r.randLen, r.randLen+fernetTokenLen(len(b)-r.randLen))
+	copy(out, b[:r.randLen])
+	return r.crypter.encrypt(out, b[r.randLen:])
+}
+
+func (r *Redis) fillRandom(b []byte) {
+	for i := 0; i < len(b); i += 8 {
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], rand.Uint64())
+		copy(b[i:], w[:])
+	}
+}
+
+// decode reads a stored member into a message, leaving __asgi_channel__ in it.
+func (r *Redis) decode(member []byte) (canal.Message, error) {
+	if len(member) < r.randLen {
+		return nil, fmt.Errorf("%d bytes, shorter than the random prefix", len(member))
+	}
+	body := member[r.randLen:]
+	if r.crypter != nil {
+		var err error
+		if body, err = r.crypter.decrypt(body, r.expiry+10, time.Now().Unix()); err != nil {
+			return nil, err
+		}
+	}
+	if r.json {
+		return decodeJSONMessage(body)
+	}
+	return decodeMessage(body)
+}
+
+// Send puts msg on channel's queue key. A process-local channel's key is its
+// process's; the message carries the channel's full name.
+func (r *Redis) Send(ctx context.Context, channel string, msg canal.Message) error {
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: send: %w", err)
+	}
+	if err := checkMessage(msg); err != nil {
+		return fmt.Errorf("layers: send to %q: %w", channel, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	var h *redisHost
+	var extra any
+	nl := nonLocal(channel)
+	if strings.IndexByte(channel, '!') >= 0 {
+		if r.detachedOwn(channel) {
+			return nil // the channel is gone: drop, as the memory layer does
+		}
+		// Where the receiving process reads (Django's send hashes the full name instead:
+		// channels_redis issue 221; Go receivers watch every host).
+		h = r.hosts[shardIndex(nl, len(r.hosts))]
+		extra = channel
+	} else {
+		h = r.hosts[int(r.sendRR.Add(1)-1)%len(r.hosts)]
+	}
+	member, err := r.encode(msg, extra)
+	if err != nil {
+		return fmt.Errorf("layers: send to %q: %w: %w", channel, canal.ErrInvalidMessage, err)
+	}
+	score, sec := redisNow()
+	capacity := capacityFor(channel, r.patterns, r.capacity)
+	args := []string{rueidis.BinaryString(member), formatScore(score), strconv.FormatInt(r.expiry, 10),
+		strconv.FormatInt(sec-r.expiry, 10), strconv.Itoa(capacity)}
+	var sent int64
+	err = redisRetry(ctx, func() (err error) {
+		sent, err = redisSendScript.Exec(ctx, h.client, []string{r.prefix + nl}, args).AsInt64()
+		return err
+	})
+	if err != nil {
+		return r.fail("send to "+strconv.Quote(channel), err)
+	}
+	if sent == 0 {
+		return fmt.Errorf("layers: send to %q: %w", channel, canal.ErrChannelFull)
+	}
+	return nil
+}
+
+// Receive returns the next message of channel: a process-local channel of this layer
+// (from NewChannel) or a normal channel.
+func (r *Redis) Receive(ctx context.Context, channel string) (canal.Message, error) {
+	if err := ValidChannelName(channel); err != nil {
+		return nil, fmt.Errorf("layers: receive: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return nil, err
+	}
+	if strings.IndexByte(channel, '!') < 0 {
+		return r.receiveNormal(ctx, channel)
+	}
+	switch {
+	case !r.ownChannel(channel):
+		return nil, fmt.Errorf("layers: receive: %w: %q is another process's channel", canal.ErrInvalidName, channel)
+	case r.isAttachName(channel):
+		return nil, fmt.Errorf("layers: receive: %w: %q is an Attach channel; its messages go to its deliver func",
+			canal.ErrInvalidName, channel)
+	}
+	if err := r.watch(r.prefix + nonLocal(channel)); err != nil {
+		return nil, err
+	}
+	return r.receiveLocal(ctx, channel)
+}
+
+// receiveLocal waits on the in-memory queue the receive loop fills.
+func (r *Redis) receiveLocal(ctx context.Context, channel string) (canal.Message, error) {
+	q := r.acquireBuffer(channel)
+	if q == nil {
+		return nil, canal.ErrLayerClosed
+	}
+	defer func() {
+		q.mu.Lock()
+		q.refs--
+		q.mu.Unlock()
+	}()
+	var wake chan struct{}
+	for {
+		q.mu.Lock()
+		q.prune(r.localNow(), time.Duration(r.expiry)*time.Second)
+		if q.head < len(q.items) {
+			msg := q.items[q.head].msg
+			q.items[q.head] = memEntry{}
+			q.head++
+			if q.head == len(q.items) {
+				q.items, q.head = q.items[:0], 0
+			}
+			q.mu.Unlock()
+			return msg, nil
+		}
+		if wake == nil {
+			wake = make(chan struct{}, 1)
+		}
+		q.waiters = append(q.waiters, wake)
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			q.cancelWait(wake)
+			return nil, ctx.Err()
+		case <-r.done:
+			return nil, canal.ErrLayerClosed
+		}
+	}
+}
+
+// acquireBuffer returns channel's local queue, created if needed, pinned against the
+// sweep; nil once closed.
+func (r *Redis) acquireBuffer(channel string) *memQueue {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed.Load() {
+		return nil
+	}
+	q := r.bufferLocked(channel, r.localNow())
+	q.mu.Lock()
+	q.refs++
+	q.mu.Unlock()
+	return q
+}
+
+// bufferLocked returns channel's local queue, creating it; r.mu must be write-locked.
+// Creations sweep idle queues at most once per Expiry.
+func (r *Redis) bufferLocked(channel string, now time.Duration) *memQueue {
+	if q := r.buffers[channel]; q != nil {
+		return q
+	}
+	r.sweepLocked(now)
+	q := &memQueue{capacity: capacityFor(channel, r.patterns, r.capacity)}
+	r.buffers[channel] = q
+	return q
+}
+
+func (r *Redis) sweepLocked(now time.Duration) {
+	expiry := time.Duration(r.expiry) * time.Second
+	if now-r.lastSweep < expiry {
+		return
+	}
+	r.lastSweep = now
+	for name, q := range r.buffers {
+		q.mu.Lock()
+		q.prune(now, expiry)
+		if q.refs == 0 && q.head == len(q.items) {
+			delete(r.buffers, name)
+		}
+		q.mu.Unlock()
+	}
+}
+
+// receiveNormal waits for the key's poller to hand over a message.
+func (r *Redis) receiveNormal(ctx context.Context, channel string) (canal.Message, error) {
+	key := r.prefix + channel
+	w := make(chan redisRecv, 1)
+	r.pmu.Lock()
+	if r.closed.Load() {
+		r.pmu.Unlock()
+		return nil, canal.ErrLayerClosed
+	}
+	p := r.pollers[key]
+	if p == nil {
+		p = &redisPoller{key: key}
+		r.pollers[key] = p
+		r.wg.Add(1)
+		go r.poll(p)
+	}
+	p.waiters = append(p.waiters, w)
+	r.pmu.Unlock()
+
+	select {
+	case res := <-w:
+		return res.msg, res.err
+	case <-ctx.Done():
+		if r.dropWaiter(p, w) {
+			return nil, ctx.Err()
+		}
+	case <-r.done:
+		if r.dropWaiter(p, w) {
+			return nil, canal.ErrLayerClosed
+		}
+	}
+	res := <-w // handed a message as we gave up: take it rather than lose it
+	return res.msg, res.err
+}
+
+// dropWaiter unregisters w; false means the poller already sent it a result.
+func (r *Redis) dropWaiter(p *redisPoller, w chan redisRecv) bool {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if i := slices.Index(p.waiters, w); i >= 0 {
+		p.waiters = slices.Delete(p.waiters, i, i+1)
+		return true
+	}
+	return false
+}
+
+// poll is Django's receive for one normal channel, serving its waiters in turn: put
+// back what dead receivers left in $inflight, BZPOPMIN, back the message up in
+// $inflight, hand it over, then remove the backup. It ends when no one waits.
+//
+// Two refinements keep receivers in several processes from receiving a message twice
+// (channels_redis restores every backup, including those of messages other live
+// processes are handling, and cleans up with ZPOPMIN, which may remove another
+// process's backup): only backups scored more than redisOrphanAge ago are restored,
+// and our backups are scored with the time we popped them, so a live receiver's
+// backup is never taken for an orphan; our own backup is removed exactly (ZREM).
+func (r *Redis) poll(p *redisPoller) {
+	defer r.wg.Done()
+	inflight := p.key + "$inflight"
+	block := redisReceiveBlock
+	if len(r.hosts) > 1 {
+		block = redisReceiveBlockSharded
+	}
+	for {
+		r.pmu.Lock()
+		if len(p.waiters) == 0 || r.ctx.Err() != nil {
+			delete(r.pollers, p.key)
+			r.pmu.Unlock()
+			return
+		}
+		r.pmu.Unlock()
+
+		h := r.hosts[int(r.recvRR.Add(1)-1)%len(r.hosts)]
+		member, score, err := r.popNormal(h, p.key, inflight, block)
+		if err != nil {
+			if r.ctx.Err() != nil {
+				continue // closing: the waiters see r.done
+			}
+			r.failWaiters(p, r.fail("receive on "+strconv.Quote(strings.TrimPrefix(p.key, r.prefix)), err))
+			continue
+		}
+		if member == "" {
+			continue // timed out: poll again while someone waits
+		}
+		msg, err := r.decode([]byte(member))
+		if err == nil {
+			delete(msg, asgiChannelKey)
+			if msg.ValidateType() != nil {
+				err = errors.New("no valid string \"type\"")
+			}
+		}
+		if err != nil {
+			r.reportMalformed(p.key, len(member), err)
+			r.dropBackup(h, inflight, member)
+			continue
+		}
+		r.pmu.Lock()
+		var w chan redisRecv
+		if len(p.waiters) > 0 {
+			w = p.waiters[0]
+			p.waiters = p.waiters[1:]
+		}
+		r.pmu.Unlock()
+		if w == nil {
+			// Everyone gave up meanwhile: put the message back for the next receiver.
+			redisPutBackScript.Exec(r.ctx, h.client, []string{p.key, inflight},
+				[]string{formatScore(score), member})
+			continue
+		}
+		w <- redisRecv{msg: msg}
+		r.dropBackup(h, inflight, member)
+	}
+}
+
+func (r *Redis) failWaiters(p *redisPoller, err error) {
+	r.pmu.Lock()
+	ws := p.waiters
+	p.waiters = nil
+	r.pmu.Unlock()
+	for _, w := range ws {
+		w <- redisRecv{err: err}
+	}
+}
+
+// redisOrphanAge is how old a backup in $inflight must be before a receiver puts it
+// back in the queue, taking its receiver for dead.
+const redisOrphanAge = 10 * time.Second
+
+// popNormal runs one round of Django's receive_single on host h: the member and its
+// score, or "" on timeout.
+func (r *Redis) popNormal(h *redisHost, key, inflight string, block time.Duration) (string, float64, error) {
+	c := h.client
+	now, _ := redisNow()
+	cutoff := formatScore(now - redisOrphanAge.Seconds())
+	err := redisRetry(r.ctx, func() error {
+		return redisRestoreScript.Exec(r.ctx, c, []string{key, inflight}, []string{cutoff}).Error()
+	})
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return "", 0, err
+	}
+	arr, err := c.Do(r.ctx, c.B().Bzpopmin().Key(key).Timeout(block.Seconds()).Build()).ToArray()
+	if rueidis.IsRedisNil(err) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if len(arr) != 3 {
+		return "", 0, fmt.Errorf("BZPOPMIN replied %d elements", len(arr))
+	}
+	member, err := arr[1].ToString()
+	if err != nil {
+		return "", 0, err
+	}
+	score, err := arr[2].AsFloat64()
+	if err != nil {
+		return "", 0, err
+	}
+	// Back it up, scored with the time of the pop (see poll). A failure here loses
+	// nothing more than Django would.
+	popped, _ := redisNow()
+	c.Do(r.ctx, c.B().Zadd().Key(inflight).ScoreMember().ScoreMember(popped, member).Build())
+	return member, score, nil
+}
+
+// dropBackup removes our backup of a handled message.
+func (r *Redis) dropBackup(h *redisHost, inflight, member string) {
+	h.client.Do(r.ctx, h.client.B().Zrem().Key(inflight).Member(member).Build())
+}
+
+// loop is a host's receive loop: it pops this process's queue keys and routes each
+// message to its local channel. It never blocks on a consumer.
+func (r *Redis) loop(h *redisHost) {
+	defer r.wg.Done()
+	var backoff time.Duration
+	failing := false
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for r.ctx.Err() == nil {
+		keys := *r.keys.Load()
+		c := h.client
+		arr, err := c.Do(r.ctx, c.B().Bzpopmin().Key(keys...).Timeout(redisLoopBlock.Seconds()).Build()).ToArray()
+		if err == nil && len(arr) != 3 {
+			err = fmt.Errorf("BZPOPMIN replied %d elements", len(arr))
+		}
+		if err != nil && !rueidis.IsRedisNil(err) {
+			if r.ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				failing = true
+				r.log.Warn("layers: redis: receive loop cannot reach Redis; retrying", "host", h.name, "err", err)
+			}
+			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
+			timer.Reset(backoff/2 + rand.N(backoff/2+1))
+			select {
+			case <-timer.C:
+			case <-r.ctx.Done():
+				return
+			}
+			continue
+		}
+		if failing {
+			failing, backoff = false, 0
+			r.reconnects.Add(1)
+			r.log.Info("layers: redis: receive loop resumed", "host", h.name)
+		}
+		if err != nil { // timed out
+			r.mu.Lock()
+			r.sweepLocked(r.localNow())
+			r.mu.Unlock()
+			continue
+		}
+		key, _ := arr[0].ToString()
+		member, _ := arr[1].ToString()
+		r.route(key, member)
+		// More may be waiting: take them in batches without blocking.
+		for r.ctx.Err() == nil {
+			zs, err := c.Do(r.ctx, c.B().Zpopmin().Key(key).Count(redisDrainBatch).Build()).AsZScores()
+			if err != nil {
+				break // the next BZPOPMIN reports it
+			}
+			for _, z := range zs {
+				r.route(key, z.Member)
+			}
+			if len(zs) < redisDrainBatch {
+				break
+			}
+		}
+	}
+}
+
+// route hands a message popped from a process queue to its channel(s).
+func (r *Redis) route(key, member string) {
+	msg, err := r.decode([]byte(member))
+	if err != nil {
+		r.reportMalformed(key, len(member), err)
+		return
+	}
+	target, ok := msg[asgiChannelKey]
+	delete(msg, asgiChannelKey)
+	if msg.ValidateType() != nil {
+		r.reportMalformed(key, len(member), errors.New("no valid string \"type\""))
+		return
+	}
+	if r.closed.Load() {
+		return
+	}
+	now := r.localNow()
+	switch t := target.(type) {
+	case string:
+		r.deliverLocal(t, msg, now)
+	case []any:
+		names := make([]string, 0, len(t))
+		for _, e := range t {
+			if name, ok := e.(string); ok {
+				names = append(names, name)
+			}
+		}
+		if len(names) != len(t) {
+			r.reportMalformed(key, len(member), errors.New("__asgi_channel__ lists a non-string"))
+		}
+		r.deliverMany(names, msg, now)
+	default:
+		if !ok {
+			err = errors.New("no __asgi_channel__ on a process queue")
+		} else {
+			err = fmt.Errorf("__asgi_channel__ is a %T", t)
+		}
+		r.reportMalformed(key, len(member), err)
+	}
+}
+
+// deliverMany is deliverLocal for a group copy's channels, looking the attached ones
+// up under one lock.
+func (r *Redis) deliverMany(names []string, msg canal.Message, now time.Duration) {
+	ls := make([]*redisListener, len(names))
+	r.mu.RLock()
+	for i, name := range names {
+		ls[i] = r.listeners[name]
+	}
+	r.mu.RUnlock()
+	for i, l := range ls {
+		switch {
+		case l == nil:
+			r.deliverLocal(names[i], msg, now) // not attached: the general path
+		case l.detached.Load():
+			r.undeliverable.Add(1)
+		case r.call(l, msg):
+			r.delivered.Add(1)
+		default:
+			r.dropped.Add(1)
+		}
+	}
+}
+
+// call runs l's deliver func; a panic in it is logged and counts as a drop rather
+// than killing the receive loop (and the process).
+func (r *Redis) call(l *redisListener, msg canal.Message) bool {
+	return callDeliver(r.log, l, msg)
+}
+
+func callDeliver(log *slog.Logger, l *redisListener, msg canal.Message) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("layers: redis: a deliver func panicked; message dropped", "panic", fmt.Sprint(v))
+			ok = false
+		}
+	}()
+	return l.deliver(msg)
+}
+
+// deliverLocal hands msg to a local channel without ever waiting.
+func (r *Redis) deliverLocal(name string, msg canal.Message, now time.Duration) {
+	if !r.ownChannel(name) {
+		r.undeliverable.Add(1)
+		return
+	}
+	r.mu.RLock()
+	l := r.listeners[name]
+	q := r.buffers[name]
+	r.mu.RUnlock()
+	switch {
+	case l != nil:
+		switch {
+		case l.detached.Load():
+			r.undeliverable.Add(1)
+		case r.call(l, msg):
+			r.delivered.Add(1)
+		default:
+			r.dropped.Add(1)
+		}
+		return
+	case r.isAttachName(name):
+		r.undeliverable.Add(1) // detached
+		return
+	case q == nil:
+		r.mu.Lock()
+		if r.closed.Load() {
+			r.mu.Unlock()
+			return
+		}
+		q = r.bufferLocked(name, now)
+		r.mu.Unlock()
+	}
+	if q.push(msg, now, time.Duration(r.expiry)*time.Second) {
+		r.delivered.Add(1)
+	} else {
+		r.dropped.Add(1)
+	}
+}
+
+// reportMalformed counts a skipped member and logs it, at most once a second.
+func (r *Redis) reportMalformed(key string, size int, err error) {
+	n := r.malformed.Add(1)
+	now := time.Now().UnixNano()
+	last := r.lastMalformedLog.Load()
+	if now-last < int64(time.Second) || !r.lastMalformedLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Warn("layers: redis: skipped a message that cannot be read",
+		"key", key, "bytes", size, "reason", err.Error(), "malformed_total", n)
+}
+
+// GroupAdd adds channel to group, or refreshes its join time: ZADD and EXPIRE.
+func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	if r.detachedOwn(channel) {
+		return nil
+	}
+	h := r.hosts[shardIndex(group, len(r.hosts))]
+	key := r.prefix + ":group:" + group
+	score, _ := redisNow()
+	c := h.client
+	err := redisRetry(ctx, func() error {
+		for _, res := range c.DoMulti(ctx,
+			c.B().Zadd().Key(key).ScoreMember().ScoreMember(score, channel).Build(),
+			c.B().Expire().Key(key).Seconds(r.groupExpiry).Build()) {
+			if err := res.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r.fail("group add", err)
+	}
+	return nil
+}
+
+// GroupDiscard removes channel from group (ZREM); silent when absent.
+func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	h := r.hosts[shardIndex(group, len(r.hosts))]
+	c := h.client
+	err := redisRetry(ctx, func() error {
+		return c.Do(ctx, c.B().Zrem().Key(r.prefix+":group:"+group).Member(channel).Build()).Error()
+	})
+	if err != nil {
+		return r.fail("group discard", err)
+	}
+	return nil
+}
+
+// groupBucket is one queue key's share of a group_send.
+type groupBucket struct {
+	key      string
+	host     int
+	capacity int
+	channels []string // the message's __asgi_channel__ list
+}
+
+// GroupSend sends msg to every member of group, as channels_redis does: one copy per
+// queue key listing that key's member channels, added by one script per host that
+// skips full keys.
+func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group send: %w", err)
+	}
+	if err := checkMessage(msg); err != nil {
+		return fmt.Errorf("layers: group send to %q: %w", group, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	gh := r.hosts[shardIndex(group, len(r.hosts))]
+	gkey := r.prefix + ":group:" + group
+	score, sec := redisNow()
+	c := gh.client
+	var members []string
+	err := redisRetry(ctx, func() error {
+		res := c.DoMulti(ctx,
+			c.B().Zremrangebyscore().Key(gkey).Min("0").Max(strconv.FormatInt(sec-r.groupExpiry, 10)).Build(),
+			c.B().Zrange().Key(gkey).Min("0").Max("-1").Build())
+		if err := res[0].Error(); err != nil {
+			return err
+		}
+		var err error
+		members, err = res[1].AsStrSlice()
+		return err
+	})
+	if err != nil {
+		return r.fail("group send", err)
+	}
+	if len(members) == 0 {
+		return nil
+	}
+
+	// Pre-encode the message's own pairs once; each key's copy adds its list.
+	var pairs []byte
+	if !r.json {
+		for k, v := range msg {
+			if pairs, err = appendString(pairs, k); err == nil {
+				pairs, err = appendValue(pairs, v, 1)
+			}
+			if err != nil {
+				return fmt.Errorf("layers: group send to %q: %w: %w (key %q)", group, canal.ErrInvalidMessage, err, k)
+			}
+		}
+	}
+
+	var buckets []*groupBucket
+	index := make(map[string]int)
+	var dead []string
+	for _, ch := range members {
+		if r.detachedOwn(ch) {
+			dead = append(dead, ch)
+			continue
+		}
+		nl := nonLocal(ch)
+		key := r.prefix + nl
+		i, ok := index[key]
+		if !ok {
+			i = len(buckets)
+			index[key] = i
+			buckets = append(buckets, &groupBucket{key: key, host: shardIndex(nl, len(r.hosts)),
+				capacity: capacityFor(ch, r.patterns, r.capacity)})
+		}
+		buckets[i].channels = append(buckets[i].channels, ch)
+	}
+
+	expiry := strconv.FormatInt(r.expiry, 10)
+	cutoff := strconv.FormatInt(sec-r.expiry, 10)
+	var errs []error
+	for hi, h := range r.hosts {
+		var keys, bodies, caps []string
+		for _, b := range buckets {
+			if b.host != hi {
+				continue
+			}
+			body, err := r.groupMember(msg, len(msg), pairs, b.channels)
+			if err != nil {
+				return fmt.Errorf("layers: group send to %q: %w: %w", group, canal.ErrInvalidMessage, err)
+			}
+			keys = append(keys, b.key)
+			bodies = append(bodies, rueidis.BinaryString(body))
+			caps = append(caps, strconv.Itoa(b.capacity))
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		args := append(append(bodies, caps...), formatScore(score), expiry, cutoff)
+		var full int64
+		err := redisRetry(ctx, func() (err error) {
+			full, err = redisGroupSendScript.Exec(ctx, h.client, keys, args).AsInt64()
+			return err
+		})
+		if err != nil {
+			errs = append(errs, r.fail("group send", err))
+			continue
+		}
+		if full > 0 {
+			r.groupFull.Add(uint64(full))
+			r.log.Info("layers: redis: group send skipped full channels",
+				"group", group, "full_keys", full, "members", len(members))
+		}
+	}
+	if len(dead) > 0 {
+		// Detached channels of this process never leave on their own: prune them.
+		c.Do(ctx, c.B().Zrem().Key(gkey).Member(dead...).Build())
+	}
+	return errors.Join(errs...)
+}
+
+// groupMember builds one key's stored copy: msg plus __asgi_channel__ = channels.
+func (r *Redis) groupMember(msg canal.Message, n int, pairs []byte, channels []string) ([]byte, error) {
+	if r.json {
+		return r.encode(msg, channels)
+	}
+	b := make([]byte, r.randLen, r.randLen+len(pairs)+32+len(channels)*72)
+	r.fillRandom(b)
+	b = appendMapHeader(b, n+1)
+	b = append(b, pairs...)
+	b, _ = appendString(b, asgiChannelKey)
+	b = appendArrayHeader(b, len(channels))
+	var err error
+	for _, ch := range channels {
+		if b, err = appendString(b, ch); err != nil {
+			return nil, err
+		}
+	}
+	return r.seal(b), nil
+}
+
+// Flush deletes every key with the layer's prefix on every host (Django's flush:
+// other processes' queues and all groups included) and this process's buffered
+// messages. Attached channels stay attached.
+func (r *Redis) Flush(ctx context.Context) error {
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range r.hosts {
+		err := redisRetry(ctx, func() error {
+			return redisFlushScript.Exec(ctx, h.client, nil, []string{r.prefix + "*"}).Error()
+		})
+		if err != nil {
+			errs = append(errs, r.fail("flush", err))
+		}
+	}
+	r.mu.Lock()
+	for name, q := range r.buffers {
+		q.mu.Lock()
+		clear(q.items)
+		q.items, q.head = q.items[:0], 0
+		if q.refs == 0 {
+			delete(r.buffers, name)
+		}
+		q.mu.Unlock()
+	}
+	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Close stops the receive loops and pollers, wakes blocked receivers with
+// canal.ErrLayerClosed, stops deliveries and closes the Redis clients. It waits for
+// its goroutines until ctx is done.
+func (r *Redis) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed.CompareAndSwap(false, true) {
+		r.mu.Unlock()
+		return nil
+	}
+	close(r.done)
+	for _, l := range r.listeners {
+		l.detached.Store(true)
+	}
+	r.listeners = make(map[string]*redisListener)
+	r.buffers = make(map[string]*memQueue)
+	r.mu.Unlock()
+
+	// receiveNormal starts pollers under pmu after checking closed: once we hold pmu,
+	// none will start, so wg.Wait below cannot race a wg.Add.
+	r.pmu.Lock()
+	r.pmu.Unlock()
+	r.stop() // interrupts BZPOPMIN
+	finished := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	for _, h := range r.hosts {
+		h.client.Close()
+	}
+	return err
+}

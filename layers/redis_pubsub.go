@@ -1,0 +1,905 @@
+package layers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal"
+)
+
+// RedisPubSubOptions configures NewRedisPubSub. The zero value gives channels_redis'
+// defaults; Hosts, Prefix, SymmetricEncryptionKeys and SerializerFormat must match the
+// Django side's settings.
+type RedisPubSubOptions struct {
+	// Hosts are the Redis servers as URLs, in Django's order (default
+	// ["redis://localhost:6379"]).
+	Hosts []string
+	// Prefix starts channel names and group Pub/Sub channels (default "asgi").
+	Prefix string
+	// Capacity bounds each local channel's in-memory queue (default 100); the
+	// overflow is dropped and counted. Pub/Sub itself has no capacity: Send never
+	// returns canal.ErrChannelFull.
+	Capacity int
+	// ChannelCapacity overrides Capacity per channel-name glob; the first match wins.
+	ChannelCapacity []Capacity
+	// Expiry is how long a message waits in a local queue (default 60 s), and how long
+	// a channel read with Receive stays subscribed once nobody reads it.
+	Expiry time.Duration
+	// SymmetricEncryptionKeys turns on Fernet (channels_redis 4.2.1+ only).
+	SymmetricEncryptionKeys []string
+	// SerializerFormat is "msgpack" (default) or "json" (channels_redis 4.2.1+).
+	SerializerFormat string
+	// ClientOptions may change each host's rueidis options.
+	ClientOptions func(*rueidis.ClientOption)
+	// Logger receives warnings (default slog.Default()); never message contents.
+	Logger *slog.Logger
+}
+
+// RedisPubSub is a channel layer on Redis Pub/Sub, wire-compatible with
+// channels_redis.pubsub.RedisPubSubChannelLayer: channels are Pub/Sub channels named
+// "<prefix>specific.<32 hex>", a group is the Pub/Sub channel
+// "<prefix>__group__<group>", messages are bare msgpack (no random prefix, no
+// __asgi_channel__), and membership lives in each process, which subscribes to a
+// group while it has members in it. Names are sharded over hosts by channels_redis'
+// CRC function of the Pub/Sub channel name.
+//
+// Pub/Sub stores nothing: a message reaches the processes subscribed at that moment
+// and is lost otherwise, while a connection is down included. Each host has one
+// subscriber connection, whose reader hands messages to attached channels' deliver
+// funcs or to bounded in-memory queues read by Receive; it never waits for a
+// consumer. After a disconnection the layer reconnects with backoff and subscribes
+// again to everything, counting it in Stats().Reconnects and logging the gap.
+//
+// Behaviour beyond the canal.Layer contract (and channels_redis.pubsub's):
+//   - GroupAdd takes only channels of this process (made by NewChannel or Attach, or
+//     read with Receive); others are refused with canal.ErrInvalidName, as Django does.
+//   - Receive on any name subscribes to it; every process receiving a name gets
+//     every message published to it (Pub/Sub fans out, it does not share work).
+//     A channel nobody has read for Expiry is unsubscribed and leaves its groups.
+//   - Detaching an Attach channel unsubscribes it and removes it from its groups.
+//   - Flush forgets every group and drops queued messages; channels stay subscribed.
+type RedisPubSub struct {
+	hosts    []*pubsubHost
+	prefix   string
+	capacity int
+	patterns []Capacity
+	expiry   time.Duration
+	crypter  *fernet
+	json     bool
+	log      *slog.Logger
+	seed     maphash.Seed
+
+	start time.Time
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+
+	closed atomic.Bool
+	done   chan struct{}
+
+	mu     sync.RWMutex
+	chans  map[string]*pubsubChan
+	groups map[string]map[string]struct{} // group Pub/Sub channel → member channels
+
+	// unsubscribes queued by detach for the janitor, which does the I/O.
+	pendingMu sync.Mutex
+	pending   []string
+	wake      chan struct{}
+
+	delivered, dropped, undeliverable, malformed, reconnects atomic.Uint64
+	lastMalformedLog                                         atomic.Int64
+}
+
+var _ canal.Layer = (*RedisPubSub)(nil)
+
+// pubsubChan is a channel this process is subscribed to.
+type pubsubChan struct {
+	name     string
+	listener *redisListener // Attach
+	queue    *memQueue      // Receive
+	lastUsed time.Duration  // under RedisPubSub.mu
+	groups   map[string]struct{}
+}
+
+// pubsubHost is one server: a client for PUBLISH and a subscriber connection.
+type pubsubHost struct {
+	name   string
+	client rueidis.Client
+	// mu serializes subscription changes and reconnections, so none is lost between
+	// a reconnection's snapshot and its SUBSCRIBE.
+	mu   sync.Mutex
+	dc   rueidis.DedicatedClient // nil while disconnected
+	lost <-chan error            // dc's disconnection signal
+	subs map[string]bool         // what this host's connection must be subscribed to
+	// inbox takes messages from the connection's reader to the dispatcher, so that
+	// deliver funcs never run on the reader: one that subscribes (GroupAdd,
+	// NewChannel) would otherwise wait for the reader forever.
+	inbox chan rueidis.PubSubMessage
+}
+
+// pubsubInbox is the number of messages a host's dispatcher may fall behind its
+// connection before it drops them (counted in Stats().Dropped).
+const pubsubInbox = 4096
+
+// NewRedisPubSub connects to every host (a client and a subscriber connection each)
+// and returns the layer. Unreachable hosts give an error wrapping canal.ErrUnavailable.
+func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub, error) {
+	switch {
+	case opts.Expiry < 0:
+		return nil, fmt.Errorf("layers: redis pubsub: negative Expiry %v", opts.Expiry)
+	case opts.Capacity < 0:
+		return nil, fmt.Errorf("layers: redis pubsub: negative Capacity %d", opts.Capacity)
+	}
+	if err := validateCapacities(opts.ChannelCapacity); err != nil {
+		return nil, err
+	}
+	r := &RedisPubSub{
+		prefix:   cmp.Or(opts.Prefix, DefaultRedisPrefix),
+		capacity: cmp.Or(opts.Capacity, DefaultCapacity),
+		patterns: slices.Clone(opts.ChannelCapacity),
+		expiry:   cmp.Or(opts.Expiry, DefaultExpiry),
+		log:      opts.Logger,
+		seed:     maphash.MakeSeed(),
+		start:    time.Now(),
+		done:     make(chan struct{}),
+		chans:    make(map[string]*pubsubChan),
+		groups:   make(map[string]map[string]struct{}),
+		wake:     make(chan struct{}, 1),
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	switch opts.SerializerFormat {
+	case "", "msgpack":
+	case "json":
+		r.json = true
+	default:
+		return nil, fmt.Errorf("layers: redis pubsub: unknown SerializerFormat %q (want msgpack or json)", opts.SerializerFormat)
+	}
+	var err error
+	if r.crypter, err = newFernet(opts.SymmetricEncryptionKeys); err != nil {
+		return nil, fmt.Errorf("layers: redis pubsub: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.ctx, r.stop = context.WithCancel(context.Background())
+	hosts := opts.Hosts
+	if len(hosts) == 0 {
+		hosts = []string{DefaultRedisHost}
+	}
+	fail := func(err error) (*RedisPubSub, error) {
+		r.stop()
+		for _, h := range r.hosts {
+			if h.dc != nil {
+				h.dc.Close()
+			}
+			h.client.Close()
+		}
+		return nil, err
+	}
+	for i, u := range hosts {
+		rh, err := dialRedisHost(ctx, u, opts.ClientOptions)
+		if err != nil {
+			return fail(fmt.Errorf("layers: redis pubsub: host %d: %w", i, err))
+		}
+		h := &pubsubHost{name: rh.name, client: rh.client, subs: make(map[string]bool),
+			inbox: make(chan rueidis.PubSubMessage, pubsubInbox)}
+		r.hosts = append(r.hosts, h)
+		if err := r.connect(h); err != nil {
+			return fail(fmt.Errorf("layers: redis pubsub: host %d: subscriber connection: %w: %w", i, canal.ErrUnavailable, err))
+		}
+	}
+	for _, h := range r.hosts {
+		r.wg.Add(2)
+		go r.supervise(h)
+		go r.dispatch(h)
+	}
+	r.wg.Add(1)
+	go r.janitor()
+	return r, nil
+}
+
+// connect opens h's subscriber connection and subscribes it to h.subs; h.mu must be
+// held (or h not yet shared).
+func (r *RedisPubSub) connect(h *pubsubHost) error {
+	dc, _ := h.client.Dedicate()
+	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
+		select {
+		case h.inbox <- m:
+		default:
+			r.dropped.Add(1) // the dispatcher is that far behind: never block the reader
+		}
+	}})
+	if len(h.subs) > 0 {
+		if err := dc.Do(r.ctx, dc.B().Subscribe().Channel(slices.Collect(maps.Keys(h.subs))...).Build()).Error(); err != nil {
+			dc.Close()
+			return err
+		}
+	} else if err := dc.Do(r.ctx, dc.B().Ping().Build()).Error(); err != nil {
+		dc.Close()
+		return err
+	}
+	h.dc, h.lost = dc, lost
+	return nil
+}
+
+// supervise watches h's subscriber connection and re-establishes it after a failure.
+func (r *RedisPubSub) supervise(h *pubsubHost) {
+	defer r.wg.Done()
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		h.mu.Lock()
+		lost := h.lost
+		h.mu.Unlock()
+		var err error
+		select {
+		case err = <-lost:
+		case <-r.ctx.Done():
+		}
+		h.mu.Lock()
+		if h.dc != nil {
+			h.dc.Close()
+			h.dc, h.lost = nil, nil
+		}
+		h.mu.Unlock()
+		if r.ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("layers: redis pubsub: subscriber connection lost; reconnecting (messages published meanwhile are lost)",
+			"host", h.name, "err", err)
+		var backoff time.Duration
+		for {
+			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
+			timer.Reset(backoff/2 + rand.N(backoff/2+1))
+			select {
+			case <-timer.C:
+			case <-r.ctx.Done():
+				return
+			}
+			h.mu.Lock()
+			err := r.connect(h)
+			n := len(h.subs)
+			h.mu.Unlock()
+			if err == nil {
+				r.reconnects.Add(1)
+				r.log.Info("layers: redis pubsub: resubscribed", "host", h.name, "channels", n)
+				break
+			}
+		}
+	}
+}
+
+// janitor runs the unsubscribes detach queues and unsubscribes idle Receive channels.
+func (r *RedisPubSub) janitor() {
+	defer r.wg.Done()
+	tick := time.NewTicker(max(r.expiry/2, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.wake:
+		case <-tick.C:
+			r.sweep()
+		}
+		r.pendingMu.Lock()
+		names := r.pending
+		r.pending = nil
+		r.pendingMu.Unlock()
+		for _, name := range names {
+			r.unsubscribe(r.ctx, name)
+		}
+	}
+}
+
+// sweep forgets Receive channels nobody has read for Expiry.
+func (r *RedisPubSub) sweep() {
+	now := r.localNow()
+	var idle []string
+	r.mu.Lock()
+	for name, c := range r.chans {
+		if c.queue == nil {
+			continue
+		}
+		q := c.queue
+		q.mu.Lock()
+		q.prune(now, r.expiry)
+		free := q.refs == 0 && q.head == len(q.items)
+		q.mu.Unlock()
+		if free && now-c.lastUsed >= r.expiry {
+			idle = append(idle, r.forgetLocked(name)...)
+			idle = append(idle, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range idle {
+		r.unsubscribe(r.ctx, name)
+	}
+}
+
+// forgetLocked removes channel name and its memberships; it returns the groups left
+// empty, to unsubscribe. r.mu must be write-locked.
+func (r *RedisPubSub) forgetLocked(name string) []string {
+	c := r.chans[name]
+	if c == nil {
+		return nil
+	}
+	delete(r.chans, name)
+	var empty []string
+	for g := range c.groups {
+		members := r.groups[g]
+		delete(members, name)
+		if len(members) == 0 {
+			delete(r.groups, g)
+			empty = append(empty, g)
+		}
+	}
+	return empty
+}
+
+func (r *RedisPubSub) localNow() time.Duration { return time.Since(r.start) }
+
+func (r *RedisPubSub) host(name string) *pubsubHost {
+	return r.hosts[shardIndex(name, len(r.hosts))]
+}
+
+func (r *RedisPubSub) begin(ctx context.Context) error {
+	if r.closed.Load() {
+		return canal.ErrLayerClosed
+	}
+	return ctx.Err()
+}
+
+func (r *RedisPubSub) fail(op string, err error) error {
+	return redisFailure(r.closed.Load(), "pubsub: "+op, err)
+}
+
+// subscribe makes name's host subscribed to it.
+func (r *RedisPubSub) subscribe(ctx context.Context, name string) error {
+	h := r.host(name)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs[name] {
+		return nil
+	}
+	if h.dc == nil {
+		return r.fail("subscribe", fmt.Errorf("subscriber connection to %s is down", h.name))
+	}
+	if err := h.dc.Do(ctx, h.dc.B().Subscribe().Channel(name).Build()).Error(); err != nil {
+		return r.fail("subscribe", err)
+	}
+	h.subs[name] = true
+	return nil
+}
+
+// unsubscribe ends name's subscription; a failure only leaves a subscription whose
+// messages nobody takes.
+func (r *RedisPubSub) unsubscribe(ctx context.Context, name string) error {
+	h := r.host(name)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.subs[name] {
+		return nil
+	}
+	delete(h.subs, name)
+	if h.dc == nil {
+		return nil // the next connection will not subscribe to it
+	}
+	if err := h.dc.Do(ctx, h.dc.B().Unsubscribe().Channel(name).Build()).Error(); err != nil {
+		return r.fail("unsubscribe", err)
+	}
+	return nil
+}
+
+func (r *RedisPubSub) attachTag(random string) string { return attachTag(r.seed, random) }
+
+// isAttachName reports whether name was made by this layer's Attach.
+func (r *RedisPubSub) isAttachName(name string) bool {
+	i := strings.LastIndexByte(name, '.')
+	return i >= 0 && isAttachLocal(r.seed, name[i+1:])
+}
+
+// localName returns "<layer prefix><prefix>.<local>", as channels_redis' new_channel.
+func (r *RedisPubSub) localName(prefix, local string) (string, error) {
+	if prefix == "" {
+		prefix = "specific"
+	}
+	name := r.prefix + prefix + "." + local
+	if err := ValidChannelName(name); err != nil {
+		return "", fmt.Errorf("layers: prefix %q: %w", prefix, err)
+	}
+	return name, nil
+}
+
+// addChan registers and subscribes a new local channel.
+func (r *RedisPubSub) addChan(ctx context.Context, c *pubsubChan) error {
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		return canal.ErrLayerClosed
+	}
+	if r.chans[c.name] != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("layers: redis pubsub: channel %q exists", c.name) // 128 random bits: never
+	}
+	c.lastUsed = r.localNow()
+	r.chans[c.name] = c
+	r.mu.Unlock()
+	if err := r.subscribe(ctx, c.name); err != nil {
+		r.mu.Lock()
+		if r.chans[c.name] == c {
+			delete(r.chans, c.name)
+		}
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// NewChannel returns "<layer prefix><prefix>.<32 hex>" ("asgispecific.…" by default),
+// subscribed at once, read with Receive.
+func (r *RedisPubSub) NewChannel(ctx context.Context, prefix string) (string, error) {
+	if err := r.begin(ctx); err != nil {
+		return "", err
+	}
+	local := randomHex(16)
+	for local[16:] == r.attachTag(local[:16]) {
+		local = randomHex(16)
+	}
+	name, err := r.localName(prefix, local)
+	if err != nil {
+		return "", err
+	}
+	c := &pubsubChan{name: name, queue: r.newQueue(name), groups: map[string]struct{}{}}
+	if err := r.addChan(ctx, c); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func (r *RedisPubSub) newQueue(name string) *memQueue {
+	return &memQueue{capacity: capacityFor(name, r.patterns, r.capacity)}
+}
+
+// Attach returns a new subscribed channel whose messages go to deliver. detach
+// removes it from its groups and unsubscribes it.
+func (r *RedisPubSub) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
+	if err := r.begin(ctx); err != nil {
+		return "", nil, err
+	}
+	if deliver == nil {
+		return "", nil, errors.New("layers: attach: nil deliver func")
+	}
+	random := randomHex(8)
+	name, err := r.localName(prefix, random+r.attachTag(random))
+	if err != nil {
+		return "", nil, err
+	}
+	l := &redisListener{deliver: deliver}
+	c := &pubsubChan{name: name, listener: l, groups: map[string]struct{}{}}
+	if err := r.addChan(ctx, c); err != nil {
+		return "", nil, err
+	}
+	detach := func() {
+		if !l.detached.CompareAndSwap(false, true) {
+			return
+		}
+		r.mu.Lock()
+		var names []string
+		if r.chans[name] == c {
+			names = append(r.forgetLocked(name), name)
+		}
+		r.mu.Unlock()
+		if len(names) == 0 || r.closed.Load() {
+			return
+		}
+		r.pendingMu.Lock()
+		r.pending = append(r.pending, names...)
+		r.pendingMu.Unlock()
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+	return name, detach, nil
+}
+
+// encode serializes msg as channels_redis.pubsub does: msgpack or JSON, maybe Fernet.
+func (r *RedisPubSub) encode(msg canal.Message) ([]byte, error) {
+	var b []byte
+	var err error
+	if r.json {
+		b, err = appendJSONMessage(nil, msg, "", nil)
+	} else {
+		b, err = appendMessage(nil, msg, "", nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.crypter != nil {
+		b = r.crypter.encrypt(make([]byte, 0, fernetTokenLen(len(b))), b)
+	}
+	return b, nil
+}
+
+func (r *RedisPubSub) decode(payload []byte) (canal.Message, error) {
+	if r.crypter != nil {
+		var err error
+		// channels_redis.pubsub decrypts with ttl=None: no time checks.
+		if payload, err = r.crypter.decrypt(payload, 0, 0); err != nil {
+			return nil, err
+		}
+	}
+	if r.json {
+		return decodeJSONMessage(payload)
+	}
+	return decodeMessage(payload)
+}
+
+// publish sends msg to the Pub/Sub channel name.
+func (r *RedisPubSub) publish(ctx context.Context, op, name string, msg canal.Message) error {
+	payload, err := r.encode(msg)
+	if err != nil {
+		return fmt.Errorf("layers: %s: %w: %w", op, canal.ErrInvalidMessage, err)
+	}
+	c := r.host(name).client
+	err = redisRetry(ctx, func() error {
+		return c.Do(ctx, c.B().Publish().Channel(name).Message(rueidis.BinaryString(payload)).Build()).Error()
+	})
+	if err != nil {
+		return r.fail(op, err)
+	}
+	return nil
+}
+
+// Send publishes msg to channel. It never reports a full channel, and a message to
+// a channel nobody is subscribed to is lost, as with channels_redis.pubsub.
+func (r *RedisPubSub) Send(ctx context.Context, channel string, msg canal.Message) error {
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: send: %w", err)
+	}
+	if err := msg.ValidateType(); err != nil {
+		return fmt.Errorf("layers: send to %q: %w", channel, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	if r.isAttachName(channel) {
+		r.mu.RLock()
+		c := r.chans[channel]
+		r.mu.RUnlock()
+		if c == nil {
+			return nil // detached: drop
+		}
+	}
+	return r.publish(ctx, "send to "+fmt.Sprintf("%q", channel), channel, msg)
+}
+
+// Receive returns the next message of channel, subscribing to it first if needed.
+func (r *RedisPubSub) Receive(ctx context.Context, channel string) (canal.Message, error) {
+	if err := ValidChannelName(channel); err != nil {
+		return nil, fmt.Errorf("layers: receive: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return nil, err
+	}
+	if r.isAttachName(channel) {
+		return nil, fmt.Errorf("layers: receive: %w: %q is an Attach channel; its messages go to its deliver func",
+			canal.ErrInvalidName, channel)
+	}
+	r.mu.Lock()
+	if r.closed.Load() {
+		r.mu.Unlock()
+		return nil, canal.ErrLayerClosed
+	}
+	c := r.chans[channel]
+	created := c == nil
+	if created {
+		c = &pubsubChan{name: channel, queue: r.newQueue(channel), groups: map[string]struct{}{}}
+		r.chans[channel] = c
+	}
+	c.queue.mu.Lock()
+	c.queue.refs++
+	c.queue.mu.Unlock()
+	c.lastUsed = r.localNow()
+	r.mu.Unlock()
+	if created {
+		if err := r.subscribe(ctx, channel); err != nil {
+			r.mu.Lock()
+			if r.chans[channel] == c {
+				delete(r.chans, channel)
+			}
+			r.mu.Unlock()
+			return nil, err
+		}
+	}
+	q := c.queue
+	defer func() {
+		q.mu.Lock()
+		q.refs--
+		q.mu.Unlock()
+		r.mu.Lock()
+		c.lastUsed = r.localNow()
+		r.mu.Unlock()
+	}()
+	var wake chan struct{}
+	for {
+		q.mu.Lock()
+		q.prune(r.localNow(), r.expiry)
+		if q.head < len(q.items) {
+			msg := q.items[q.head].msg
+			q.items[q.head] = memEntry{}
+			q.head++
+			if q.head == len(q.items) {
+				q.items, q.head = q.items[:0], 0
+			}
+			q.mu.Unlock()
+			return msg, nil
+		}
+		if wake == nil {
+			wake = make(chan struct{}, 1)
+		}
+		q.waiters = append(q.waiters, wake)
+		q.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			q.cancelWait(wake)
+			return nil, ctx.Err()
+		case <-r.done:
+			return nil, canal.ErrLayerClosed
+		}
+	}
+}
+
+// dispatch is a host's receive loop: it hands the messages its subscriber connection
+// reads to their channels.
+func (r *RedisPubSub) dispatch(h *pubsubHost) {
+	defer r.wg.Done()
+	for {
+		select {
+		case m := <-h.inbox:
+			r.onMessage(m)
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// onMessage hands a message to the channel it was published to, or to the members of
+// the group. It never blocks.
+func (r *RedisPubSub) onMessage(m rueidis.PubSubMessage) {
+	if r.closed.Load() {
+		return
+	}
+	msg, err := r.decode([]byte(m.Message))
+	if err == nil && msg.ValidateType() != nil {
+		err = errors.New("no valid string \"type\"")
+	}
+	if err != nil {
+		r.reportMalformed(m.Channel, len(m.Message), err)
+		return
+	}
+	now := r.localNow()
+	r.mu.RLock()
+	var targets []*pubsubChan
+	if c := r.chans[m.Channel]; c != nil {
+		targets = append(targets, c)
+	} else {
+		for name := range r.groups[m.Channel] {
+			if c := r.chans[name]; c != nil {
+				targets = append(targets, c)
+			}
+		}
+	}
+	r.mu.RUnlock()
+	if len(targets) == 0 {
+		r.undeliverable.Add(1) // unsubscribed meanwhile
+	}
+	for _, c := range targets {
+		switch {
+		case c.listener != nil && c.listener.detached.Load():
+			r.undeliverable.Add(1)
+		case c.listener != nil:
+			if callDeliver(r.log, c.listener, msg) {
+				r.delivered.Add(1)
+			} else {
+				r.dropped.Add(1)
+			}
+		case c.queue.push(msg, now, r.expiry):
+			r.delivered.Add(1)
+		default:
+			r.dropped.Add(1)
+		}
+	}
+}
+
+func (r *RedisPubSub) reportMalformed(channel string, size int, err error) {
+	n := r.malformed.Add(1)
+	now := time.Now().UnixNano()
+	last := r.lastMalformedLog.Load()
+	if now-last < int64(time.Second) || !r.lastMalformedLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Warn("layers: redis pubsub: skipped a message that cannot be read",
+		"channel", channel, "bytes", size, "reason", err.Error(), "malformed_total", n)
+}
+
+func (r *RedisPubSub) groupChannel(group string) string { return r.prefix + "__group__" + group }
+
+// GroupAdd adds a channel of this process to group, subscribing to the group's Pub/Sub
+// channel if it is the first local member.
+func (r *RedisPubSub) GroupAdd(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	g := r.groupChannel(group)
+	r.mu.Lock()
+	c := r.chans[channel]
+	if c == nil {
+		r.mu.Unlock()
+		if r.isAttachName(channel) {
+			return nil // detached: the channel is gone
+		}
+		return fmt.Errorf("layers: group add: %w: %q is not a channel of this process (Pub/Sub groups are per process)",
+			canal.ErrInvalidName, channel)
+	}
+	members := r.groups[g]
+	if members == nil {
+		members = make(map[string]struct{})
+		r.groups[g] = members
+	}
+	members[channel] = struct{}{}
+	c.groups[g] = struct{}{}
+	r.mu.Unlock()
+	return r.subscribe(ctx, g) // no I/O when already subscribed
+}
+
+// GroupDiscard removes channel from group, unsubscribing when no local member is left.
+func (r *RedisPubSub) GroupDiscard(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	g := r.groupChannel(group)
+	r.mu.Lock()
+	members := r.groups[g]
+	_, in := members[channel]
+	if in {
+		delete(members, channel)
+		if c := r.chans[channel]; c != nil {
+			delete(c.groups, g)
+		}
+	}
+	empty := in && len(members) == 0
+	if empty {
+		delete(r.groups, g)
+	}
+	r.mu.Unlock()
+	if empty {
+		return r.unsubscribe(ctx, g)
+	}
+	return nil
+}
+
+// GroupSend publishes msg to the group's Pub/Sub channel.
+func (r *RedisPubSub) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group send: %w", err)
+	}
+	if err := msg.ValidateType(); err != nil {
+		return fmt.Errorf("layers: group send to %q: %w", group, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	return r.publish(ctx, "group send to "+fmt.Sprintf("%q", group), r.groupChannel(group), msg)
+}
+
+// Flush forgets every group (unsubscribing from them) and drops queued messages.
+// Channels stay subscribed and attached.
+func (r *RedisPubSub) Flush(ctx context.Context) error {
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	groups := slices.Collect(maps.Keys(r.groups))
+	r.groups = make(map[string]map[string]struct{})
+	for _, c := range r.chans {
+		clear(c.groups)
+		if q := c.queue; q != nil {
+			q.mu.Lock()
+			clear(q.items)
+			q.items, q.head = q.items[:0], 0
+			q.mu.Unlock()
+		}
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, g := range groups {
+		if err := r.unsubscribe(ctx, g); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats returns the delivery counters (GroupFull is always 0: Pub/Sub has no capacity).
+func (r *RedisPubSub) Stats() RedisStats {
+	return RedisStats{
+		Delivered:     r.delivered.Load(),
+		Dropped:       r.dropped.Load(),
+		Undeliverable: r.undeliverable.Load(),
+		Malformed:     r.malformed.Load(),
+		Reconnects:    r.reconnects.Load(),
+	}
+}
+
+// Close stops deliveries, wakes blocked receivers with canal.ErrLayerClosed, and
+// closes the connections. It waits for its goroutines until ctx is done.
+func (r *RedisPubSub) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed.CompareAndSwap(false, true) {
+		r.mu.Unlock()
+		return nil
+	}
+	close(r.done)
+	for _, c := range r.chans {
+		if c.listener != nil {
+			c.listener.detached.Store(true)
+		}
+	}
+	r.chans = make(map[string]*pubsubChan)
+	r.groups = make(map[string]map[string]struct{})
+	r.mu.Unlock()
+
+	r.stop()
+	finished := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(finished)
+	}()
+	var err error
+	select {
+	case <-finished:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	for _, h := range r.hosts {
+		h.mu.Lock()
+		if h.dc != nil {
+			h.dc.Close()
+			h.dc = nil
+		}
+		h.mu.Unlock()
+		h.client.Close()
+	}
+	return err
+}
