@@ -41,9 +41,9 @@ type hijacker struct {
 	br   *bufio.Reader
 }
 
-func (h *hijacker) Header() http.Header       { return http.Header{} }
+func (h *hijacker) Header() http.Header         { return http.Header{} }
 func (h *hijacker) Write(p []byte) (int, error) { return len(p), nil }
-func (h *hijacker) WriteHeader(int)           {}
+func (h *hijacker) WriteHeader(int)             {}
 
 // Hijack hands over the socket with a fresh reader (the library reuses it as the
 // connection's read buffer) and a small writer used once for the 101 answer.
