@@ -287,7 +287,7 @@ func (c *conn) kickWorker() {
 	}
 	c.working = true
 	c.wg.Add(1)
-	go c.work()
+	c.srv.workers.run(c.work)
 }
 
 func (c *conn) work() {
@@ -366,7 +366,7 @@ func (c *conn) kickWriter() {
 	}
 	c.writing = true
 	c.wg.Add(1)
-	go c.write()
+	c.srv.workers.run(c.write)
 }
 
 func (c *conn) write() {

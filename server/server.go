@@ -28,6 +28,8 @@ type Server struct {
 	opts     Options
 	upgrader fws.Upgrader
 
+	workers  *workers
+
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	draining bool
@@ -43,7 +45,7 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{})}
+	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}), workers: newWorkers(idleWorkers)}
 	s.upgrader = fws.Upgrader{
 		// Zero: the library reuses the reader handed over by hijacker, sized by
 		// Options.ReadBufferSize.
@@ -115,6 +117,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(canal.CloseGoingAway, "server shutdown")
 	}
+	defer s.workers.close()
 	select {
 	case <-idle:
 		return nil
@@ -125,6 +128,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// idleWorkers bounds the goroutines kept waiting for session calls and writes.
+const idleWorkers = 128
 
 func (s *Server) add(c *conn) bool {
 	s.mu.Lock()
