@@ -4,7 +4,9 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"time"
 
@@ -45,11 +47,17 @@ func (ch *Chat) ReceiveJSON(ctx context.Context, c *consumer.Conn, content json.
 	if err := json.Unmarshal(content, &in); err != nil || in.Message == "" {
 		return c.SendJSON(map[string]string{"error": `send {"message": "..."}`})
 	}
-	return c.GroupSend(ctx, ch.group, canal.Message{
+	err := c.GroupSend(ctx, ch.group, canal.Message{
 		"type":    "chat.message",
 		"message": in.Message,
 		"user":    displayName(c.Scope().User),
 	})
+	if errors.Is(err, canal.ErrUnavailable) {
+		// Redis is down: tell this client and keep its socket, rather than closing it
+		// with 1011. The layer reconnects by itself.
+		return c.SendJSON(map[string]string{"error": "the room is unreachable for now; try again in a moment"})
+	}
+	return err
 }
 
 // ChatMessage handles "chat.message" events from the group.
@@ -68,9 +76,27 @@ func displayName(u canal.User) string {
 type config struct {
 	// AllowedHosts are the hosts whose pages may open sockets (Django's ALLOWED_HOSTS).
 	AllowedHosts []string
-	// RedisURL, when set, keeps tickets in Redis instead of memory.
+	// RedisURL, when set, keeps the tickets and the channel layer in Redis, so that
+	// several chat processes on one Redis share their rooms.
 	RedisURL string
+	// Layer is the channel layer: "core" (layers.NewRedis, channels_redis'
+	// RedisChannelLayer format), "pubsub" (layers.NewRedisPubSub, its
+	// RedisPubSubChannelLayer) or "memory" (this process only). Empty means "core"
+	// with a RedisURL and "memory" without.
+	Layer string
+	// Logger receives the server's and the layer's logs (default slog.Default()).
+	Logger *slog.Logger
 }
+
+// Channel layer backends for config.Layer.
+const (
+	layerCore   = "core"
+	layerPubSub = "pubsub"
+	layerMemory = "memory"
+)
+
+// layerTimeout bounds connecting the layer to Redis at startup.
+const layerTimeout = 5 * time.Second
 
 // ticketTTL is how long a sign-in ticket may wait before the socket uses it.
 const ticketTTL = 10 * time.Second
@@ -94,18 +120,29 @@ func (a *app) Close(ctx context.Context) {
 }
 
 // newApp builds the demo: the page at /, sign-in at /signin, sockets at /ws/chat/<room>/.
-func newApp(cfg config) (*app, error) {
+func newApp(cfg config) (a *app, err error) {
+	layer, err := newLayer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = layer.Close(context.Background())
+		}
+	}()
 	store, closer, err := newTicketStore(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	layer, err := layers.NewMemory(layers.MemoryOptions{})
-	if err != nil {
-		return nil, err
-	}
+	defer func() {
+		if err != nil {
+			closer()
+		}
+	}()
 	chat, err := consumer.New(func() *Chat { return &Chat{} }, consumer.Options[*Chat]{
 		Layer:  layer,
 		Events: map[string]consumer.EventFunc[*Chat]{"chat.message": (*Chat).ChatMessage},
+		Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -128,7 +165,7 @@ func newApp(cfg config) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(canal.Chain{origin, auth}.Then(routes), server.Options{})
+	srv, err := server.New(canal.Chain{origin, auth}.Then(routes), server.Options{Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +195,33 @@ func newApp(cfg config) (*app, error) {
 		return c.JSON(fiber.Map{"ticket": t, "expires_in": int(ticketTTL.Seconds())})
 	})
 	return &app{fiber: f, srv: srv, layer: layer, closer: closer}, nil
+}
+
+// newLayer makes the channel layer cfg asks for. With Redis, every chat process on
+// the same Redis (and prefix, "asgi" by default, as Django's) shares the rooms: a
+// message sent to a room's group reaches its members in all of them.
+func newLayer(cfg config) (canal.Layer, error) {
+	kind := cfg.Layer
+	if kind == "" {
+		kind = layerMemory
+		if cfg.RedisURL != "" {
+			kind = layerCore
+		}
+	}
+	if kind != layerMemory && cfg.RedisURL == "" {
+		return nil, fmt.Errorf("chat: the %s channel layer needs a Redis URL (-redis)", kind)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), layerTimeout)
+	defer cancel()
+	switch kind {
+	case layerMemory:
+		return layers.NewMemory(layers.MemoryOptions{})
+	case layerCore:
+		return layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{cfg.RedisURL}, Logger: cfg.Logger})
+	case layerPubSub:
+		return layers.NewRedisPubSub(ctx, layers.RedisPubSubOptions{Hosts: []string{cfg.RedisURL}, Logger: cfg.Logger})
+	}
+	return nil, fmt.Errorf("chat: unknown channel layer %q (want %s, %s or %s)", kind, layerCore, layerPubSub, layerMemory)
 }
 
 // newTicketStore keeps tickets in memory, or in Redis when a URL is given.

@@ -4,7 +4,21 @@
 //	go run ./examples/chat
 //
 // It needs nothing else: the channel layer and the sign-in tickets are in memory.
-// With -redis redis://127.0.0.1:6379/0 the tickets live in Redis, as Django writes them.
+//
+// With -redis redis://127.0.0.1:6379/0 the tickets live in Redis, as Django writes
+// them, and so does the channel layer: layers.NewRedis, in channels_redis' format, with
+// its default prefix "asgi". Chat processes on the same Redis then share their rooms
+// (and a Django project with that Redis in CHANNEL_LAYERS can write to them too):
+//
+//	go run ./examples/chat -redis redis://127.0.0.1:6379/0 -addr 127.0.0.1:8000
+//	go run ./examples/chat -redis redis://127.0.0.1:6379/0 -addr 127.0.0.1:8001
+//
+// Sign in on :8000 in one tab and on :8001 in another, join the same room, and talk.
+//
+// -layer chooses the channel layer: core (the default with -redis; channels_redis'
+// RedisChannelLayer), pubsub (its RedisPubSubChannelLayer: lighter, but a message sent
+// while a process is disconnected from Redis is lost to it) or memory (the default
+// without -redis: this process only).
 package main
 
 import (
@@ -21,10 +35,11 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	hosts := flag.String("allowed-hosts", "localhost,127.0.0.1,[::1]", "hosts whose pages may open sockets (comma-separated, Django's ALLOWED_HOSTS syntax)")
-	redisURL := flag.String("redis", "", "Redis URL for tickets (default: in memory)")
+	redisURL := flag.String("redis", "", "Redis URL for tickets and the channel layer (default: both in memory)")
+	layer := flag.String("layer", "", "channel layer: core or pubsub (Redis, default core with -redis) or memory (the default without -redis)")
 	flag.Parse()
 
-	a, err := newApp(config{AllowedHosts: strings.Split(*hosts, ","), RedisURL: *redisURL})
+	a, err := newApp(config{AllowedHosts: strings.Split(*hosts, ","), RedisURL: *redisURL, Layer: *layer})
 	if err != nil {
 		log.Fatal(err)
 	}
