@@ -163,12 +163,13 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 	}
 	if err != nil {
 		c.cleanup(ctx)
-		return nil, err
+		return nil, layerReject(err)
 	}
 	return &session[T]{h: h, inst: inst, c: c}, nil
 }
 
-// layerReject turns a layer outage during the handshake into 503.
+// layerReject turns an outage of a backing service during the handshake (the layer,
+// or anything a Connect hook reports with canal.ErrUnavailable) into 503.
 func layerReject(err error) error {
 	if errors.Is(err, canal.ErrUnavailable) {
 		return &canal.RejectError{Status: 503, Reason: "channel layer unavailable", Err: err}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -20,6 +21,9 @@ func startChat(t *testing.T, cfg config) string {
 	t.Helper()
 	if cfg.AllowedHosts == nil {
 		cfg.AllowedHosts = []string{"localhost", "127.0.0.1"}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	a, err := newApp(cfg)
 	if err != nil {
@@ -88,33 +92,51 @@ func TestSignInValidatesName(t *testing.T) {
 	}
 }
 
-func testRoom(t *testing.T, cfg config) {
-	addr := startChat(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	dial := func(name, room string) *canaltest.Communicator {
-		opts := canaltest.DialOptions{
-			Origin:       "http://" + addr,
-			Subprotocols: []string{"canal.ticket", "canal.ticket." + signIn(t, addr, name)},
-		}
-		c, err := canaltest.Dial(ctx, "ws://"+addr+"/ws/chat/"+room+"/", opts)
-		if err != nil {
-			t.Fatalf("dial %s as %s: %v", room, name, err)
-		}
-		t.Cleanup(func() { _ = c.Close(1000) })
-		return c
+// dialRoom signs name in on addr and opens a socket to room there. The test's cleanup
+// closes it.
+func dialRoom(ctx context.Context, t *testing.T, addr, name, room string) *canaltest.Communicator {
+	t.Helper()
+	opts := canaltest.DialOptions{
+		Origin:       "http://" + addr,
+		Subprotocols: []string{"canal.ticket", "canal.ticket." + signIn(t, addr, name)},
 	}
-	alice, bob, carol := dial("alice", "lobby"), dial("bob", "lobby"), dial("carol", "other")
+	c, err := canaltest.Dial(ctx, "ws://"+addr+"/ws/chat/"+room+"/", opts)
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", room, name, err)
+	}
+	t.Cleanup(func() { _ = c.Close(1000) })
+	return c
+}
+
+// wantChat reads the next frame of each client and checks it is text from user.
+func wantChat(ctx context.Context, t *testing.T, user, text string, clients ...*canaltest.Communicator) {
+	t.Helper()
+	for i, c := range clients {
+		var got map[string]string
+		if err := c.ReceiveJSON(ctx, &got); err != nil || got["message"] != text || got["user"] != user {
+			t.Fatalf("client %d: got %v, %v; want %q from %s", i, got, err, text, user)
+		}
+	}
+}
+
+// testRoom puts alice on the chat at addrA, bob on addrB (the same process or another
+// one sharing its Redis) in one room, and carol in another room: each of alice and bob
+// sees what the other says, carol sees neither.
+func testRoom(t *testing.T, addrA, addrB string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	alice := dialRoom(ctx, t, addrA, "alice", "lobby")
+	bob := dialRoom(ctx, t, addrB, "bob", "lobby")
+	carol := dialRoom(ctx, t, addrB, "carol", "other")
 
 	if err := alice.SendJSON(map[string]string{"message": "hello bob"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*canaltest.Communicator{alice, bob} {
-		var got map[string]string
-		if err := c.ReceiveJSON(ctx, &got); err != nil || got["message"] != "hello bob" || got["user"] != "alice" {
-			t.Fatalf("got %v, %v", got, err)
-		}
+	wantChat(ctx, t, "alice", "hello bob", alice, bob)
+	if err := bob.SendJSON(map[string]string{"message": "hello alice"}); err != nil {
+		t.Fatal(err)
 	}
+	wantChat(ctx, t, "bob", "hello alice", alice, bob)
 	if err := carol.ExpectNothing(200 * time.Millisecond); err != nil {
 		t.Fatalf("another room got the message: %v", err)
 	}
@@ -122,12 +144,54 @@ func testRoom(t *testing.T, cfg config) {
 
 func TestTwoClientsInARoom(t *testing.T) {
 	t.Parallel()
-	testRoom(t, config{})
+	addr := startChat(t, config{})
+	testRoom(t, addr, addr)
 }
 
-func TestTwoClientsInARoomWithRedisTickets(t *testing.T) {
+func TestTwoClientsInARoomWithRedis(t *testing.T) {
 	t.Parallel()
-	testRoom(t, config{RedisURL: canaltest.StartRedis(t).URL()})
+	addr := startChat(t, config{RedisURL: canaltest.StartRedis(t).URL()}) // the core layer
+	testRoom(t, addr, addr)
+}
+
+// Two chat processes (two apps, each with its own channel layer, ticket store and
+// listener) on one Redis share their rooms: a client of one and a client of the other
+// talk, with each Redis backend.
+func TestRoomAcrossTwoProcesses(t *testing.T) {
+	t.Parallel()
+	for _, layer := range []string{layerCore, layerPubSub} {
+		t.Run(layer, func(t *testing.T) {
+			t.Parallel()
+			cfg := config{RedisURL: canaltest.StartRedis(t).URL(), Layer: layer}
+			testRoom(t, startChat(t, cfg), startChat(t, cfg))
+		})
+	}
+}
+
+// While Redis is down, a message to the room gets an error frame, and the socket
+// stays open.
+func TestRedisDownKeepsSockets(t *testing.T) {
+	t.Parallel()
+	for _, layer := range []string{layerCore, layerPubSub} {
+		t.Run(layer, func(t *testing.T) {
+			t.Parallel()
+			redis := canaltest.StartRedis(t)
+			addr := startChat(t, config{RedisURL: redis.URL(), Layer: layer})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			alice := dialRoom(ctx, t, addr, "alice", "lobby")
+			redis.Kill()
+			for range 2 { // and again: the first failure did not close it
+				if err := alice.SendJSON(map[string]string{"message": "anyone?"}); err != nil {
+					t.Fatal(err)
+				}
+				var got map[string]string
+				if err := alice.ReceiveJSON(ctx, &got); err != nil || !strings.Contains(got["error"], "unreachable") {
+					t.Fatalf("got %v, %v; want an error frame", got, err)
+				}
+			}
+		})
+	}
 }
 
 func TestRefusals(t *testing.T) {

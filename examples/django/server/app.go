@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
@@ -27,26 +23,23 @@ import (
 	"github.com/canal-rt/canal/ticket"
 )
 
-// Limits on what clients and Django may send.
+// Limits on what clients may send, and on startup.
 const (
-	maxChatMessage = 2000  // bytes of one chat message
-	maxNotifyText  = 2000  // bytes of one notification
-	maxHTTPBody    = 16384 // bytes of a POST /internal/notify body
-	maxRoomName    = 64    // characters of a room slug, so "chat_<room>" is a valid group name
-	notifyTimeout  = 2 * time.Second
+	maxChatMessage = 2000 // bytes of one chat message
+	maxRoomName    = 64   // characters of a room slug, so "chat_<room>" is a valid group name
+	maxHTTPBody    = 4096 // bytes of an HTTP request body: the server takes none
+	connectTimeout = 5 * time.Second
 )
 
 // config is what main reads from flags and the environment.
 type config struct {
 	// RedisURL is the Redis where Django's django_canal writes tickets
-	// (REALTIME_TICKET_REDIS), e.g. redis://127.0.0.1:6379/0.
+	// (REALTIME_TICKET_REDIS) and whose channel layer Django's CHANNEL_LAYERS
+	// names, e.g. redis://127.0.0.1:6379/0.
 	RedisURL string
 	// AllowedOrigins are the origins whose pages may open sockets: Django's, such as
 	// http://127.0.0.1:8000. The browser sends the page's origin, not the socket's.
 	AllowedOrigins []string
-	// NotifySecret guards POST /internal/notify (header X-Canal-Secret). Empty
-	// disables the endpoint: every request gets 403.
-	NotifySecret string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -57,7 +50,8 @@ type Chat struct {
 	user  canal.User
 }
 
-// Connect joins the room's group, accepts and greets the user by name.
+// Connect joins the room's group and the user's (so that Django can close the socket
+// at logout), accepts and greets the user by name.
 func (ch *Chat) Connect(ctx context.Context, c *consumer.Conn) error {
 	room := c.Scope().Route.String("room")
 	if len(room) > maxRoomName {
@@ -66,6 +60,9 @@ func (ch *Chat) Connect(ctx context.Context, c *consumer.Conn) error {
 	ch.group = "chat_" + room
 	ch.user = c.Scope().User // set by the ticket middleware
 	if err := c.GroupAdd(ctx, ch.group); err != nil {
+		return layerDown(err)
+	}
+	if err := joinUserGroup(ctx, c); err != nil {
 		return err
 	}
 	if err := c.Accept(); err != nil {
@@ -85,11 +82,17 @@ func (ch *Chat) ReceiveJSON(ctx context.Context, c *consumer.Conn, content json.
 	if len(in.Message) > maxChatMessage {
 		return c.SendJSON(map[string]string{"type": "error", "text": "message too long"})
 	}
-	return c.GroupSend(ctx, ch.group, canal.Message{
+	err := c.GroupSend(ctx, ch.group, canal.Message{
 		"type":    "chat.message",
 		"message": in.Message,
 		"user":    ch.user.Username,
 	})
+	if errors.Is(err, canal.ErrUnavailable) {
+		// Redis is down: the room cannot be reached, but the socket can stay; the
+		// layer reconnects by itself. Returning err would close it with 1011.
+		return c.SendJSON(map[string]string{"type": "error", "text": "chat unavailable, try again in a moment"})
+	}
+	return err
 }
 
 // ChatMessage handles "chat.message" events from the room's group.
@@ -97,13 +100,17 @@ func (ch *Chat) ChatMessage(ctx context.Context, c *consumer.Conn, m canal.Messa
 	return c.SendJSON(map[string]string{"type": "chat", "user": m.String("user"), "message": m.String("message")})
 }
 
+// ignoreNotification drops "notify" events on the chat socket: notifications go to
+// the user's group, which the chat socket joins only to be closed at logout.
+func (*Chat) ignoreNotification(context.Context, *consumer.Conn, canal.Message) error { return nil }
+
 // Notify is the per-user notification consumer: every socket of a user is in the group
 // "user_<id>", where Django's notifications arrive.
 type Notify struct{}
 
 // Connect joins the user's group and accepts.
 func (*Notify) Connect(ctx context.Context, c *consumer.Conn) error {
-	if err := c.GroupAdd(ctx, userGroup(c.Scope().User.ID)); err != nil {
+	if err := joinUserGroup(ctx, c); err != nil {
 		return err
 	}
 	return c.Accept()
@@ -114,13 +121,33 @@ func (*Notify) Notification(ctx context.Context, c *consumer.Conn, m canal.Messa
 	return c.SendJSON(map[string]string{"type": "notification", "text": m.String("text")})
 }
 
-// userGroup is the group of a Django user's sockets, as Django names it.
-func userGroup(id string) string { return "user_" + id }
+// joinUserGroup puts the socket in its user's group, "user_<id>", as Django names it
+// (demo.views.user_group). Django sends two events there: {"type": "notify"} from
+// POST /notify/, and at logout {"type": "websocket.close", "code": 4403}, on which
+// Canal's consumer closes the socket with that code, as Channels' does.
+func joinUserGroup(ctx context.Context, c *consumer.Conn) error {
+	group := "user_" + c.Scope().User.ID
+	if err := layers.ValidGroupName(group); err != nil {
+		// A primary key that cannot be in a group name (too long, odd characters):
+		// refuse the socket rather than leave it out of reach of logout.
+		return canal.Reject(http.StatusForbidden, "user id not usable in a group name")
+	}
+	return layerDown(c.GroupAdd(ctx, group))
+}
 
-// newApp builds the server: sockets under /ws/, authorized by Django's tickets, and
-// POST /internal/notify for Django. It connects to Redis (and fails if it cannot).
-// The returned close function releases the layer and the Redis client; call it after
-// shutting down srv and app.
+// layerDown turns a channel layer outage during the handshake into HTTP 503 (the
+// ticket middleware's answer when Redis is down), rather than a 500.
+func layerDown(err error) error {
+	if errors.Is(err, canal.ErrUnavailable) {
+		return &canal.RejectError{Status: http.StatusServiceUnavailable, Reason: "channel layer unavailable", Err: err}
+	}
+	return err
+}
+
+// newApp builds the server: sockets under /ws/, authorized by Django's tickets, with
+// a channel layer in the same Redis as Django's, through which Django reaches the
+// sockets. It connects to Redis (and fails if it cannot). The returned close function
+// releases the layer and the Redis client; call it after shutting down srv and app.
 func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(context.Context) error, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -161,19 +188,28 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// In memory for now: one Go process holds every socket. When the Redis channel
-	// layer lands this becomes layers.NewRedis(...) on the same Redis, and Django can
-	// then reach the groups directly with channels' group_send (see
-	// site/demo/views.py), without POST /internal/notify.
-	layer, err := layers.NewMemory(layers.MemoryOptions{})
+	// The channel layer: channels_redis' format, with its defaults (prefix "asgi",
+	// capacity 100, expiry 60 s, group expiry 24 h), as Django's CHANNEL_LAYERS in
+	// site_project/settings.py. Django's async_to_sync(get_channel_layer().group_send)
+	// reaches these consumers; so do other Go processes on the same Redis.
+	lctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	layer, err := layers.NewRedis(lctx, layers.RedisOptions{
+		Hosts:  []string{cfg.RedisURL},
+		Prefix: layers.DefaultRedisPrefix,
+		Logger: cfg.Logger,
+	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, fmt.Errorf("channel layer: %w", err)
 	}
 	cleanups = append(cleanups, layer.Close)
 
 	chat, err := consumer.New(func() *Chat { return &Chat{} }, consumer.Options[*Chat]{
-		Layer:  layer,
-		Events: map[string]consumer.EventFunc[*Chat]{"chat.message": (*Chat).ChatMessage},
+		Layer: layer,
+		Events: map[string]consumer.EventFunc[*Chat]{
+			"chat.message": (*Chat).ChatMessage,
+			"notify":       (*Chat).ignoreNotification,
+		},
 		Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -218,73 +254,7 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 		IdleTimeout:           60 * time.Second,
 	})
 	srv.Mount(app, "/ws")
-	app.Post("/internal/notify", notifyHandler(layer, cfg.NotifySecret, cfg.Logger))
 	return app, srv, closeFn, nil
-}
-
-// notifyHandler serves POST /internal/notify for Django: with the shared secret in
-// X-Canal-Secret and a body {"user_id": "42", "text": "..."}, it sends
-// {"type": "notify", "text": ...} to the group "user_42".
-func notifyHandler(layer canal.Layer, secret string, log *slog.Logger) fiber.Handler {
-	// Compare digests, so that the comparison takes the same time whatever the
-	// lengths of the two secrets.
-	want := sha256.Sum256([]byte(secret))
-	return func(c *fiber.Ctx) error {
-		got := sha256.Sum256([]byte(c.Get("X-Canal-Secret")))
-		if secret == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-			return c.Status(http.StatusForbidden).JSON(fiber.Map{"status": "error", "error": "forbidden"})
-		}
-		var in struct {
-			UserID json.RawMessage `json:"user_id"`
-			Text   string          `json:"text"`
-		}
-		if err := json.Unmarshal(c.Body(), &in); err != nil {
-			return badRequest(c, "body must be JSON: {\"user_id\": \"42\", \"text\": \"...\"}")
-		}
-		id, ok := userID(in.UserID)
-		if !ok {
-			return badRequest(c, "user_id must be a non-empty string or an integer")
-		}
-		group := userGroup(id)
-		if err := layers.ValidGroupName(group); err != nil {
-			return badRequest(c, "user_id is not usable in a group name")
-		}
-		if in.Text == "" || len(in.Text) > maxNotifyText || !utf8.ValidString(in.Text) {
-			return badRequest(c, fmt.Sprintf("text must be 1 to %d bytes of UTF-8", maxNotifyText))
-		}
-		ctx, cancel := context.WithTimeout(c.UserContext(), notifyTimeout)
-		defer cancel()
-		if err := layer.GroupSend(ctx, group, canal.Message{"type": "notify", "text": in.Text}); err != nil {
-			log.Warn("notify: group send failed", "group", group, "err", err)
-			return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"status": "error", "error": "channel layer unavailable"})
-		}
-		return c.JSON(fiber.Map{"status": "ok"})
-	}
-}
-
-func badRequest(c *fiber.Ctx, msg string) error {
-	return c.Status(http.StatusBadRequest).JSON(fiber.Map{"status": "error", "error": msg})
-}
-
-// userID reads a Django primary key sent as a string ("42", a UUID) or as an integer.
-func userID(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return "", false
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil || s == "" {
-			return "", false
-		}
-		return s, true
-	}
-	for i, b := range raw {
-		if !('0' <= b && b <= '9' || b == '-' && i == 0 && len(raw) > 1) {
-			return "", false
-		}
-	}
-	return string(raw), true
 }
 
 // redactURL hides a password in a Redis URL before it is logged.

@@ -26,11 +26,12 @@ import (
 	"github.com/canal-rt/canal/server"
 )
 
-// What the end-to-end tests run. Debian's Python is used on purpose: it has Django and
-// redis-py from apt, while a python3 earlier on PATH (pyenv, a virtualenv) may not.
+// What the end-to-end tests run. Debian's Python is used on purpose: it has Django,
+// redis-py, Channels and channels_redis from apt, while a python3 earlier on PATH
+// (pyenv, a virtualenv) may not.
 const (
 	pythonPath = "/usr/bin/python3"
-	pythonPkgs = "python3-django python3-redis"
+	pythonPkgs = "python3-django python3-redis python3-django-channels python3-channels-redis"
 )
 
 // Bounds on every wait.
@@ -48,17 +49,17 @@ type stack struct {
 	django *djangoSite
 	srv    *server.Server
 	goAddr string // Canal's "127.0.0.1:port"
-	secret string // CANAL_NOTIFY_SECRET, shared by both
 }
 
 // wsURL is the Canal URL of a socket path such as "/ws/chat/lobby/".
 func (s *stack) wsURL(path string) string { return "ws://" + s.goAddr + path }
 
-// startStack starts everything, with the user alice (password alicePassword).
+// startStack starts everything, with the users alice (password alicePassword) and
+// bob (bobPassword).
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	requireDjango(t)
-	st := &stack{secret: randomHex(t, 16)}
+	st := &stack{}
 	st.redis = canaltest.StartRedis(t)
 
 	// Canal's port first: Django needs its URL, and Canal needs Django's origin.
@@ -78,19 +79,17 @@ func startStack(t *testing.T) *stack {
 		"REDIS_URL":               st.redis.URL(),
 		"REALTIME_TICKET_EXPIRE":  "2",
 		"CANAL_WS_URL":            "ws://" + st.goAddr,
-		"CANAL_NOTIFY_URL":        "", // derived from CANAL_WS_URL
-		"CANAL_NOTIFY_SECRET":     st.secret,
 		"PYTHONDONTWRITEBYTECODE": "1", // no __pycache__ in the source tree
 		"PYTHONUNBUFFERED":        "1",
 	}
 	manage(t, env, "migrate", "--noinput")
 	manage(t, env, "demo_user", "alice", alicePassword)
+	manage(t, env, "demo_user", "bob", bobPassword)
 	st.django = startDjango(t, env, tmp)
 
 	app, srv, closeApp, err := newApp(config{
 		RedisURL:       st.redis.URL(),
 		AllowedOrigins: []string{st.django.Origin},
-		NotifySecret:   st.secret,
 		Logger:         testLogger(t),
 	})
 	if err != nil {
@@ -125,7 +124,7 @@ func startStack(t *testing.T) *stack {
 }
 
 // requireDjango fails the test, naming the Debian packages, when Debian's Python
-// cannot import Django and redis-py.
+// cannot import Django, redis-py, Channels and channels_redis.
 func requireDjango(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(pythonPath); err != nil {
@@ -133,9 +132,9 @@ func requireDjango(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, pythonPath, "-c", "import django, redis").CombinedOutput()
+	out, err := exec.CommandContext(ctx, pythonPath, "-c", "import django, redis, channels, channels_redis").CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s cannot import Django and redis-py (%v): install them (apt-get install %s)\n%s",
+		t.Fatalf("%s cannot import Django, redis-py, Channels and channels_redis (%v): install them (apt-get install %s)\n%s",
 			pythonPath, err, pythonPkgs, out)
 	}
 }
@@ -385,6 +384,25 @@ func login(t *testing.T, site *djangoSite, username, password string) *session {
 	return s
 }
 
+// logout logs the session out with a POST to Django's LogoutView, as the page's
+// "log out" button does, and checks that it lands on the login page.
+func (s *session) logout(t *testing.T) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.site.URL+"/accounts/logout/",
+		strings.NewReader(url.Values{"csrfmiddlewaretoken": {s.csrfToken(t)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Referer", s.site.URL+"/")
+	resp, err := s.client.Do(req) // follows the redirect to LOGOUT_REDIRECT_URL
+	if err != nil {
+		t.Fatalf("POST logout: %v", err)
+	}
+	body := drain(resp)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/accounts/login/" {
+		t.Fatalf("logout: ended on %s with HTTP %d, want the login page; body:\n%.500s",
+			resp.Request.URL, resp.StatusCode, body)
+	}
+}
+
 // csrfToken is the csrftoken cookie, which Django's JavaScript recipe sends back in
 // X-CSRFToken.
 func (s *session) csrfToken(t *testing.T) string {
@@ -499,6 +517,18 @@ func joinChat(ctx context.Context, t *testing.T, st *stack, s *session, room str
 	if m, err := receive(ctx, c); err != nil || m.Type != "greeting" {
 		t.Fatalf("join %s: got %+v, %v; want a greeting", room, m, err)
 	}
+	return c
+}
+
+// openNotify opens a notification socket with a fresh ticket of s (query transport).
+// The test's cleanup closes it.
+func openNotify(ctx context.Context, t *testing.T, st *stack, s *session) *canaltest.Communicator {
+	t.Helper()
+	c, err := transports[0].dial(ctx, st, "/ws/notify/", s.ticket(t))
+	if err != nil {
+		t.Fatalf("notify socket: %v", err)
+	}
+	t.Cleanup(func() { c.Abort() })
 	return c
 }
 

@@ -1,9 +1,11 @@
 package main
 
 // End-to-end: a real redis-server, the real Django demo site under runserver (Debian's
-// Django), this package's Canal server, and headless Chromium, all on 127.0.0.1. Django
-// issues the tickets exactly as in production (POST /ticket/ behind its login and
-// CSRF protection); Canal consumes them from the same Redis.
+// Django, Channels and channels_redis), this package's Canal server, and headless
+// Chromium, all on 127.0.0.1. Django issues the tickets exactly as in production (POST
+// /ticket/ behind its login and CSRF protection); Canal consumes them from the same
+// Redis. Django reaches the sockets through the channel layer in that Redis:
+// channels_redis' group_send on Django's side, layers.NewRedis on Canal's.
 //
 // The subtests share one deployment, so they run in order, not in parallel; the Redis
 // outage comes last.
@@ -11,8 +13,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,18 +30,28 @@ import (
 	"github.com/canal-rt/canal/ticket"
 )
 
-const alicePassword = "correct-horse-battery-staple"
+const (
+	alicePassword = "correct-horse-battery-staple"
+	bobPassword   = "tr0ub4dor-and-3"
+)
+
+// closeLoggedOut is the close code Django sends to a user's sockets at logout
+// (demo/signals.py).
+const closeLoggedOut = 4403
 
 func TestDjangoEndToEnd(t *testing.T) {
 	start := time.Now()
 	st := startStack(t)
 	t.Logf("redis, Django (%s) and Canal (%s) up in %v", st.django.URL, st.goAddr, time.Since(start).Round(time.Millisecond))
 	alice := login(t, st.django, "alice", alicePassword)
+	bob := login(t, st.django, "bob", bobPassword)
 
 	t.Run("transports", func(t *testing.T) { testTransports(t, st, alice) })
 	t.Run("refusals", func(t *testing.T) { testRefusals(t, st, alice) })
 	t.Run("race", func(t *testing.T) { testRace(t, st, alice) })
+	t.Run("notify", func(t *testing.T) { testNotify(t, st, alice, bob) })
 	t.Run("browser", func(t *testing.T) { testBrowser(t, st, alice) })
+	t.Run("logout", func(t *testing.T) { testLogout(t, st, alice, bob) })
 	t.Run("redis_outage", func(t *testing.T) { testRedisOutage(t, st, alice) })
 }
 
@@ -187,6 +201,126 @@ func describe(m serverMsg, err error) string {
 	return m.Type + " " + m.Text + m.Message
 }
 
+// Django's send_to_user is channels_redis' group_send to "user_<id>": it reaches every
+// notification socket of that user on the Go server, and nobody else's.
+func testNotify(t *testing.T, st *stack, alice, bob *session) {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	n1, n2 := openNotify(ctx, t, st, alice), openNotify(ctx, t, st, alice)
+	chat := joinChat(ctx, t, st, alice, "notify")
+	bobs := openNotify(ctx, t, st, bob)
+
+	// The groups are where Django looks for them: channels_redis' sorted sets
+	// "asgi:group:user_<id>" of channel names, written by the Go layer. alice and bob
+	// are users 1 and 2 of a fresh database; alice's group holds her two notification
+	// sockets and her chat socket (sockets of earlier subtests may still be leaving it).
+	rc := st.redis.Client(t)
+	members := func(group string) []string {
+		m, err := rc.Do(ctx, rc.B().Zrange().Key("asgi:group:"+group).Min("0").Max("-1").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatalf("ZRANGE asgi:group:%s: %v", group, err)
+		}
+		return m
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		a, b := members("user_1"), members("user_2")
+		if len(a) == 3 && len(b) == 1 {
+			for _, name := range append(a, b...) {
+				if !strings.HasPrefix(name, "specific.") || !strings.Contains(name, "!") {
+					t.Fatalf("member %q is not a process-local channel as channels_redis names them", name)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("groups in Redis: user_1 %q, user_2 %q; want 3 and 1 members", a, b)
+		}
+	}
+
+	start := time.Now()
+	status, body := alice.post(t, "/notify/", url.Values{"text": {"for alice, through channels_redis"}})
+	if status != http.StatusOK || body["status"] != "ok" {
+		t.Fatalf("POST /notify/: HTTP %d %v", status, body)
+	}
+	want := serverMsg{Type: "notification", Text: "for alice, through channels_redis"}
+	for i, c := range []*canaltest.Communicator{n1, n2} {
+		if m, err := receive(ctx, c); err != nil || m != want {
+			t.Fatalf("alice's notification socket %d: %+v, %v; want %+v", i+1, m, err, want)
+		}
+	}
+	t.Logf("Django's group_send reached both sockets %v after the POST began", time.Since(start).Round(time.Millisecond))
+	if err := chat.ExpectNothing(300 * time.Millisecond); err != nil {
+		t.Errorf("alice's chat socket: %v (notifications are for /ws/notify/)", err)
+	}
+	if err := bobs.ExpectNothing(0); err != nil {
+		t.Errorf("bob's socket got alice's notification: %v", err)
+	}
+
+	status, body = bob.post(t, "/notify/", url.Values{"text": {"for bob"}})
+	if status != http.StatusOK {
+		t.Fatalf("POST /notify/ as bob: HTTP %d %v", status, body)
+	}
+	if m, err := receive(ctx, bobs); err != nil || m != (serverMsg{Type: "notification", Text: "for bob"}) {
+		t.Fatalf("bob's notification: %+v, %v", m, err)
+	}
+	if err := n1.ExpectNothing(300 * time.Millisecond); err != nil {
+		t.Errorf("alice's socket got bob's notification: %v", err)
+	}
+}
+
+// Logging out in Django closes the user's sockets on the Go server: the
+// user_logged_out signal sends {"type": "websocket.close", "code": 4403} to
+// "user_<id>", which both routes' consumers joined. Other users keep theirs.
+func testLogout(t *testing.T, st *stack, alice, bob *session) {
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	elsewhere := login(t, st.django, "alice", alicePassword) // alice in another browser
+	chat := joinChat(ctx, t, st, alice, "logout")
+	notify := openNotify(ctx, t, st, elsewhere)
+	bobChat := joinChat(ctx, t, st, bob, "logout")
+	bobNotify := openNotify(ctx, t, st, bob)
+
+	start := time.Now()
+	elsewhere.logout(t)
+	for _, c := range []struct {
+		name string
+		c    *canaltest.Communicator
+	}{{"chat", chat}, {"notify", notify}} {
+		code, _, err := c.c.ExpectClose(ctx)
+		if err != nil || code != closeLoggedOut {
+			t.Fatalf("alice's %s socket after logout: close %d, %v; want close %d", c.name, code, err, closeLoggedOut)
+		}
+	}
+	t.Logf("alice's sockets closed %v after the logout began", time.Since(start).Round(time.Millisecond))
+
+	// The logged-out session gets no more tickets.
+	status, body := elsewhere.post(t, "/ticket/", nil)
+	if status != http.StatusForbidden {
+		t.Fatalf("POST /ticket/ after logout: HTTP %d %v, want 403", status, body)
+	}
+	// bob's sockets are open and in their groups.
+	if err := bobChat.SendJSON(map[string]string{"message": "still here"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := receive(ctx, bobChat); err != nil || m != (serverMsg{Type: "chat", User: "bob", Message: "still here"}) {
+		t.Fatalf("bob's chat after alice's logout: %+v, %v", m, err)
+	}
+	if status, body := bob.post(t, "/notify/", url.Values{"text": {"bob is still in"}}); status != http.StatusOK {
+		t.Fatalf("POST /notify/ as bob: HTTP %d %v", status, body)
+	}
+	if m, err := receive(ctx, bobNotify); err != nil || m.Text != "bob is still in" {
+		t.Fatalf("bob's notification after alice's logout: %+v, %v", m, err)
+	}
+	// alice's other session is still logged in: its new sockets work.
+	again := joinChat(ctx, t, st, alice, "logout")
+	if err := again.SendJSON(map[string]string{"message": "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := receive(ctx, again); err != nil || m.Message != "back" {
+		t.Fatalf("alice's new socket: %+v, %v", m, err)
+	}
+}
+
 // The demo page in Chromium: log in, get the greeting, see live messages from Django
 // and from another client, send one, press "notify me".
 func testBrowser(t *testing.T, st *stack, alice *session) {
@@ -220,8 +354,8 @@ func testBrowser(t *testing.T, st *stack, alice *session) {
 	waitFor("greeting in #messages", listHas("messages", "hello alice"))
 	waitFor("notification socket open", textIs("notify-status", "connected"))
 
-	// Django pushes a notification (POST /notify/ from alice's other session) and the
-	// page shows it live.
+	// Django pushes a notification (POST /notify/ from alice's other session: a
+	// group_send through channels_redis to "user_1") and the page shows it live.
 	status, body := alice.post(t, "/notify/", url.Values{"text": {"pushed by Django for alice"}})
 	if status != http.StatusOK || body["status"] != "ok" {
 		t.Fatalf("POST /notify/: HTTP %d %v", status, body)
@@ -250,26 +384,37 @@ func testBrowser(t *testing.T, st *stack, alice *session) {
 	}
 	waitFor("own message in #messages", listHas("messages", "alice: typed in Chromium"))
 
-	// The "notify me" button: the page asks Django, Django asks Canal, Canal pushes.
+	// The "notify me" button: the page asks Django, Django's group_send goes through
+	// Redis to the Go layer, which hands it to the page's notification socket.
 	step("press notify me", 5*time.Second, chromedp.Click(chromedp.ID("notify-button")))
 	waitFor("button's notification", listHas("notifications", "this notification came from Django"))
 
 	browser.Screenshot(t, bctx, "django-e2e.png")
+
+	// alice logs out in another browser: Django closes all her sockets with 4403, and
+	// the page, rather than reconnecting, goes to the login page. (Waiting for the
+	// login form, not polling a script: the navigation destroys the page's context.)
+	login(t, st.django, "alice", alicePassword).logout(t)
+	step("the login page after logging out elsewhere", 10*time.Second,
+		chromedp.WaitVisible(chromedp.ID("id_username")))
+	lctx, lcancel := context.WithTimeout(bctx, 5*time.Second)
+	defer lcancel()
+	if loc, err := chromedp.Run(lctx, chromedp.Location()); err != nil || !strings.HasSuffix(loc, "/accounts/login/") {
+		t.Fatalf("after logging out elsewhere the page is at %q (%v), want the login page", loc, err)
+	}
 }
 
-// Redis dies: new sockets are refused with 503 and Django's /ticket/ answers 503, but
-// open sockets keep working and nothing crashes. After a restart, tickets work again.
+// Redis dies: new sockets are refused with 503, Django's /ticket/ and /notify/ answer
+// 503, and open sockets stay open: a chat message gets an error frame instead of the
+// room, and nothing crashes. After a restart, tickets, rooms and notifications work
+// again for new sockets, and the old ones are still open.
 func testRedisOutage(t *testing.T, st *stack, alice *session) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
 	a1 := joinChat(ctx, t, st, alice, "outage")
 	a2 := joinChat(ctx, t, st, alice, "outage")
-	notif, err := transports[0].dial(ctx, st, "/ws/notify/", alice.ticket(t))
-	if err != nil {
-		t.Fatalf("notify socket: %v", err)
-	}
-	defer notif.Abort()
+	notif := openNotify(ctx, t, st, alice)
 	issuedBefore := alice.ticket(t) // valid, but Redis is about to lose it
 
 	st.redis.Kill()
@@ -300,21 +445,24 @@ func testRedisOutage(t *testing.T, st *stack, alice *session) {
 	}
 	t.Logf("Django refused a ticket in %v while Redis was down", time.Since(start).Round(time.Millisecond))
 
-	// Open sockets do not need Redis.
-	if err := a1.SendJSON(map[string]string{"message": "still here"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []*canaltest.Communicator{a1, a2} {
-		if m, err := receive(ctx, c); err != nil || m != (serverMsg{Type: "chat", User: "alice", Message: "still here"}) {
-			t.Fatalf("chat during the outage: %+v, %v", m, err)
+	// The rooms are in Redis: a message cannot reach them, and the sender is told so
+	// on a socket that stays open.
+	for range 2 {
+		if err := a1.SendJSON(map[string]string{"message": "anyone?"}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := receive(ctx, a1); err != nil || m.Type != "error" || !strings.Contains(m.Text, "unavailable") {
+			t.Fatalf("chat during the outage: %+v, %v; want an error frame", m, err)
 		}
 	}
-	status, body = alice.post(t, "/notify/", url.Values{"text": {"Redis is down, Django still talks"}})
-	if status != http.StatusOK {
-		t.Fatalf("POST /notify/ during the outage: HTTP %d %v", status, body)
+	// So are Django's notifications: channels_redis fails fast, Django answers 503.
+	start = time.Now()
+	status, body = alice.post(t, "/notify/", url.Values{"text": {"Redis is down"}})
+	if status != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body["error"]), "channel layer unavailable") {
+		t.Fatalf("POST /notify/ during the outage: HTTP %d %v; want 503 channel layer unavailable", status, body)
 	}
-	if m, err := receive(ctx, notif); err != nil || m != (serverMsg{Type: "notification", Text: "Redis is down, Django still talks"}) {
-		t.Fatalf("notification during the outage: %+v, %v", m, err)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Django took %v to give up on the channel layer", d)
 	}
 	if !st.django.alive() {
 		t.Fatalf("Django died during the outage:\n%s", st.django.logTail())
@@ -335,4 +483,34 @@ func testRedisOutage(t *testing.T, st *stack, alice *session) {
 	// The ticket issued before the crash died with Redis's memory.
 	c2, err := transports[0].dial(ctx, st, "/ws/chat/outage/", issuedBefore)
 	wantRefused(t, "ticket issued before the crash", c2, err, http.StatusForbidden)
+
+	// Rooms and notifications work again for sockets opened since. (The restarted
+	// Redis is empty: the group memberships of the sockets opened before are gone
+	// with its memory, as with Channels; see the README.)
+	if err := c.SendJSON(map[string]string{"message": "after the restart"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := receive(ctx, c); err != nil || m != (serverMsg{Type: "chat", User: "alice", Message: "after the restart"}) {
+		t.Fatalf("chat after Redis restarted: %+v, %v", m, err)
+	}
+	n2 := openNotify(ctx, t, st, alice)
+	status, body = alice.post(t, "/notify/", url.Values{"text": {"Redis is back"}})
+	if status != http.StatusOK {
+		t.Fatalf("POST /notify/ after the restart: HTTP %d %v", status, body)
+	}
+	if m, err := receive(ctx, n2); err != nil || m != (serverMsg{Type: "notification", Text: "Redis is back"}) {
+		t.Fatalf("notification after Redis restarted: %+v, %v", m, err)
+	}
+	// The sockets opened before the outage are still open and answering.
+	for i, c := range []*canaltest.Communicator{a1, a2} {
+		if err := c.SendJSON(map[string]string{}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := receive(ctx, c); err != nil || m.Type != "error" {
+			t.Fatalf("chat socket %d opened before the outage: %+v, %v; want the reply to an empty message", i+1, m, err)
+		}
+	}
+	if err := notif.ExpectNothing(0); err != nil {
+		t.Fatalf("notification socket opened before the outage: %v", err)
+	}
 }

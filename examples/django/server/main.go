@@ -5,10 +5,12 @@
 //	go run ./examples/django/server -redis redis://127.0.0.1:6379/0
 //
 // Sockets: /ws/chat/<room>/ (a chat room; each user is greeted by name) and
-// /ws/notify/ (notifications for the logged-in user). Django pushes notifications with
-// POST /internal/notify, authenticated by a shared secret (-notify-secret or
-// CANAL_NOTIFY_SECRET, the same value as Django's CANAL_NOTIFY_SECRET).
-// See ../README.md for the walkthrough.
+// /ws/notify/ (notifications for the logged-in user). The channel layer is
+// layers.NewRedis on the same Redis, in channels_redis' format with its defaults, so
+// Django reaches the sockets the Channels way: async_to_sync(get_channel_layer().
+// group_send)("user_<id>", {"type": "notify", ...}) pushes a notification, and
+// {"type": "websocket.close", "code": 4403}, sent when the user logs out, closes the
+// user's sockets. See ../README.md for the walkthrough.
 package main
 
 import (
@@ -27,29 +29,19 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8001", "listen address")
-	redisURL := flag.String("redis", "", "Redis URL where Django writes tickets, the same as Django's REDIS_URL (required), e.g. redis://127.0.0.1:6379/0")
+	redisURL := flag.String("redis", "", "Redis URL of Django's tickets and channel layer, the same as Django's REDIS_URL (required), e.g. redis://127.0.0.1:6379/0")
 	origins := flag.String("allowed-origins", "http://127.0.0.1:8000,http://localhost:8000",
 		"comma-separated origins whose pages may open sockets: the Django site's")
-	secret := flag.String("notify-secret", "",
-		"shared secret for POST /internal/notify (default $CANAL_NOTIFY_SECRET; prefer the variable, flags show in ps); empty disables the endpoint")
 	flag.Parse()
 
 	if *redisURL == "" {
-		fmt.Fprintln(os.Stderr, "server: -redis is required: the Redis where Django writes tickets, e.g. -redis redis://127.0.0.1:6379/0")
+		fmt.Fprintln(os.Stderr, "server: -redis is required: the Redis of Django's tickets and channel layer, e.g. -redis redis://127.0.0.1:6379/0")
 		flag.Usage()
 		os.Exit(2)
 	}
-	if *secret == "" {
-		*secret = os.Getenv("CANAL_NOTIFY_SECRET")
-	}
-	if *secret == "" {
-		slog.Warn("no notify secret (-notify-secret or CANAL_NOTIFY_SECRET): POST /internal/notify is disabled")
-	}
-
 	app, srv, closeApp, err := newApp(config{
 		RedisURL:       *redisURL,
 		AllowedOrigins: splitList(*origins),
-		NotifySecret:   *secret,
 	})
 	if err != nil {
 		log.Fatalf("server: %v", err)

@@ -1,11 +1,10 @@
 """Views of the Canal demo: the chat page and the "notify me" button."""
 
-import json
+import asyncio
 import logging
-import urllib.error
-import urllib.request
 
 from asgiref.sync import async_to_sync  # a dependency of Django itself
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
@@ -13,21 +12,21 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
-
-try:  # Channels is only needed once the Redis channel layer is used (below).
-    from channels.layers import get_channel_layer
-except ImportError:  # pragma: no cover - the demo runs without Channels
-    get_channel_layer = None
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 500  # characters of a notification
 
+# What group_send raises when Redis cannot be reached (channels_redis talks to it
+# through redis-py's asyncio client).
+LAYER_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
 
 class NotifyError(Exception):
-    """The Go server could not be asked to push a notification."""
+    """The channel layer could not take the notification."""
 
-    def __init__(self, message, status=502):
+    def __init__(self, message, status=503):
         super().__init__(message)
         self.status = status
 
@@ -42,6 +41,7 @@ def index(request):
         "ws_url": settings.CANAL_WS_URL,
         "room": "lobby",
         "username": request.user.get_username(),
+        "login_url": settings.LOGIN_URL,
     }
     return render(request, "demo/index.html", {"canal": config})
 
@@ -63,43 +63,19 @@ def notify(request):
     return JsonResponse({"status": "ok"})
 
 
-def send_to_user(user_id, text):
-    """Deliver {"type": "notify", "text": text} to the group "user_<id>", which
-    the Go server's /ws/notify/ consumer joins for each of the user's sockets."""
-    # TODO(canal): once the Go server uses the Redis channel layer (layers.NewRedis),
-    # Django can write to the group directly, as with Channels. Configure
-    # CHANNEL_LAYERS in settings.py, then replace the next line with this one:
-    # async_to_sync(get_channel_layer().group_send)("user_%s" % user_id, {"type": "notify", "text": text})
-    post_to_canal(user_id, text)
+def user_group(user_id):
+    """The group of a user's sockets. The Go server's consumers join it on both
+    routes (/ws/chat/<room>/ and /ws/notify/)."""
+    return "user_%s" % user_id
 
 
-# Until then, Django asks the Go server over HTTP. Proxies from the environment
-# are ignored: this is a call to a neighbour, not to the internet.
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def post_to_canal(user_id, text):
-    """POST {"user_id", "text"} to the Go server's internal endpoint, with the
-    shared secret in X-Canal-Secret."""
-    secret = settings.CANAL_NOTIFY_SECRET
-    if not secret:
-        raise NotifyError(
-            "notifications are not configured: set CANAL_NOTIFY_SECRET for Django "
-            "and the Go server",
-            status=503,
-        )
-    body = json.dumps({"user_id": str(user_id), "text": text}).encode("utf-8")
-    req = urllib.request.Request(
-        settings.CANAL_NOTIFY_URL,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "X-Canal-Secret": secret},
-    )
+def send_to_user(user_id, event):
+    """group_send event to every socket of the user, the Channels way: the Go
+    server's consumers in the group "user_<id>" get it through Redis. A str is
+    a notification, {"type": "notify", "text": event}."""
+    if isinstance(event, str):
+        event = {"type": "notify", "text": event}
     try:
-        with _opener.open(req, timeout=2) as resp:
-            resp.read()
-    except urllib.error.HTTPError as exc:
-        raise NotifyError("realtime server answered HTTP %d" % exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise NotifyError("realtime server unreachable: %s" % reason) from None
+        async_to_sync(get_channel_layer().group_send)(user_group(user_id), event)
+    except LAYER_ERRORS as exc:
+        raise NotifyError("channel layer unavailable: %s" % type(exc).__name__) from None

@@ -8,18 +8,16 @@ environment, with defaults that are safe to run on 127.0.0.1:
     DJANGO_DEBUG            "1"/"true" for Django's debug pages; default off
     DJANGO_ALLOWED_HOSTS    comma-separated; default 127.0.0.1,localhost
     CANAL_DEMO_DB           SQLite file; default site/db.sqlite3
-    REDIS_URL               where tickets go; default redis://127.0.0.1:6379/0
+    REDIS_URL               where tickets go, and the channel layer the Go
+                            server shares; default redis://127.0.0.1:6379/0
     REALTIME_TICKET_EXPIRE  ticket lifetime in seconds; default 10
     CANAL_WS_URL            the Go server's WebSocket base URL; default ws://127.0.0.1:8001
-    CANAL_NOTIFY_URL        the Go server's notify endpoint; default derived
-                            from CANAL_WS_URL (http://127.0.0.1:8001/internal/notify)
-    CANAL_NOTIFY_SECRET     shared with the Go server's -notify-secret; unset
-                            disables the "notify me" button (503)
 """
 
 import os
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.core.management.utils import get_random_secret_key
 
@@ -117,27 +115,30 @@ REALTIME_TICKET_EXPIRE = env_int("REALTIME_TICKET_EXPIRE", 10)
 CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001").rstrip("/")
 
 
-def _notify_url(ws_url):
-    if ws_url.startswith("wss://"):
-        return "https://" + ws_url[len("wss://"):] + "/internal/notify"
-    if ws_url.startswith("ws://"):
-        return "http://" + ws_url[len("ws://"):] + "/internal/notify"
-    return ws_url + "/internal/notify"
+def _with_timeouts(url, connect=2, read=10):
+    """url with redis-py's socket timeouts in its query string (unless it has
+    them), so that a view talking to a dead Redis fails in seconds instead of
+    the OS's TCP timeouts; channels_redis passes the URL to redis-py as is. The
+    read timeout stays above channels_redis' 5 s BZPOPMIN (brpop_timeout), which
+    consumers running in Django would block in."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_connect_timeout", str(connect))
+    query.setdefault("socket_timeout", str(read))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-# Server-to-server: Django asks the Go server to push a notification.
-CANAL_NOTIFY_URL = os.environ.get("CANAL_NOTIFY_URL") or _notify_url(CANAL_WS_URL)
-CANAL_NOTIFY_SECRET = os.environ.get("CANAL_NOTIFY_SECRET", "")
-
-# When the Redis channel layer lands, Django reaches the sockets through it
-# instead of CANAL_NOTIFY_URL (see demo.views.notify):
-#
-# CHANNEL_LAYERS = {
-#     "default": {
-#         "BACKEND": "channels_redis.core.RedisChannelLayer",
-#         "CONFIG": {"hosts": [REALTIME_TICKET_REDIS]},
-#     }
-# }
+# Django reaches the Go server's sockets through the channel layer, as in any
+# Channels project: the Go server runs layers.NewRedis on the same Redis with
+# channels_redis' defaults (prefix "asgi"), so group_send("user_1", ...) here
+# reaches the Go consumers in the group "user_1". Channels needs no entry in
+# INSTALLED_APPS for this: get_channel_layer() reads CHANNEL_LAYERS.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [_with_timeouts(REALTIME_TICKET_REDIS)]},
+    }
+}
 
 LOGGING = {
     "version": 1,
