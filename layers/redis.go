@@ -33,8 +33,38 @@ import (
 type RedisOptions struct {
 	// Hosts are the Redis servers as URLs (redis://[:password@]host:port/db,
 	// rediss://…, unix://…), in the same order as Django's "hosts": the order decides
-	// sharding. Default ["redis://localhost:6379"].
+	// sharding. Default ["redis://localhost:6379"]. Hosts, Cluster and Sentinel are
+	// mutually exclusive.
 	Hosts []string
+	// Cluster, when set, are seed addresses ("host:port") of a Redis Cluster: the
+	// layer uses one rueidis cluster client and Redis Cluster's own sharding instead
+	// of channels_redis' client-side sharding. Django cannot use a cluster, so this
+	// mode is for Go-only deployments; key names are unchanged (no {hash tags}). See
+	// the package documentation ("Cluster and Sentinel") for what stays atomic.
+	// Credentials and TLS go through ClientOptions.
+	Cluster []string
+	// Sentinel, when set, finds the master through Redis Sentinel and follows it
+	// through failovers. Django's channels_redis can use the same master through its
+	// own Sentinel support, so this mode stays wire-compatible.
+	Sentinel *SentinelOptions
+	// OnReconnect, when set, is called after a receive loop recovers from a Redis
+	// failure, with the loop's host (its redacted URL, "cluster <seeds>" or
+	// "sentinel <master set>") and how long it had been failing. Messages that were
+	// already stored in Redis are still delivered afterwards unless Redis lost them (a
+	// restart without persistence, a failover that lost unreplicated writes): then
+	// queued messages and group memberships are gone, and the hook is how the
+	// application learns that it should resync (re-join groups, reload state). It runs
+	// on the loop's goroutine: it should return quickly, and may call the layer. In
+	// Cluster mode there is one loop per queue key, so one outage may call it several
+	// times. Stats().Reconnects counts the same events.
+	OnReconnect func(host string, down time.Duration)
+	// Liveness is the lifetime of this process's liveness key
+	// "<prefix>:canal:alive:<process id>" (default 30 s; negative turns the mechanism
+	// off). The layer sets it once it has made a channel and refreshes it every
+	// Liveness/3; Close deletes it. Other Go processes remove group members whose
+	// owner's key is gone, so a crashed process's members do not linger for
+	// GroupExpiry. See the package documentation ("Stale group members").
+	Liveness time.Duration
 	// Prefix is glued to every key with no separator (default "asgi").
 	Prefix string
 	// Expiry is a message's lifetime in Redis (default 60 s); GroupExpiry a group
@@ -105,9 +135,16 @@ type RedisStats struct {
 	Malformed uint64
 	// GroupFull: queue keys GroupSend skipped because they were at capacity.
 	GroupFull uint64
+	// StaleMembers: group members removed because the Go process that owned them
+	// had stopped refreshing its liveness key (RedisOptions.Liveness).
+	StaleMembers uint64
+	// LivenessLapses: times this process found its own liveness key gone when it
+	// refreshed it (Redis restarted or flushed, or this process was cut off for
+	// longer than Liveness): other processes may have removed its group members.
+	LivenessLapses uint64
 	// Reconnects: recoveries from a Redis failure, by a receive loop (Redis: queued
 	// messages wait in Redis meanwhile) or a subscriber connection (RedisPubSub:
-	// messages published meanwhile were lost).
+	// messages published meanwhile were lost); each also calls OnReconnect.
 	Reconnects uint64
 }
 
@@ -140,14 +177,43 @@ type RedisStats struct {
 //     GroupAdd of it does nothing, and GroupSend removes its memberships.
 //   - Members that cannot be read are logged (never their contents) and skipped; they
 //     never stop the loop.
+//   - Group members of Go processes that died without GroupDiscard are removed once
+//     their liveness key is gone (RedisOptions.Liveness; package documentation,
+//     "Stale group members"); Django's members are never touched.
 //   - While Redis is down, calls return errors wrapping canal.ErrUnavailable, the loop
-//     retries with backoff and resumes when Redis is back; Receive on a local channel
-//     keeps waiting.
+//     retries with backoff and resumes when Redis is back (calling OnReconnect);
+//     Receive on a local channel keeps waiting.
 //   - Flush deletes every key starting with the prefix on every host, as Django does,
 //     and this process's buffered messages.
 //   - After Close every method returns canal.ErrLayerClosed; Close is idempotent.
+//
+// In Cluster mode (RedisOptions.Cluster) the layer talks to a Redis Cluster through
+// one rueidis cluster client; every key keeps its channels_redis name, so keys of one
+// operation usually live in different slots, and the layer never runs a command or
+// script over several of them:
+//   - Send is one script on one queue key: atomic, as on a single server.
+//   - GroupSend reads the group (one key), then runs the capacity script once per
+//     queue key, pipelined to the nodes that own them: each key is atomic on its own
+//     (prune, capacity check, ZADD, EXPIRE), the group send as a whole is not; a
+//     failure part-way leaves the message with some members and returns an error.
+//   - Receive on a normal channel backs the popped message up in "<key>$inflight"
+//     (another slot) with a second command, and puts orphaned backups back with a
+//     ZREM then a ZADD: a receiver that dies between the two loses that message
+//     (at most once), where a single server does it atomically.
+//   - The receive loop runs one BZPOPMIN per queue key (each its own goroutine and
+//     blocking connection) instead of one over all keys.
+//   - Flush runs KEYS/DEL on every master named by CLUSTER SLOTS, one master after
+//     the other: not atomic across masters.
+//   - Ordering per queue key is by score (the sender's clock) as on a single server;
+//     there is no order across keys. Replication in a cluster is asynchronous: writes
+//     a master acknowledged but had not replicated when it failed over are lost.
+//
+// In Sentinel mode (RedisOptions.Sentinel) everything goes to the current master, with
+// the single-server guarantees; after a failover the client follows the master the
+// sentinels name, and writes the old master had not replicated are lost.
 type Redis struct {
 	hosts       []*redisHost
+	cluster     bool // Cluster mode: one host, a cluster client
 	prefix      string
 	expiry      int64 // seconds
 	groupExpiry int64 // seconds
@@ -157,6 +223,8 @@ type Redis struct {
 	json        bool
 	randLen     int
 	log         *slog.Logger
+	onReconnect func(host string, down time.Duration)
+	live        *liveness // nil when RedisOptions.Liveness < 0
 
 	pid     string // this process's id in channel names: 32 hex digits
 	pidPart string // "." + pid + "!"
@@ -185,6 +253,7 @@ type Redis struct {
 	pollers map[string]*redisPoller
 
 	delivered, dropped, undeliverable, malformed, groupFull, reconnects atomic.Uint64
+	staleMembers                                                        atomic.Uint64
 	lastMalformedLog                                                    atomic.Int64
 }
 
@@ -225,21 +294,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1`)
 
 	// KEYS queue keys; ARGV members (one per key), capacities (one per key), score,
-	// expiry, cutoff. Returns how many keys were full.
-	redisGroupSendScript = rueidis.NewLuaScript(`
-local n = #KEYS
-local score, expiry, cutoff = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
-local full = 0
-for i = 1, n do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
-  if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
-    redis.call('ZADD', KEYS[i], score, ARGV[i])
-    redis.call('EXPIRE', KEYS[i], expiry)
-  else
-    full = full + 1
-  end
-end
-return full`)
+	// expiry, cutoff. Returns how many keys were full. In Cluster mode it runs once
+	// per key (groupSendEach).
+	redisGroupSendScript = rueidis.NewLuaScript(redisGroupSendSrc)
 
 	// KEYS[1] queue, KEYS[2] its $inflight backup, ARGV[1] a score: put the backups
 	// scored below it back in the queue (channels_redis puts all of them back).
@@ -263,7 +320,31 @@ for i = 1, #keys, 5000 do
   redis.call('DEL', unpack(keys, i, math.min(i + 4999, #keys)))
 end
 return #keys`)
+
+	// redisFlushScript for a cluster node: one DEL per key, since a command inside a
+	// script may not touch keys of several slots.
+	redisFlushEachScript = rueidis.NewLuaScript(`
+local keys = redis.call('KEYS', ARGV[1])
+for i = 1, #keys do
+  redis.call('DEL', keys[i])
+end
+return #keys`)
 )
+
+const redisGroupSendSrc = `
+local n = #KEYS
+local score, expiry, cutoff = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local full = 0
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+  if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
+    redis.call('ZADD', KEYS[i], score, ARGV[i])
+    redis.call('EXPIRE', KEYS[i], expiry)
+  else
+    full = full + 1
+  end
+end
+return full`
 
 // wholeSeconds rounds d up to whole seconds, at least 1.
 func wholeSeconds(d time.Duration) int64 {
@@ -281,8 +362,13 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("layers: redis: negative GroupExpiry %v", opts.GroupExpiry)
 	case opts.Capacity < 0:
 		return nil, fmt.Errorf("layers: redis: negative Capacity %d", opts.Capacity)
+	case opts.Liveness > 0 && opts.Liveness < minLiveness:
+		return nil, fmt.Errorf("layers: redis: Liveness %v is below %v", opts.Liveness, minLiveness)
 	}
 	if err := validateCapacities(opts.ChannelCapacity); err != nil {
+		return nil, err
+	}
+	if err := checkModes("redis", opts.Hosts, opts.Cluster, opts.Sentinel); err != nil {
 		return nil, err
 	}
 	r := &Redis{
@@ -293,7 +379,8 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		patterns:    slices.Clone(opts.ChannelCapacity),
 		randLen:     cmp.Or(opts.RandomPrefixLength, DefaultRandomPrefixLength),
 		log:         opts.Logger,
-		pid:         randomHex(16),
+		onReconnect: opts.OnReconnect,
+		pid:         newProcessID(),
 		seed:        maphash.MakeSeed(),
 		start:       time.Now(),
 		done:        make(chan struct{}),
@@ -301,6 +388,11 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		buffers:     make(map[string]*memQueue),
 		keySet:      make(map[string]bool),
 		pollers:     make(map[string]*redisPoller),
+	}
+	if opts.Liveness < 0 {
+		// An untagged id: other processes never take this one's members for stale.
+		for r.pid = randomHex(16); isGoProcessID(r.pid); r.pid = randomHex(16) {
+		}
 	}
 	r.pidPart = "." + r.pid + "!"
 	r.randLen = max(r.randLen, 0)
@@ -326,17 +418,37 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for i, u := range hosts {
-		h, err := dialRedisHost(ctx, u, opts.ClientOptions)
+	switch {
+	case len(opts.Cluster) > 0:
+		h, err := dialCluster(ctx, opts.Cluster, opts.ClientOptions)
 		if err != nil {
-			for _, h := range r.hosts {
-				h.client.Close()
-			}
-			return nil, fmt.Errorf("layers: redis: host %d: %w", i, err)
+			return nil, fmt.Errorf("layers: redis: %w", err)
 		}
-		r.hosts = append(r.hosts, h)
+		r.hosts, r.cluster = []*redisHost{h}, true
+	case opts.Sentinel != nil:
+		h, err := dialSentinel(ctx, opts.Sentinel, opts.ClientOptions)
+		if err != nil {
+			return nil, fmt.Errorf("layers: redis: %w", err)
+		}
+		r.hosts = []*redisHost{h}
+	default:
+		for i, u := range hosts {
+			h, err := dialRedisHost(ctx, u, opts.ClientOptions)
+			if err != nil {
+				for _, h := range r.hosts {
+					h.client.Close()
+				}
+				return nil, fmt.Errorf("layers: redis: host %d: %w", i, err)
+			}
+			r.hosts = append(r.hosts, h)
+		}
 	}
 	r.ctx, r.stop = context.WithCancel(context.Background())
+	if opts.Liveness >= 0 {
+		r.live = newLiveness(r, cmp.Or(opts.Liveness, DefaultLiveness))
+		r.wg.Add(1)
+		go r.live.run()
+	}
 	return r, nil
 }
 
@@ -375,14 +487,19 @@ func dialRedisHost(ctx context.Context, u string, hook func(*rueidis.ClientOptio
 
 // Stats returns the receive loop's counters.
 func (r *Redis) Stats() RedisStats {
-	return RedisStats{
+	st := RedisStats{
 		Delivered:     r.delivered.Load(),
 		Dropped:       r.dropped.Load(),
 		Undeliverable: r.undeliverable.Load(),
 		Malformed:     r.malformed.Load(),
 		GroupFull:     r.groupFull.Load(),
+		StaleMembers:  r.staleMembers.Load(),
 		Reconnects:    r.reconnects.Load(),
 	}
+	if r.live != nil {
+		st.LivenessLapses = r.live.lapses.Load()
+	}
+	return st
 }
 
 // ProcessID returns the 32 hex digits that name this layer's process-local channels
@@ -536,11 +653,21 @@ func (r *Redis) watch(key string) error {
 	r.keySet[key] = true
 	keys := append(slices.Clone(*r.keys.Load()), key)
 	r.keys.Store(&keys)
-	if !r.loopsStarted {
-		r.loopsStarted = true
+	switch {
+	case r.cluster:
+		// Keys of several slots cannot share a BZPOPMIN: one loop per key.
+		r.wg.Add(1)
+		go r.loop(r.hosts[0], key)
+	case !r.loopsStarted:
 		for _, h := range r.hosts {
 			r.wg.Add(1)
-			go r.loop(h)
+			go r.loop(h, "")
+		}
+	}
+	if !r.loopsStarted {
+		r.loopsStarted = true
+		if r.live != nil {
+			r.live.activate() // channels exist from now on: keep the liveness key
 		}
 	}
 	return nil
@@ -936,8 +1063,7 @@ func (r *Redis) poll(p *redisPoller) {
 		r.pmu.Unlock()
 		if w == nil {
 			// Everyone gave up meanwhile: put the message back for the next receiver.
-			redisPutBackScript.Exec(r.ctx, h.client, []string{p.key, inflight},
-				[]string{formatScore(score), member})
+			r.putBack(h, p.key, inflight, score, member)
 			continue
 		}
 		w <- redisRecv{msg: msg}
@@ -966,6 +1092,9 @@ func (r *Redis) popNormal(h *redisHost, key, inflight string, block time.Duratio
 	now, _ := redisNow()
 	cutoff := formatScore(now - redisOrphanAge.Seconds())
 	err := redisRetry(r.ctx, func() error {
+		if r.cluster {
+			return r.restoreEach(c, key, inflight, cutoff)
+		}
 		return redisRestoreScript.Exec(r.ctx, c, []string{key, inflight}, []string{cutoff}).Error()
 	})
 	if err != nil && !rueidis.IsRedisNil(err) {
@@ -996,22 +1125,71 @@ func (r *Redis) popNormal(h *redisHost, key, inflight string, block time.Duratio
 	return member, score, nil
 }
 
+// restoreEach is redisRestoreScript for Cluster mode, where a key and its $inflight
+// live in different slots: for each orphaned backup, ZREM it from $inflight, then ZADD
+// it to the queue only if this receiver's ZREM removed it, so that two receivers
+// never both restore it. A receiver dying between the two loses the message.
+func (r *Redis) restoreEach(c rueidis.Client, key, inflight, cutoff string) error {
+	backed, err := c.Do(r.ctx, c.B().Zrangebyscore().Key(inflight).Min("-inf").Max("("+cutoff).
+		Withscores().Build()).AsZScores()
+	if err != nil {
+		return err
+	}
+	for _, z := range backed {
+		n, err := c.Do(r.ctx, c.B().Zrem().Key(inflight).Member(z.Member).Build()).AsInt64()
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			err := c.Do(r.ctx, c.B().Zadd().Key(key).ScoreMember().ScoreMember(z.Score, z.Member).Build()).Error()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putBack returns a popped message nobody took to the queue and drops its backup. In
+// Cluster mode these are two commands: the ZADD first, so a failure in between may
+// duplicate the message but never loses it.
+func (r *Redis) putBack(h *redisHost, key, inflight string, score float64, member string) {
+	c := h.client
+	if !r.cluster {
+		redisPutBackScript.Exec(r.ctx, c, []string{key, inflight}, []string{formatScore(score), member})
+		return
+	}
+	if c.Do(r.ctx, c.B().Zadd().Key(key).ScoreMember().ScoreMember(score, member).Build()).Error() == nil {
+		r.dropBackup(h, inflight, member)
+	}
+}
+
 // dropBackup removes our backup of a handled message.
 func (r *Redis) dropBackup(h *redisHost, inflight, member string) {
 	h.client.Do(r.ctx, h.client.B().Zrem().Key(inflight).Member(member).Build())
 }
 
-// loop is a host's receive loop: it pops this process's queue keys and routes each
-// message to its local channel. It never blocks on a consumer.
-func (r *Redis) loop(h *redisHost) {
+// loop is a host's receive loop: it pops this process's queue keys (only key, when
+// set) and routes each message to its local channel. It never blocks on a consumer.
+func (r *Redis) loop(h *redisHost, only string) {
 	defer r.wg.Done()
 	var backoff time.Duration
 	failing := false
+	var downSince time.Time
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
+	logAttrs := []any{"host", h.name}
+	var fixed []string
+	if only != "" {
+		logAttrs = append(logAttrs, "key", only)
+		fixed = []string{only}
+	}
 	for r.ctx.Err() == nil {
-		keys := *r.keys.Load()
+		keys := fixed
+		if keys == nil {
+			keys = *r.keys.Load()
+		}
 		c := h.client
 		arr, err := c.Do(r.ctx, c.B().Bzpopmin().Key(keys...).Timeout(redisLoopBlock.Seconds()).Build()).ToArray()
 		if err == nil && len(arr) != 3 {
@@ -1022,8 +1200,8 @@ func (r *Redis) loop(h *redisHost) {
 				return
 			}
 			if !failing {
-				failing = true
-				r.log.Warn("layers: redis: receive loop cannot reach Redis; retrying", "host", h.name, "err", err)
+				failing, downSince = true, time.Now()
+				r.log.Warn("layers: redis: receive loop cannot reach Redis; retrying", append(logAttrs, "err", err)...)
 			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
 			timer.Reset(backoff/2 + rand.N(backoff/2+1))
@@ -1036,8 +1214,10 @@ func (r *Redis) loop(h *redisHost) {
 		}
 		if failing {
 			failing, backoff = false, 0
+			down := time.Since(downSince)
 			r.reconnects.Add(1)
-			r.log.Info("layers: redis: receive loop resumed", "host", h.name)
+			r.log.Info("layers: redis: receive loop resumed", append(logAttrs, "down", down)...)
+			callOnReconnect(r.log, r.onReconnect, h.name, down)
 		}
 		if err != nil { // timed out
 			r.mu.Lock()
@@ -1126,6 +1306,19 @@ func (r *Redis) deliverMany(names []string, msg canal.Message, now time.Duration
 			r.dropped.Add(1)
 		}
 	}
+}
+
+// callOnReconnect runs the OnReconnect hook, if any; a panic in it is logged.
+func callOnReconnect(log *slog.Logger, hook func(string, time.Duration), host string, down time.Duration) {
+	if hook == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("layers: redis: the OnReconnect hook panicked", "panic", fmt.Sprint(v))
+		}
+	}()
+	hook(host, down)
 }
 
 // call runs l's deliver func; a panic in it is logged and counts as a drop rather
@@ -1227,6 +1420,9 @@ func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
 	if err != nil {
 		return r.fail("group add", err)
 	}
+	if r.live != nil && r.ownChannel(channel) {
+		r.live.joined(group)
+	}
 	return nil
 }
 
@@ -1312,9 +1508,21 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 	var buckets []*groupBucket
 	index := make(map[string]int)
 	var dead []string
+	stale := 0
+	var deadPIDs map[string]bool
+	if r.live != nil {
+		if v, anyDead := r.live.verdicts(group, members); anyDead {
+			deadPIDs = v
+		}
+	}
 	for _, ch := range members {
 		if r.detachedOwn(ch) {
 			dead = append(dead, ch)
+			continue
+		}
+		if deadPIDs != nil && deadPIDs[goProcessID(ch)] {
+			dead = append(dead, ch) // its Go process stopped refreshing its liveness key
+			stale++
 			continue
 		}
 		nl := nonLocal(ch)
@@ -1349,15 +1557,22 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 		if len(keys) == 0 {
 			continue
 		}
-		args := append(append(bodies, caps...), formatScore(score), expiry, cutoff)
 		var full int64
-		err := redisRetry(ctx, func() (err error) {
-			full, err = redisGroupSendScript.Exec(ctx, h.client, keys, args).AsInt64()
-			return err
-		})
+		var err error
+		if r.cluster {
+			full, err = r.groupSendEach(ctx, h.client, keys, bodies, caps, formatScore(score), expiry, cutoff)
+		} else {
+			args := append(append(bodies, caps...), formatScore(score), expiry, cutoff)
+			err = redisRetry(ctx, func() (err error) {
+				full, err = redisGroupSendScript.Exec(ctx, h.client, keys, args).AsInt64()
+				return err
+			})
+		}
 		if err != nil {
 			errs = append(errs, r.fail("group send", err))
-			continue
+			if full == 0 {
+				continue
+			}
 		}
 		if full > 0 {
 			r.groupFull.Add(uint64(full))
@@ -1366,10 +1581,63 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 		}
 	}
 	if len(dead) > 0 {
-		// Detached channels of this process never leave on their own: prune them.
-		c.Do(ctx, c.B().Zrem().Key(gkey).Member(dead...).Build())
+		// Detached channels of this process never leave on their own, nor do those of
+		// dead processes: prune them.
+		if c.Do(ctx, c.B().Zrem().Key(gkey).Member(dead...).Build()).Error() == nil && stale > 0 {
+			r.staleMembers.Add(uint64(stale))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// groupSendSHA is redisGroupSendScript's SHA-1, for groupSendEach's EVALSHA.
+var groupSendSHA = scriptSHA(redisGroupSendSrc)
+
+// groupSendEach runs the group send script once per key (Cluster mode: the keys are
+// in different slots), pipelined; the cluster client sends each to its node. It
+// returns how many keys were full; keys whose script failed on a connection that had
+// died idle are retried, the others reported in the error.
+func (r *Redis) groupSendEach(ctx context.Context, c rueidis.Client, keys, bodies, caps []string,
+	score, expiry, cutoff string) (int64, error) {
+	pending := make([]int, len(keys))
+	for i := range pending {
+		pending[i] = i
+	}
+	var full int64
+	var failed int
+	var firstErr error
+	for attempt := 0; len(pending) > 0; attempt++ {
+		cmds := make(rueidis.Commands, len(pending))
+		for j, i := range pending {
+			cmds[j] = c.B().Evalsha().Sha1(groupSendSHA).Numkeys(1).Key(keys[i]).
+				Arg(bodies[i], caps[i], score, expiry, cutoff).Build()
+		}
+		res := c.DoMulti(ctx, cmds...)
+		var again []int
+		for j, i := range pending {
+			n, err := res[j].AsInt64()
+			if isNoScript(err) { // first use on that node: EVAL loads it
+				n, err = c.Do(ctx, c.B().Eval().Script(redisGroupSendSrc).Numkeys(1).Key(keys[i]).
+					Arg(bodies[i], caps[i], score, expiry, cutoff).Build()).AsInt64()
+			}
+			switch {
+			case err == nil:
+				full += n
+			case redisStaleConn(err) && attempt < redisMaxStaleRetries && ctx.Err() == nil:
+				again = append(again, i)
+			default:
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		pending = again
+	}
+	if firstErr != nil {
+		return full, fmt.Errorf("%d of %d queue keys: %w", failed, len(keys), firstErr)
+	}
+	return full, nil
 }
 
 // groupMember builds one key's stored copy: msg plus __asgi_channel__ = channels.
@@ -1400,12 +1668,21 @@ func (r *Redis) Flush(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	for _, h := range r.hosts {
-		err := redisRetry(ctx, func() error {
-			return redisFlushScript.Exec(ctx, h.client, nil, []string{r.prefix + "*"}).Error()
-		})
-		if err != nil {
+	if r.live != nil {
+		r.live.flushing()
+	}
+	if r.cluster {
+		if err := r.flushCluster(ctx); err != nil {
 			errs = append(errs, r.fail("flush", err))
+		}
+	} else {
+		for _, h := range r.hosts {
+			err := redisRetry(ctx, func() error {
+				return redisFlushScript.Exec(ctx, h.client, nil, []string{r.prefix + "*"}).Error()
+			})
+			if err != nil {
+				errs = append(errs, r.fail("flush", err))
+			}
 		}
 	}
 	r.mu.Lock()
@@ -1419,6 +1696,35 @@ func (r *Redis) Flush(ctx context.Context) error {
 		q.mu.Unlock()
 	}
 	r.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// flushCluster deletes the prefix's keys on every master CLUSTER SLOTS names.
+func (r *Redis) flushCluster(ctx context.Context) error {
+	c := r.hosts[0].client
+	var slots *clusterSlots
+	err := redisRetry(ctx, func() (err error) {
+		slots, err = loadClusterSlots(ctx, c)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	nodes := c.Nodes()
+	var errs []error
+	for _, addr := range slots.masters {
+		n := nodes[addr]
+		if n == nil {
+			errs = append(errs, fmt.Errorf("master %s: no connection", addr))
+			continue
+		}
+		err := redisRetry(ctx, func() error {
+			return redisFlushEachScript.Exec(ctx, n, nil, []string{r.prefix + "*"}).Error()
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("master %s: %w", addr, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -1454,6 +1760,9 @@ func (r *Redis) Close(ctx context.Context) error {
 	case <-finished:
 	case <-ctx.Done():
 		err = ctx.Err()
+	}
+	if r.live != nil {
+		r.live.remove(ctx) // members left behind are now stale for the others
 	}
 	for _, h := range r.hosts {
 		h.client.Close()

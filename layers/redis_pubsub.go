@@ -25,8 +25,25 @@ import (
 // Django side's settings.
 type RedisPubSubOptions struct {
 	// Hosts are the Redis servers as URLs, in Django's order (default
-	// ["redis://localhost:6379"]).
+	// ["redis://localhost:6379"]). Hosts, Cluster and Sentinel are mutually exclusive.
 	Hosts []string
+	// Cluster, when set, are seed addresses ("host:port") of a Redis Cluster (Redis 7
+	// or later): the layer uses sharded Pub/Sub (SPUBLISH, SSUBSCRIBE), so a message
+	// goes only to the shard that owns its channel's slot instead of being broadcast
+	// to every node. Django cannot use a cluster: this mode is for Go-only
+	// deployments. Credentials and TLS go through ClientOptions.
+	Cluster []string
+	// Sentinel, when set, finds the master through Redis Sentinel and follows it
+	// through failovers.
+	Sentinel *SentinelOptions
+	// OnReconnect, when set, is called after a subscriber connection is back and
+	// subscribed again, with its host and how long it had been down: everything
+	// published to its channels meanwhile is lost, and the hook is how an application
+	// learns that it should resync. In Cluster mode it is also called when channels
+	// the server unsubscribed (their slot moved to another master) are subscribed
+	// again on their new master. It runs on a layer goroutine: it should return
+	// quickly, and may call the layer. Stats().Reconnects counts the same events.
+	OnReconnect func(host string, down time.Duration)
 	// Prefix starts channel names and group Pub/Sub channels (default "asgi").
 	Prefix string
 	// Capacity bounds each local channel's in-memory queue (default 100); the
@@ -71,8 +88,31 @@ type RedisPubSubOptions struct {
 //     A channel nobody has read for Expiry is unsubscribed and leaves its groups.
 //   - Detaching an Attach channel unsubscribes it and removes it from its groups.
 //   - Flush forgets every group and drops queued messages; channels stay subscribed.
+//
+// Delivery guarantee: at most once. A message reaches the processes whose
+// subscription is in place when Redis handles the PUBLISH; nothing published while a
+// subscriber connection is down is delivered later. OnReconnect (and
+// Stats().Reconnects) reports every such gap, with its length.
+//
+// In Cluster mode (RedisPubSubOptions.Cluster) the layer uses sharded Pub/Sub: Send
+// and GroupSend are SPUBLISH, routed by the cluster client to the master that owns
+// the Pub/Sub channel's slot, and the layer keeps one subscriber connection per
+// master, SSUBSCRIBEd to the channels whose slots that master owns. Guarantees:
+//   - Messages published to one channel by one sender arrive in order; there is no
+//     order across channels (they may live on different masters).
+//   - A message is delivered by the master that owns the slot (and its replicas), not
+//     broadcast over the cluster bus; while that master is down, Send and GroupSend to
+//     its slots fail with canal.ErrUnavailable, and subscriptions there are restored
+//     when it (or the replica that replaces it) answers again.
+//   - When a slot moves (resharding, failover), Redis unsubscribes its channels; the
+//     layer subscribes them again on the new owner. Messages published in between are
+//     lost and the gap is reported through OnReconnect.
+//
+// In Sentinel mode (RedisPubSubOptions.Sentinel) publishing and subscribing go to the
+// master the sentinels name; after a failover the subscriber connection is
+// re-established on the new master, and what was published meanwhile is lost.
 type RedisPubSub struct {
-	hosts    []*pubsubHost
+	hosts    []*pubsubHost // Cluster mode: one per master met so far, under nmu
 	prefix   string
 	capacity int
 	patterns []Capacity
@@ -99,6 +139,21 @@ type RedisPubSub struct {
 	pending   []string
 	wake      chan struct{}
 
+	onReconnect func(host string, down time.Duration)
+
+	// Cluster mode.
+	cluster bool
+	cc      rueidis.Client              // SPUBLISH and CLUSTER SLOTS
+	hook    func(*rueidis.ClientOption) // for the masters' subscriber clients
+	slots   atomic.Pointer[clusterSlots]
+	slotsAt atomic.Int64 // last refresh attempt, Unix nanoseconds
+	nmu     sync.Mutex
+	nodes   map[string]*pubsubHost // by master address
+	// stray holds channels to subscribe again (their slot moved, or their master's
+	// connection came back on another owner), with when they were lost; under
+	// pendingMu, handled by the janitor.
+	stray map[string]time.Time
+
 	delivered, dropped, undeliverable, malformed, reconnects atomic.Uint64
 	lastMalformedLog                                         atomic.Int64
 }
@@ -114,16 +169,24 @@ type pubsubChan struct {
 	groups   map[string]struct{}
 }
 
-// pubsubHost is one server: a client for PUBLISH and a subscriber connection.
+// pubsubHost is one server: a client for PUBLISH and a subscriber connection. In
+// Cluster mode it is one master, and client is a plain client of that master, dialed
+// on first use.
 type pubsubHost struct {
 	name   string
+	addr   string // Cluster mode: the master's address
 	client rueidis.Client
 	// mu serializes subscription changes and reconnections, so none is lost between
 	// a reconnection's snapshot and its SUBSCRIBE.
 	mu   sync.Mutex
 	dc   rueidis.DedicatedClient // nil while disconnected
 	lost <-chan error            // dc's disconnection signal
-	subs map[string]bool         // what this host's connection must be subscribed to
+	// subs is what this host's connection must be subscribed to. Writers hold mu and
+	// smu, except the Cluster mode's sunsubscribe hook, which runs on the
+	// connection's reader and holds smu only; readers hold either (smu in Cluster
+	// mode).
+	smu  sync.Mutex
+	subs map[string]bool
 	// inbox takes messages from the connection's reader to the dispatcher, so that
 	// deliver funcs never run on the reader: one that subscribes (GroupAdd,
 	// NewChannel) would otherwise wait for the reader forever.
@@ -146,18 +209,22 @@ func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub,
 	if err := validateCapacities(opts.ChannelCapacity); err != nil {
 		return nil, err
 	}
+	if err := checkModes("redis pubsub", opts.Hosts, opts.Cluster, opts.Sentinel); err != nil {
+		return nil, err
+	}
 	r := &RedisPubSub{
-		prefix:   cmp.Or(opts.Prefix, DefaultRedisPrefix),
-		capacity: cmp.Or(opts.Capacity, DefaultCapacity),
-		patterns: slices.Clone(opts.ChannelCapacity),
-		expiry:   cmp.Or(opts.Expiry, DefaultExpiry),
-		log:      opts.Logger,
-		seed:     maphash.MakeSeed(),
-		start:    time.Now(),
-		done:     make(chan struct{}),
-		chans:    make(map[string]*pubsubChan),
-		groups:   make(map[string]map[string]struct{}),
-		wake:     make(chan struct{}, 1),
+		onReconnect: opts.OnReconnect,
+		prefix:      cmp.Or(opts.Prefix, DefaultRedisPrefix),
+		capacity:    cmp.Or(opts.Capacity, DefaultCapacity),
+		patterns:    slices.Clone(opts.ChannelCapacity),
+		expiry:      cmp.Or(opts.Expiry, DefaultExpiry),
+		log:         opts.Logger,
+		seed:        maphash.MakeSeed(),
+		start:       time.Now(),
+		done:        make(chan struct{}),
+		chans:       make(map[string]*pubsubChan),
+		groups:      make(map[string]map[string]struct{}),
+		wake:        make(chan struct{}, 1),
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -189,17 +256,42 @@ func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub,
 			}
 			h.client.Close()
 		}
+		if r.cc != nil {
+			r.cc.Close()
+		}
 		return nil, err
 	}
-	for i, u := range hosts {
-		rh, err := dialRedisHost(ctx, u, opts.ClientOptions)
+	switch {
+	case len(opts.Cluster) > 0:
+		rh, err := dialCluster(ctx, opts.Cluster, opts.ClientOptions)
 		if err != nil {
-			return fail(fmt.Errorf("layers: redis pubsub: host %d: %w", i, err))
+			return fail(fmt.Errorf("layers: redis pubsub: %w", err))
 		}
-		h := &pubsubHost{name: rh.name, client: rh.client, subs: make(map[string]bool),
-			inbox: make(chan rueidis.PubSubMessage, pubsubInbox)}
-		r.hosts = append(r.hosts, h)
-		if err := r.connect(h); err != nil {
+		r.cc, r.cluster, r.hook = rh.client, true, opts.ClientOptions
+		r.nodes = make(map[string]*pubsubHost)
+		slots, err := loadClusterSlots(ctx, r.cc)
+		if err != nil {
+			return fail(fmt.Errorf("layers: redis pubsub: CLUSTER SLOTS: %w: %w", canal.ErrUnavailable, err))
+		}
+		r.slots.Store(slots)
+		// Subscriber connections are made per master on first use.
+	case opts.Sentinel != nil:
+		rh, err := dialSentinel(ctx, opts.Sentinel, opts.ClientOptions)
+		if err != nil {
+			return fail(fmt.Errorf("layers: redis pubsub: %w", err))
+		}
+		r.hosts = []*pubsubHost{newPubSubHost(rh.name, "", rh.client)}
+	default:
+		for i, u := range hosts {
+			rh, err := dialRedisHost(ctx, u, opts.ClientOptions)
+			if err != nil {
+				return fail(fmt.Errorf("layers: redis pubsub: host %d: %w", i, err))
+			}
+			r.hosts = append(r.hosts, newPubSubHost(rh.name, "", rh.client))
+		}
+	}
+	for i, h := range r.hosts {
+		if err := r.connect(ctx, h); err != nil {
 			return fail(fmt.Errorf("layers: redis pubsub: host %d: subscriber connection: %w: %w", i, canal.ErrUnavailable, err))
 		}
 	}
@@ -213,23 +305,69 @@ func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub,
 	return r, nil
 }
 
+func newPubSubHost(name, addr string, client rueidis.Client) *pubsubHost {
+	return &pubsubHost{name: name, addr: addr, client: client, subs: make(map[string]bool),
+		inbox: make(chan rueidis.PubSubMessage, pubsubInbox)}
+}
+
+// has reports whether h's connection must be subscribed to name.
+func (h *pubsubHost) has(name string) bool {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	return h.subs[name]
+}
+
+// setSub records name as subscribed (on) or not; h.mu must be held.
+func (h *pubsubHost) setSub(name string, on bool) {
+	h.smu.Lock()
+	if on {
+		h.subs[name] = true
+	} else {
+		delete(h.subs, name)
+	}
+	h.smu.Unlock()
+}
+
 // connect opens h's subscriber connection and subscribes it to h.subs; h.mu must be
-// held (or h not yet shared).
-func (r *RedisPubSub) connect(h *pubsubHost) error {
+// held (or h not yet shared). In Cluster mode, channels whose slot h no longer owns
+// are handed to the janitor to subscribe on their owner.
+func (r *RedisPubSub) connect(ctx context.Context, h *pubsubHost) error {
+	if h.client == nil {
+		c, err := r.dialNode(h.addr)
+		if err != nil {
+			return err
+		}
+		h.client = c
+	}
 	dc, _ := h.client.Dedicate()
-	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
+	hooks := rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) {
 		select {
 		case h.inbox <- m:
 		default:
 			r.dropped.Add(1) // the dispatcher is that far behind: never block the reader
 		}
-	}})
-	if len(h.subs) > 0 {
-		if err := dc.Do(r.ctx, dc.B().Subscribe().Channel(slices.Collect(maps.Keys(h.subs))...).Build()).Error(); err != nil {
-			dc.Close()
-			return err
+	}}
+	if r.cluster {
+		hooks.OnSubscription = func(s rueidis.PubSubSubscription) {
+			if s.Kind == "sunsubscribe" {
+				r.lostSubscription(h, s.Channel)
+			}
 		}
-	} else if err := dc.Do(r.ctx, dc.B().Ping().Build()).Error(); err != nil {
+	}
+	lost := dc.SetPubSubHooks(hooks)
+	h.smu.Lock()
+	names := slices.Collect(maps.Keys(h.subs))
+	h.smu.Unlock()
+	var err error
+	switch {
+	case r.cluster:
+		err = r.subscribeShards(ctx, h, dc, names)
+	case len(names) > 0:
+		err = dc.Do(ctx, dc.B().Subscribe().Channel(names...).Build()).Error()
+	default:
+		err = dc.Do(ctx, dc.B().Ping().Build()).Error()
+	}
+	if err != nil {
 		dc.Close()
 		return err
 	}
@@ -237,7 +375,201 @@ func (r *RedisPubSub) connect(h *pubsubHost) error {
 	return nil
 }
 
+// subscribeShards SSUBSCRIBEs a new connection of master h to names, one command per
+// slot (Redis refuses a SSUBSCRIBE across slots); names whose slot h does not own, by
+// the layer's map or by the server's MOVED reply, become strays.
+func (r *RedisPubSub) subscribeShards(ctx context.Context, h *pubsubHost, dc rueidis.DedicatedClient, names []string) error {
+	slots := r.slots.Load()
+	bySlot := map[uint16][]string{}
+	for _, name := range names {
+		slot := keySlot(name)
+		if slots.ownerOf(slot) != h.addr {
+			h.setSub(name, false)
+			r.addStray(name, time.Now())
+			continue
+		}
+		bySlot[slot] = append(bySlot[slot], name)
+	}
+	if len(bySlot) == 0 {
+		return dc.Do(ctx, dc.B().Ping().Build()).Error()
+	}
+	groups := slices.Collect(maps.Values(bySlot))
+	cmds := make(rueidis.Commands, len(groups))
+	for i, g := range groups {
+		cmds[i] = dc.B().Ssubscribe().Channel(g...).Build()
+	}
+	for i, res := range dc.DoMulti(ctx, cmds...) {
+		err := res.Error()
+		if err == nil {
+			continue
+		}
+		if !isMovedErr(err) {
+			return err
+		}
+		for _, name := range groups[i] {
+			h.setSub(name, false)
+			r.addStray(name, time.Now())
+		}
+	}
+	return nil
+}
+
+// isMovedErr reports whether err is a MOVED or ASK redirection.
+func isMovedErr(err error) bool {
+	rerr, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return false
+	}
+	_, moved := rerr.IsMoved()
+	_, ask := rerr.IsAsk()
+	return moved || ask
+}
+
+// dialNode returns a plain client of one master (Cluster mode).
+func (r *RedisPubSub) dialNode(addr string) (rueidis.Client, error) {
+	opt := rueidis.ClientOption{DisableCache: true}
+	if r.hook != nil {
+		r.hook(&opt)
+	}
+	opt.InitAddress, opt.ForceSingleClient, opt.DisableCache = []string{addr}, true, true
+	return rueidis.NewClient(opt)
+}
+
+// nodeHost returns the subscriber host of the master at addr, creating it (and its
+// goroutines) on first use; nil once closed.
+func (r *RedisPubSub) nodeHost(addr string) *pubsubHost {
+	r.nmu.Lock()
+	defer r.nmu.Unlock()
+	if h := r.nodes[addr]; h != nil {
+		return h
+	}
+	if r.closed.Load() {
+		return nil
+	}
+	h := newPubSubHost(addr, addr, nil)
+	r.nodes[addr] = h
+	r.hosts = append(r.hosts, h)
+	r.wg.Add(2)
+	go r.supervise(h)
+	go r.dispatch(h)
+	return h
+}
+
+// refreshSlots reloads the slot map, at most every 100 ms.
+func (r *RedisPubSub) refreshSlots(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := r.slotsAt.Load()
+	if now-last < int64(100*time.Millisecond) || !r.slotsAt.CompareAndSwap(last, now) {
+		return
+	}
+	if s, err := loadClusterSlots(ctx, r.cc); err == nil {
+		r.slots.Store(s)
+	}
+}
+
+// lostSubscription handles a sunsubscribe the layer did not ask for (the channel's
+// slot left h's master). It runs on the connection's reader: no I/O, no h.mu.
+func (r *RedisPubSub) lostSubscription(h *pubsubHost, name string) {
+	h.smu.Lock()
+	had := h.subs[name]
+	delete(h.subs, name)
+	h.smu.Unlock()
+	if had {
+		r.addStray(name, time.Now())
+		r.poke()
+	}
+}
+
+func (r *RedisPubSub) addStray(name string, since time.Time) {
+	r.pendingMu.Lock()
+	if r.stray == nil {
+		r.stray = make(map[string]time.Time)
+	}
+	if _, ok := r.stray[name]; !ok {
+		r.stray[name] = since
+	}
+	r.pendingMu.Unlock()
+}
+
+func (r *RedisPubSub) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wanted reports whether this process still needs name subscribed.
+func (r *RedisPubSub) wanted(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.chans[name] != nil {
+		return true
+	}
+	_, ok := r.groups[name]
+	return ok
+}
+
+// resubscribeStrays subscribes the strays still wanted on their current master and
+// reports the gaps; those that fail wait for the next round.
+func (r *RedisPubSub) resubscribeStrays() {
+	r.pendingMu.Lock()
+	strays := maps.Clone(r.stray)
+	r.pendingMu.Unlock()
+	if len(strays) == 0 {
+		return
+	}
+	r.refreshSlots(r.ctx)
+	gaps := map[*pubsubHost]time.Duration{}
+	for name, since := range strays {
+		done := !r.wanted(name)
+		if !done {
+			ctx, cancel := context.WithTimeout(r.ctx, redisMaxBackoff)
+			err := r.subscribe(ctx, name)
+			cancel()
+			if err == nil {
+				done = true
+				if h := r.holder(name); h != nil {
+					gaps[h] = max(gaps[h], time.Since(since))
+				}
+			}
+		}
+		if done {
+			r.pendingMu.Lock()
+			if r.stray[name] == since {
+				delete(r.stray, name)
+			}
+			r.pendingMu.Unlock()
+		}
+	}
+	for h, gap := range gaps {
+		r.reconnects.Add(1)
+		r.log.Info("layers: redis pubsub: resubscribed channels whose slot moved (messages published meanwhile are lost)",
+			"host", h.name, "down", gap)
+		callOnReconnect(r.log, r.onReconnect, h.name, gap)
+	}
+}
+
+// holder returns the host whose connection is subscribed to name, or nil.
+func (r *RedisPubSub) holder(name string) *pubsubHost {
+	if h := r.host(name); h != nil && h.has(name) {
+		return h
+	}
+	if !r.cluster {
+		return nil
+	}
+	r.nmu.Lock()
+	hosts := slices.Clone(r.hosts)
+	r.nmu.Unlock()
+	for _, h := range hosts {
+		if h.has(name) {
+			return h
+		}
+	}
+	return nil
+}
+
 // supervise watches h's subscriber connection and re-establishes it after a failure.
+// A Cluster mode host starts without a connection: it makes the first one.
 func (r *RedisPubSub) supervise(h *pubsubHost) {
 	defer r.wg.Done()
 	timer := time.NewTimer(0)
@@ -247,22 +579,26 @@ func (r *RedisPubSub) supervise(h *pubsubHost) {
 		h.mu.Lock()
 		lost := h.lost
 		h.mu.Unlock()
-		var err error
-		select {
-		case err = <-lost:
-		case <-r.ctx.Done():
+		var downSince time.Time
+		if lost != nil {
+			var err error
+			select {
+			case err = <-lost:
+			case <-r.ctx.Done():
+			}
+			h.mu.Lock()
+			if h.lost == lost {
+				h.dc.Close()
+				h.dc, h.lost = nil, nil
+			}
+			h.mu.Unlock()
+			if r.ctx.Err() != nil {
+				return
+			}
+			downSince = time.Now()
+			r.log.Warn("layers: redis pubsub: subscriber connection lost; reconnecting (messages published meanwhile are lost)",
+				"host", h.name, "err", err)
 		}
-		h.mu.Lock()
-		if h.dc != nil {
-			h.dc.Close()
-			h.dc, h.lost = nil, nil
-		}
-		h.mu.Unlock()
-		if r.ctx.Err() != nil {
-			return
-		}
-		r.log.Warn("layers: redis pubsub: subscriber connection lost; reconnecting (messages published meanwhile are lost)",
-			"host", h.name, "err", err)
 		var backoff time.Duration
 		for {
 			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
@@ -272,31 +608,58 @@ func (r *RedisPubSub) supervise(h *pubsubHost) {
 			case <-r.ctx.Done():
 				return
 			}
+			if r.cluster {
+				r.refreshSlots(r.ctx) // the slots may have a new owner
+			}
 			h.mu.Lock()
-			err := r.connect(h)
+			var err error
+			if h.dc == nil { // a subscribe may have connected meanwhile
+				err = r.connect(r.ctx, h)
+			}
+			h.smu.Lock()
 			n := len(h.subs)
+			h.smu.Unlock()
 			h.mu.Unlock()
 			if err == nil {
-				r.reconnects.Add(1)
-				r.log.Info("layers: redis pubsub: resubscribed", "host", h.name, "channels", n)
+				if !downSince.IsZero() {
+					down := time.Since(downSince)
+					r.reconnects.Add(1)
+					r.log.Info("layers: redis pubsub: resubscribed", "host", h.name, "channels", n, "down", down)
+					callOnReconnect(r.log, r.onReconnect, h.name, down)
+				}
 				break
 			}
 		}
+		r.poke() // strays may wait for this master
 	}
 }
 
-// janitor runs the unsubscribes detach queues and unsubscribes idle Receive channels.
+// pubsubStrayRetry is how often the janitor retries strays (Cluster mode).
+const pubsubStrayRetry = 250 * time.Millisecond
+
+// janitor runs the unsubscribes detach queues, unsubscribes idle Receive channels and,
+// in Cluster mode, subscribes strays again.
 func (r *RedisPubSub) janitor() {
 	defer r.wg.Done()
 	tick := time.NewTicker(max(r.expiry/2, 10*time.Millisecond))
 	defer tick.Stop()
+	var strayTick <-chan time.Time
+	if r.cluster {
+		t := time.NewTicker(pubsubStrayRetry)
+		defer t.Stop()
+		strayTick = t.C
+	}
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
 		case <-r.wake:
+		case <-strayTick:
 		case <-tick.C:
 			r.sweep()
+		}
+		if r.cluster {
+			r.resubscribeStrays()
 		}
 		r.pendingMu.Lock()
 		names := r.pending
@@ -355,8 +718,17 @@ func (r *RedisPubSub) forgetLocked(name string) []string {
 
 func (r *RedisPubSub) localNow() time.Duration { return time.Since(r.start) }
 
+// host returns the host that serves name: by channels_redis' sharding, or in Cluster
+// mode the master that owns its slot (nil when none is known, or once closed).
 func (r *RedisPubSub) host(name string) *pubsubHost {
-	return r.hosts[shardIndex(name, len(r.hosts))]
+	if !r.cluster {
+		return r.hosts[shardIndex(name, len(r.hosts))]
+	}
+	addr := r.slots.Load().ownerOf(keySlot(name))
+	if addr == "" {
+		return nil
+	}
+	return r.nodeHost(addr)
 }
 
 func (r *RedisPubSub) begin(ctx context.Context) error {
@@ -370,38 +742,81 @@ func (r *RedisPubSub) fail(op string, err error) error {
 	return redisFailure(r.closed.Load(), "pubsub: "+op, err)
 }
 
-// subscribe makes name's host subscribed to it.
+// subscribe makes name's host subscribed to it. In Cluster mode a MOVED reply
+// reloads the slot map and tries the new owner once.
 func (r *RedisPubSub) subscribe(ctx context.Context, name string) error {
-	h := r.host(name)
+	for attempt := 0; ; attempt++ {
+		h := r.host(name)
+		if h == nil {
+			if r.closed.Load() {
+				return canal.ErrLayerClosed
+			}
+			if attempt == 0 {
+				r.slotsAt.Store(0)
+				r.refreshSlots(ctx)
+				continue
+			}
+			return r.fail("subscribe", fmt.Errorf("no master serves the slot of %q", name))
+		}
+		err := r.subscribeOn(ctx, h, name)
+		if attempt == 0 && r.cluster && isMovedErr(err) {
+			r.slotsAt.Store(0)
+			r.refreshSlots(ctx)
+			continue
+		}
+		if err != nil {
+			return r.fail("subscribe", err)
+		}
+		return nil
+	}
+}
+
+func (r *RedisPubSub) subscribeOn(ctx context.Context, h *pubsubHost, name string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.subs[name] {
+	if h.has(name) {
 		return nil
 	}
 	if h.dc == nil {
-		return r.fail("subscribe", fmt.Errorf("subscriber connection to %s is down", h.name))
+		if !r.cluster {
+			return fmt.Errorf("subscriber connection to %s is down", h.name)
+		}
+		if err := r.connect(ctx, h); err != nil { // first use, or the supervisor is waiting to retry
+			return err
+		}
 	}
-	if err := h.dc.Do(ctx, h.dc.B().Subscribe().Channel(name).Build()).Error(); err != nil {
-		return r.fail("subscribe", err)
+	cmd := h.dc.B().Subscribe().Channel(name).Build()
+	if r.cluster {
+		cmd = h.dc.B().Ssubscribe().Channel(name).Build()
 	}
-	h.subs[name] = true
+	if err := h.dc.Do(ctx, cmd).Error(); err != nil {
+		return err
+	}
+	h.setSub(name, true)
 	return nil
 }
 
 // unsubscribe ends name's subscription; a failure only leaves a subscription whose
 // messages nobody takes.
 func (r *RedisPubSub) unsubscribe(ctx context.Context, name string) error {
-	h := r.host(name)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.subs[name] {
+	h := r.holder(name)
+	if h == nil {
 		return nil
 	}
-	delete(h.subs, name)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.has(name) {
+		return nil
+	}
+	h.setSub(name, false)
 	if h.dc == nil {
 		return nil // the next connection will not subscribe to it
 	}
-	if err := h.dc.Do(ctx, h.dc.B().Unsubscribe().Channel(name).Build()).Error(); err != nil {
+	cmd := h.dc.B().Unsubscribe().Channel(name).Build()
+	if r.cluster {
+		cmd = h.dc.B().Sunsubscribe().Channel(name).Build()
+	}
+	if err := h.dc.Do(ctx, cmd).Error(); err != nil {
 		return r.fail("unsubscribe", err)
 	}
 	return nil
@@ -558,10 +973,20 @@ func (r *RedisPubSub) publish(ctx context.Context, op, name string, msg canal.Me
 	if err != nil {
 		return fmt.Errorf("layers: %s: %w: %w", op, canal.ErrInvalidMessage, err)
 	}
-	c := r.host(name).client
-	err = redisRetry(ctx, func() error {
-		return c.Do(ctx, c.B().Publish().Channel(name).Message(rueidis.BinaryString(payload)).Build()).Error()
-	})
+	var c rueidis.Client
+	var cmd func() rueidis.Completed
+	if r.cluster {
+		c = r.cc
+		cmd = func() rueidis.Completed {
+			return c.B().Spublish().Channel(name).Message(rueidis.BinaryString(payload)).Build()
+		}
+	} else {
+		c = r.host(name).client
+		cmd = func() rueidis.Completed {
+			return c.B().Publish().Channel(name).Message(rueidis.BinaryString(payload)).Build()
+		}
+	}
+	err = redisRetry(ctx, func() error { return c.Do(ctx, cmd()).Error() })
 	if err != nil {
 		return r.fail(op, err)
 	}
@@ -880,6 +1305,10 @@ func (r *RedisPubSub) Close(ctx context.Context) error {
 	r.groups = make(map[string]map[string]struct{})
 	r.mu.Unlock()
 
+	// nodeHost starts goroutines under nmu after checking closed: once we hold nmu,
+	// none will start, so wg.Wait below cannot race a wg.Add.
+	r.nmu.Lock()
+	r.nmu.Unlock()
 	r.stop()
 	finished := make(chan struct{})
 	go func() {
@@ -892,14 +1321,22 @@ func (r *RedisPubSub) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	for _, h := range r.hosts {
+	r.nmu.Lock()
+	hosts := slices.Clone(r.hosts)
+	r.nmu.Unlock()
+	for _, h := range hosts {
 		h.mu.Lock()
 		if h.dc != nil {
 			h.dc.Close()
 			h.dc = nil
 		}
+		if h.client != nil {
+			h.client.Close()
+		}
 		h.mu.Unlock()
-		h.client.Close()
+	}
+	if r.cc != nil {
+		r.cc.Close()
 	}
 	return err
 }
