@@ -28,7 +28,7 @@ type Server struct {
 	opts     Options
 	upgrader fws.Upgrader
 
-	workers  *workers
+	workers *workers
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
