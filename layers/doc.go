@@ -78,7 +78,10 @@
 //     (for Expiry) and are delivered once the receive loop is back, but only if Redis
 //     kept them: a Redis restart without persistence (or a failover that lost
 //     unreplicated writes) loses every queued message and every group membership.
-//     OnReconnect is the signal to re-join groups; Stats().LivenessLapses also counts
+//     The layer then adds its own channels back to their groups by itself, as soon
+//     as its receive loop is back, so open sockets keep their groups (channels_redis
+//     leaves them silently deaf). OnReconnect says what may have been lost in between,
+//     for the application to resync; Stats().LivenessLapses also counts
 //     the process finding its liveness key gone. Messages the loop has popped are in
 //     this process's memory only: a crash loses them, as with channels_redis.
 //   - RedisPubSub: fire and forget, at most once. Everything published while a

@@ -33,11 +33,6 @@ type redisBackend struct {
 	name string
 	// open makes a layer on url; an empty prefix is channels_redis' default.
 	open func(ctx context.Context, url, prefix string, log *slog.Logger) (canal.Layer, func() layers.RedisStats, error)
-	// keepMemberships: the backend keeps group memberships in Redis, so a Redis
-	// restarted empty has forgotten them and the application adds its channels again,
-	// as a Channels application refreshes long-lived memberships. Pub/Sub keeps them
-	// in the process and subscribes again by itself.
-	keepMemberships bool
 }
 
 var redisBackends = []redisBackend{
@@ -50,7 +45,6 @@ var redisBackends = []redisBackend{
 			}
 			return l, l.Stats, nil
 		},
-		keepMemberships: true,
 	},
 	{
 		name: "pubsub",
@@ -160,35 +154,6 @@ func startGroupServer(t *testing.T, name string, b redisBackend, redisURL string
 	return s
 }
 
-// keepMemberships adds the channel of every open socket to sharedGroup again every
-// interval, until ctx ends; failures (Redis down) wait for the next round. This is
-// the application's part with the core backend after Redis lost its data.
-func (s *groupServer) keepMemberships(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		channels := make([]string, 0, len(s.members))
-		for ch := range s.members {
-			channels = append(channels, ch)
-		}
-		s.mu.Unlock()
-		for _, ch := range channels {
-			actx, cancel := context.WithTimeout(ctx, time.Second)
-			err := s.layer.GroupAdd(actx, sharedGroup, ch)
-			cancel()
-			if err != nil {
-				break // Redis is down (or ctx ended): next round
-			}
-		}
-	}
-}
-
 // dialGroup opens a socket on s. The test's cleanup drops it.
 func dialGroup(ctx context.Context, t *testing.T, s *groupServer) *canaltest.Communicator {
 	t.Helper()
@@ -248,15 +213,14 @@ func TestTwoServersShareGroups(t *testing.T) {
 
 // Parameters of TestRedisRestartUnderLoad.
 const (
-	loadClients   = 200                    // sockets, half on each server
-	loadInterval  = 20 * time.Millisecond  // one group_send per interval: 50/s
-	loadOutage    = time.Second            // Redis killed for this long
-	loadRecovery  = 5 * time.Second        // group messages reach everyone again within this of the restart
-	loadSettle    = 20 * time.Second       // bound on goroutines and heap going back down
-	loadRejoin    = 500 * time.Millisecond // keepMemberships' interval (core)
-	loadGoroutine = 12                     // margin on the goroutine count
-	loadHeapSlack = 8 << 20                // margin on HeapInuse: 8 MiB, or
-	loadHeapRatio = 0.20                   // 20% of the baseline, whichever is larger
+	loadClients   = 200                   // sockets, half on each server
+	loadInterval  = 20 * time.Millisecond // one group_send per interval: 50/s
+	loadOutage    = time.Second           // Redis killed for this long
+	loadRecovery  = 5 * time.Second       // group messages reach everyone again within this of the restart
+	loadSettle    = 20 * time.Second      // bound on goroutines and heap going back down
+	loadGoroutine = 12                    // margin on the goroutine count
+	loadHeapSlack = 8 << 20               // margin on HeapInuse: 8 MiB, or
+	loadHeapRatio = 0.20                  // 20% of the baseline, whichever is larger
 )
 
 // loadClient is one socket and what it has received.
@@ -476,15 +440,6 @@ func testRedisRestartUnderLoad(t *testing.T, b redisBackend) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel) // after the sockets are dropped, the readers end with ctx
-
-	if b.keepMemberships {
-		var wg sync.WaitGroup
-		kctx, stopKeeping := context.WithCancel(ctx)
-		for _, s := range servers {
-			wg.Go(func() { s.keepMemberships(kctx, loadRejoin) })
-		}
-		t.Cleanup(func() { stopKeeping(); wg.Wait() })
-	}
 
 	// Connect, 16 at a time.
 	start := time.Now()

@@ -52,8 +52,9 @@ type RedisOptions struct {
 	// "sentinel <master set>") and how long it had been failing. Messages that were
 	// already stored in Redis are still delivered afterwards unless Redis lost them (a
 	// restart without persistence, a failover that lost unreplicated writes): then
-	// queued messages and group memberships are gone, and the hook is how the
-	// application learns that it should resync (re-join groups, reload state). It runs
+	// queued messages are gone, and the hook is how the application learns that it
+	// should resync (reload state). Group memberships of this process's channels are
+	// restored by the layer itself on recovery, with a fresh join time. It runs
 	// on the loop's goroutine: it should return quickly, and may call the layer. In
 	// Cluster mode there is one loop per queue key, so one outage may call it several
 	// times. Stats().Reconnects counts the same events.
@@ -252,6 +253,11 @@ type Redis struct {
 	pmu     sync.Mutex
 	pollers map[string]*redisPoller
 
+	// gmu guards members, the groups of this process's own channels (redis_rejoin.go).
+	gmu       sync.Mutex
+	members   memberships
+	rejoining atomic.Bool
+
 	delivered, dropped, undeliverable, malformed, groupFull, reconnects atomic.Uint64
 	staleMembers                                                        atomic.Uint64
 	lastMalformedLog                                                    atomic.Int64
@@ -385,6 +391,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		start:       time.Now(),
 		done:        make(chan struct{}),
 		listeners:   make(map[string]*redisListener),
+		members:     make(memberships),
 		buffers:     make(map[string]*memQueue),
 		keySet:      make(map[string]bool),
 		pollers:     make(map[string]*redisPoller),
@@ -1217,6 +1224,10 @@ func (r *Redis) loop(h *redisHost, only string) {
 			down := time.Since(downSince)
 			r.reconnects.Add(1)
 			r.log.Info("layers: redis: receive loop resumed", append(logAttrs, "down", down)...)
+			if r.rejoining.CompareAndSwap(false, true) { // Cluster mode has a loop per key
+				r.wg.Add(1)
+				go r.rejoin(slices.Index(r.hosts, h))
+			}
 			callOnReconnect(r.log, r.onReconnect, h.name, down)
 		}
 		if err != nil { // timed out
@@ -1420,8 +1431,11 @@ func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
 	if err != nil {
 		return r.fail("group add", err)
 	}
-	if r.live != nil && r.ownChannel(channel) {
-		r.live.joined(group)
+	if r.ownChannel(channel) {
+		r.remember(group, channel)
+		if r.live != nil {
+			r.live.joined(group)
+		}
 	}
 	return nil
 }
@@ -1437,6 +1451,7 @@ func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
 	if err := r.begin(ctx); err != nil {
 		return err
 	}
+	r.forget(group, channel)
 	h := r.hosts[shardIndex(group, len(r.hosts))]
 	c := h.client
 	err := redisRetry(ctx, func() error {

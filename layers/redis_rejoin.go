@@ -1,0 +1,109 @@
+package layers
+
+import (
+	"context"
+	"time"
+)
+
+// memberships remembers which groups this process's own channels joined, so the layer
+// can add them again when Redis comes back from an outage without its data: the
+// sockets are still open, and without this they would silently stop getting their
+// groups' messages until they reconnect. channels_redis has no such repair.
+//
+// Concurrency: guarded by Redis.gmu.
+type memberships map[string]map[string]struct{} // group → own channels
+
+// remember records channel (one of this process's) in group.
+func (r *Redis) remember(group, channel string) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	set := r.members[group]
+	if set == nil {
+		set = make(map[string]struct{})
+		r.members[group] = set
+	}
+	set[channel] = struct{}{}
+}
+
+// forget drops channel from group.
+func (r *Redis) forget(group, channel string) {
+	r.gmu.Lock()
+	defer r.gmu.Unlock()
+	if set := r.members[group]; set != nil {
+		delete(set, channel)
+		if len(set) == 0 {
+			delete(r.members, group)
+		}
+	}
+}
+
+// rejoinTimeout bounds one round of re-adding memberships after an outage.
+const rejoinTimeout = 30 * time.Second
+
+// rejoin adds this process's remembered members on host h back to their groups, with
+// a fresh join time. Channels that no longer exist (detached listeners, dropped
+// buffers) are forgotten instead. Runs on its own goroutine, never on a receive loop.
+func (r *Redis) rejoin(h int) {
+	defer r.wg.Done()
+	defer r.rejoining.Store(false)
+	ctx, cancel := context.WithTimeout(r.ctx, rejoinTimeout)
+	defer cancel()
+	type job struct {
+		group    string
+		channels []string
+	}
+	var jobs []job
+	r.gmu.Lock()
+	for group, set := range r.members {
+		if !r.cluster && shardIndex(group, len(r.hosts)) != h {
+			continue
+		}
+		j := job{group: group}
+		for ch := range set {
+			if r.channelGone(ch) {
+				delete(set, ch)
+				continue
+			}
+			j.channels = append(j.channels, ch)
+		}
+		if len(set) == 0 {
+			delete(r.members, group)
+		}
+		if len(j.channels) > 0 {
+			jobs = append(jobs, j)
+		}
+	}
+	r.gmu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	c := r.hosts[h].client
+	score, _ := redisNow()
+	added := 0
+	for _, j := range jobs {
+		key := r.prefix + ":group:" + j.group
+		zadd := c.B().Zadd().Key(key).ScoreMember()
+		for _, ch := range j.channels {
+			zadd = zadd.ScoreMember(score, ch)
+		}
+		for _, res := range c.DoMulti(ctx, zadd.Build(), c.B().Expire().Key(key).Seconds(r.groupExpiry).Build()) {
+			if err := res.Error(); err != nil {
+				r.log.Warn("layers: redis: could not restore group memberships after an outage", "group", j.group, "err", err)
+				return // the next recovery tries again
+			}
+		}
+		added += len(j.channels)
+	}
+	r.log.Info("layers: redis: restored group memberships after an outage", "groups", len(jobs), "members", added)
+}
+
+// channelGone reports whether an own channel no longer exists in this process.
+func (r *Redis) channelGone(ch string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if l, ok := r.listeners[ch]; ok {
+		return l.detached.Load()
+	}
+	_, ok := r.buffers[ch]
+	return !ok
+}
