@@ -1,4 +1,15 @@
 // Package canaltest provides helpers for testing Canal applications over real loopback
-// sockets: a WebSocket communicator (like Channels' WebsocketCommunicator) and private
-// redis-server instances.
+// sockets:
+//
+//   - NewServer runs a handler on a Fiber app on a private port; Dial returns a
+//     Communicator, Channels' WebsocketCommunicator over a real socket (handshake
+//     status, subprotocol, text/JSON frames, close codes, timeouts).
+//   - StartRedis starts a private redis-server (Kill and Restart it for fault tests);
+//     StartRedisCluster a local cluster of masters; StartRedisSentinel a master, a
+//     replica and a sentinel, with Failover.
+//   - Package browser drives Debian's headless Chromium for page-level tests.
+//
+// Every process a helper starts is stopped when the test ends, every wait is bounded,
+// and everything listens on 127.0.0.1 only. A missing binary fails the test with the
+// Debian package to install; nothing is skipped.
 package canaltest
