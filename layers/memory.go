@@ -364,10 +364,16 @@ func (m *Memory) Receive(ctx context.Context, channel string) (canal.Message, er
 	}
 	defer m.release(q)
 
+	return q.pop(ctx, m.now, m.expiry, m.done)
+}
+
+// pop waits for the queue's next unexpired message, for ctx, or for done (the layer
+// closed). Every layer's local queues use it.
+func (q *memQueue) pop(ctx context.Context, now func() time.Duration, expiry time.Duration, done <-chan struct{}) (canal.Message, error) {
 	var wake chan struct{}
 	for {
 		q.mu.Lock()
-		q.prune(m.now(), m.expiry)
+		q.prune(now(), expiry)
 		if q.head < len(q.items) {
 			msg := q.items[q.head].msg
 			q.items[q.head] = memEntry{}
@@ -390,7 +396,7 @@ func (m *Memory) Receive(ctx context.Context, channel string) (canal.Message, er
 		case <-ctx.Done():
 			q.cancelWait(wake)
 			return nil, ctx.Err()
-		case <-m.done:
+		case <-done:
 			return nil, canal.ErrLayerClosed
 		}
 	}

@@ -892,34 +892,7 @@ func (r *Redis) receiveLocal(ctx context.Context, channel string) (canal.Message
 		q.refs--
 		q.mu.Unlock()
 	}()
-	var wake chan struct{}
-	for {
-		q.mu.Lock()
-		q.prune(r.localNow(), time.Duration(r.expiry)*time.Second)
-		if q.head < len(q.items) {
-			msg := q.items[q.head].msg
-			q.items[q.head] = memEntry{}
-			q.head++
-			if q.head == len(q.items) {
-				q.items, q.head = q.items[:0], 0
-			}
-			q.mu.Unlock()
-			return msg, nil
-		}
-		if wake == nil {
-			wake = make(chan struct{}, 1)
-		}
-		q.waiters = append(q.waiters, wake)
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			q.cancelWait(wake)
-			return nil, ctx.Err()
-		case <-r.done:
-			return nil, canal.ErrLayerClosed
-		}
-	}
+	return q.pop(ctx, r.localNow, time.Duration(r.expiry)*time.Second, r.done)
 }
 
 // acquireBuffer returns channel's local queue, created if needed, pinned against the

@@ -1063,34 +1063,7 @@ func (r *RedisPubSub) Receive(ctx context.Context, channel string) (canal.Messag
 		c.lastUsed = r.localNow()
 		r.mu.Unlock()
 	}()
-	var wake chan struct{}
-	for {
-		q.mu.Lock()
-		q.prune(r.localNow(), r.expiry)
-		if q.head < len(q.items) {
-			msg := q.items[q.head].msg
-			q.items[q.head] = memEntry{}
-			q.head++
-			if q.head == len(q.items) {
-				q.items, q.head = q.items[:0], 0
-			}
-			q.mu.Unlock()
-			return msg, nil
-		}
-		if wake == nil {
-			wake = make(chan struct{}, 1)
-		}
-		q.waiters = append(q.waiters, wake)
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			q.cancelWait(wake)
-			return nil, ctx.Err()
-		case <-r.done:
-			return nil, canal.ErrLayerClosed
-		}
-	}
+	return q.pop(ctx, r.localNow, r.expiry, r.done)
 }
 
 // dispatch is a host's receive loop: it hands the messages its subscriber connection
