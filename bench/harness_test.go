@@ -144,10 +144,17 @@ func TestSmoke(t *testing.T) {
 			}
 			if strings.HasSuffix(k, ".held") {
 				// Every server holds this many sockets with ease: fewer means the
-				// harness (workers, pings) is broken.
+				// harness (workers, pings) is broken. Daphne pings on its own clock:
+				// on a loaded machine (the rest of the suite runs beside this test) a
+				// few of its sockets may not have seen a ping within the 2.5 s hold,
+				// so the peers get a 10 % margin; the Go servers get none.
 				n, _ := strconv.Atoi(strings.Split(k, ".")[1])
-				if int(*v) != n {
-					t.Errorf("%s, %s: %v sockets held with pings, want %d", k, s, *v, n)
+				want := n
+				if strings.HasPrefix(s, "channels") {
+					want = n * 9 / 10
+				}
+				if int(*v) < want || int(*v) > n {
+					t.Errorf("%s, %s: %v sockets held with pings, want %d (at least %d)", k, s, *v, n, want)
 				}
 			}
 		}
