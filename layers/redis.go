@@ -260,7 +260,7 @@ type Redis struct {
 
 	delivered, dropped, undeliverable, malformed, groupFull, reconnects atomic.Uint64
 	staleMembers                                                        atomic.Uint64
-	lastMalformedLog                                                    atomic.Int64
+	malformedLog                                                        everySecond
 }
 
 var _ canal.Layer = (*Redis)(nil)
@@ -1364,9 +1364,7 @@ func (r *Redis) deliverLocal(name string, msg canal.Message, now time.Duration) 
 // reportMalformed counts a skipped member and logs it, at most once a second.
 func (r *Redis) reportMalformed(key string, size int, err error) {
 	n := r.malformed.Add(1)
-	now := time.Now().UnixNano()
-	last := r.lastMalformedLog.Load()
-	if now-last < int64(time.Second) || !r.lastMalformedLog.CompareAndSwap(last, now) {
+	if !r.malformedLog.allow() {
 		return
 	}
 	r.log.Warn("layers: redis: skipped a message that cannot be read",

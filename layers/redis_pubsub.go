@@ -155,7 +155,7 @@ type RedisPubSub struct {
 	stray map[string]time.Time
 
 	delivered, dropped, undeliverable, malformed, reconnects atomic.Uint64
-	lastMalformedLog                                         atomic.Int64
+	malformedLog                                             everySecond
 }
 
 var _ canal.Layer = (*RedisPubSub)(nil)
@@ -1130,9 +1130,7 @@ func (r *RedisPubSub) onMessage(m rueidis.PubSubMessage) {
 
 func (r *RedisPubSub) reportMalformed(channel string, size int, err error) {
 	n := r.malformed.Add(1)
-	now := time.Now().UnixNano()
-	last := r.lastMalformedLog.Load()
-	if now-last < int64(time.Second) || !r.lastMalformedLog.CompareAndSwap(last, now) {
+	if !r.malformedLog.allow() {
 		return
 	}
 	r.log.Warn("layers: redis pubsub: skipped a message that cannot be read",
