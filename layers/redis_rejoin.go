@@ -5,7 +5,6 @@ import (
 	"time"
 )
 
-
 // memberships remembers which groups this process's own channels joined, so the layer
 // can add them again when Redis comes back from an outage without its data: the
 // sockets are still open, and without this they would silently stop getting their
