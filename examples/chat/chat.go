@@ -101,6 +101,10 @@ const layerTimeout = 5 * time.Second
 // ticketTTL is how long a sign-in ticket may wait before the socket uses it.
 const ticketTTL = 10 * time.Second
 
+// issueTimeout bounds the sign-in's ticket write, so a stalled Redis answers 503
+// instead of holding the request.
+const issueTimeout = 2 * time.Second
+
 var validName = regexp.MustCompile(`^[\p{L}\p{N}_.-]{1,32}$`)
 
 // app is the running demo: the Fiber app, the Canal server and what they hold.
@@ -188,7 +192,11 @@ func newApp(cfg config) (a *app, err error) {
 		if err := c.BodyParser(&in); err != nil || !validName.MatchString(in.Name) {
 			return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "name: 1-32 letters, digits, _ . -"})
 		}
-		t, err := store.Issue(c.Context(), canal.User{ID: in.Name, Username: in.Name}, ticketTTL)
+		// Not c.Context(): fasthttp's RequestCtx is a context.Context whose Done races
+		// with app shutdown once a library derives a child context from it.
+		ctx, cancel := context.WithTimeout(c.UserContext(), issueTimeout)
+		defer cancel()
+		t, err := store.Issue(ctx, canal.User{ID: in.Name, Username: in.Name}, ticketTTL)
 		if err != nil {
 			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "ticket store unavailable"})
 		}
