@@ -97,3 +97,15 @@ type Conn interface {
 	// Context is canceled when the connection ends.
 	Context() context.Context
 }
+
+// FrameDeliverer is an optional Conn capability for the fan-out path: DeliverFrame(m, f)
+// has the effect of Deliver(m) followed by a Session.Event that does nothing but Send(f).
+// A Conn with nothing queued can then write f without waking the session at all, which
+// is most of the cost of a group message to thousands of idle sockets. Order with the
+// connection's other frames and events is kept. Like Deliver it never blocks and returns
+// false when the connection is closed or its queue is full.
+//
+// consumer.Options.Frames uses it when the Conn has it.
+type FrameDeliverer interface {
+	DeliverFrame(m Message, f Frame) bool
+}

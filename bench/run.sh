@@ -10,6 +10,7 @@
 #   --runs N                 runs (default 3; smoke 1); the report shows medians
 #   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline
 #   --workloads a,b          subset of: w1,w2,w3,w4
+#   --w2-sizes a,b           W2 subscriber counts (default 1000,5000; smoke 50)
 #   --soak SECONDS           also hold the largest W3 size for SECONDS (600 = the 10-minute
 #                            soak) on each of --soak-servers, sampling the server's RSS
 #   --soak-servers a,b       default: canal
@@ -38,6 +39,7 @@ out=""
 servers="canal channels-core channels-pubsub baseline"
 workloads="w1 w2 w3 w4"
 soak=0
+w2_sizes=""
 soak_servers="canal"
 allow_pending=0
 write_md=1
@@ -56,6 +58,7 @@ while [ $# -gt 0 ]; do
   --runs) runs=${2:?--runs needs a number}; shift ;;
   --servers) servers=${2//,/ }; shift ;;
   --workloads) workloads=${2//,/ }; shift ;;
+  --w2-sizes) w2_sizes=${2//,/ }; shift ;;
   --soak) soak=${2:?--soak needs seconds}; shift ;;
   --soak-servers) soak_servers=${2//,/ }; shift ;;
   --out) out=${2:?--out needs a directory}; shift ;;
@@ -95,6 +98,10 @@ else
   HOLD_DEADLINE=90 SERVER_START=30
 fi
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || die "--runs wants 1 … 99"
+if [ -n "$w2_sizes" ]; then
+  for n in $w2_sizes; do [[ "$n" =~ ^[1-9][0-9]{0,4}$ ]] || die "--w2-sizes wants counts 1 … 99999"; done
+  W2_SIZES=$w2_sizes
+fi
 
 # --- Dependencies -----------------------------------------------------------------
 pkgs=(redis-server python3-django python3-django-channels python3-channels-redis

@@ -143,7 +143,7 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 	inst := h.factory()
 	c := &Conn{raw: raw, layer: h.opts.Layer}
 	if l := h.opts.Layer; l != nil {
-		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, raw.Deliver)
+		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, h.deliverFunc(raw))
 		if err != nil {
 			return nil, layerReject(err)
 		}
@@ -166,6 +166,29 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 		return nil, layerReject(err)
 	}
 	return &session[T]{h: h, inst: inst, c: c}, nil
+}
+
+// deliverFunc is what the layer calls for each message to raw. Events listed in Frames
+// are built once per message (frameMemo) on the layer's goroutine and handed over as a
+// ready frame when raw can take one, so a group message costs each idle member a queued
+// write, not a session call.
+func (h *Handler[T]) deliverFunc(raw canal.Conn) func(canal.Message) bool {
+	fd, ok := raw.(canal.FrameDeliverer)
+	if !ok || len(h.frames) == 0 {
+		return raw.Deliver
+	}
+	return func(m canal.Message) bool {
+		t, _ := m["type"].(string)
+		fm := h.frames[t] // its key passed ValidateType in New
+		if fm == nil {
+			return raw.Deliver(m)
+		}
+		f, err := fm.frame(m)
+		if err != nil {
+			return raw.Deliver(m) // Event reports the error, as without the fast path
+		}
+		return fd.DeliverFrame(m, f)
+	}
 }
 
 // layerReject turns an outage of a backing service during the handshake (the layer,

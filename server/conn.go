@@ -34,6 +34,7 @@ type itemKind uint8
 const (
 	kindFrame itemKind = iota
 	kindEvent
+	kindSend // a layer event whose whole handling is sending frame
 	kindDisconnect
 )
 
@@ -143,6 +144,10 @@ func (c *conn) Accept(opts canal.AcceptOptions) error {
 func (c *conn) Send(f canal.Frame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.sendLocked(f)
+}
+
+func (c *conn) sendLocked(f canal.Frame) error {
 	switch c.state {
 	case stateHandshake:
 		return canal.ErrNotAccepted
@@ -186,6 +191,27 @@ func (c *conn) Deliver(m canal.Message) bool {
 	}
 	c.events++
 	c.inbox = append(c.inbox, item{kind: kindEvent, msg: m})
+	c.kickWorker()
+	return true
+}
+
+// DeliverFrame implements canal.FrameDeliverer. With the inbox empty and no session call
+// running, nothing can come before f, so it goes straight to the outbox: no session call,
+// no worker hand-off. Otherwise it waits its turn in the inbox.
+func (c *conn) DeliverFrame(m canal.Message, f canal.Frame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state >= stateRejected || c.events >= c.srv.opts.EventQueue {
+		return false
+	}
+	if c.state == stateAccepted && c.session != nil && !c.working && len(c.inbox) == 0 {
+		// A slow consumer is closed here as it would be by Send; the event itself was
+		// taken, so the answer is still true.
+		_ = c.sendLocked(f)
+		return true
+	}
+	c.events++
+	c.inbox = append(c.inbox, item{kind: kindSend, msg: m, frame: f})
 	c.kickWorker()
 	return true
 }
@@ -306,7 +332,7 @@ func (c *conn) work() {
 		case kindFrame:
 			c.frames--
 			c.space.Signal()
-		case kindEvent:
+		case kindEvent, kindSend:
 			c.events--
 		}
 		// After a close request the session gets nothing but its Disconnect.
@@ -333,6 +359,8 @@ func (c *conn) dispatch(sess canal.Session, it item) {
 			err = sess.Receive(c.ctx, c, it.frame)
 		case kindEvent:
 			err = sess.Event(c.ctx, c, it.msg)
+		case kindSend:
+			err = c.Send(it.frame)
 		case kindDisconnect:
 			sess.Disconnect(context.WithoutCancel(c.ctx), c, it.code)
 		}

@@ -398,3 +398,69 @@ func TestMalformedHandshake(t *testing.T) {
 	default:
 	}
 }
+
+// TestDeliverFrame: a ready frame skips the session when nothing is queued, waits behind
+// a session call that is running, and falls under the slow-consumer policy like Send.
+func TestDeliverFrame(t *testing.T) {
+	t.Parallel()
+	p := newProbe()
+	var events atomic.Int32
+	p.event = func(context.Context, canal.Conn, canal.Message) error { events.Add(1); return nil }
+	entered, release := make(chan struct{}), make(chan struct{})
+	p.receive = func(_ context.Context, c canal.Conn, f canal.Frame) error {
+		if string(f.Data) == "hold" {
+			_ = c.Send(canal.Text("before"))
+			close(entered)
+			<-release
+			return c.Send(canal.Text("after"))
+		}
+		return c.Send(f)
+	}
+	o := fastOptions()
+	o.SendQueue = 4
+	s := canaltest.NewServer(t, p, o)
+	msg := canal.Message{"type": "room.message"}
+
+	c := mustDial(t, s, "/", canaltest.DialOptions{})
+	fd := p.lastConn(t).(canal.FrameDeliverer)
+	if !fd.DeliverFrame(msg, canal.Text("idle")) {
+		t.Fatal("DeliverFrame refused on an idle connection")
+	}
+	if got, err := c.ReceiveText(ctxT(t)); err != nil || got != "idle" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if n := events.Load(); n != 0 {
+		t.Fatalf("the session's Event ran %d times for ready frames", n)
+	}
+
+	// While a session call runs, the frame waits for it: order is kept.
+	if err := c.SendText("hold"); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if !fd.DeliverFrame(msg, canal.Text("event")) {
+		t.Fatal("DeliverFrame refused while the session is busy")
+	}
+	close(release)
+	for _, want := range []string{"before", "after", "event"} {
+		if got, err := c.ReceiveText(ctxT(t)); err != nil || got != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+
+	// A client that stops reading: ready frames fill the send queue, then 1013.
+	mustDial(t, s, "/", canaltest.DialOptions{})
+	sfd := p.lastConn(t).(canal.FrameDeliverer)
+	big := canal.Frame{Binary: true, Data: make([]byte, 256<<10)}
+	for i := 0; i < 400; i++ {
+		if !sfd.DeliverFrame(msg, big) {
+			break
+		}
+	}
+	if got := p.waitDisconnect(t); got != canal.CloseTryAgainLater {
+		t.Fatalf("slow client Disconnect(%d), want %d", got, canal.CloseTryAgainLater)
+	}
+	if sfd.DeliverFrame(msg, canal.Text("late")) {
+		t.Fatal("DeliverFrame accepted a frame after the close")
+	}
+}
