@@ -1,12 +1,15 @@
 package layers
 
+// The Pub/Sub layer's single-server tests. Checks that run on a server and on a
+// cluster live in redis_cluster_test.go (runBackends): each check in one place, not
+// both.
+
 import (
 	"context"
 	"errors"
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,14 +39,6 @@ func newPubSubLayer(t testing.TB, srv *canaltest.Redis, opts RedisPubSubOptions)
 	return l
 }
 
-// subscribed reports whether name's host connection is subscribed to name.
-func (r *RedisPubSub) subscribed(name string) bool {
-	h := r.host(name)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.subs[name]
-}
-
 // numsub returns the number of subscribers Redis counts for a Pub/Sub channel.
 func numsub(t testing.TB, c rueidis.Client, name string) int64 {
 	t.Helper()
@@ -66,7 +61,7 @@ func receiveAsync(t testing.TB, l *RedisPubSub, channel string) <-chan canal.Mes
 		m, _ := l.Receive(ctx, channel)
 		got <- m
 	}()
-	waitFor(t, "the subscription", func() bool { return l.subscribed(channel) })
+	waitFor(t, "the subscription", func() bool { return l.holds(channel) })
 	return got
 }
 
@@ -138,7 +133,7 @@ func TestRedisPubSubNames(t *testing.T) {
 		if l.isAttachName(ch) != (i%2 == 1) || other.isAttachName(ch) {
 			t.Fatalf("%q: attach name detection wrong", ch)
 		}
-		if !l.subscribed(ch) {
+		if !l.holds(ch) {
 			t.Fatalf("%q not subscribed", ch)
 		}
 	}
@@ -167,46 +162,6 @@ func TestRedisPubSubNames(t *testing.T) {
 		if !errors.Is(err, canal.ErrInvalidMessage) {
 			t.Errorf("%s: %v", op, err)
 		}
-	}
-}
-
-func TestRedisPubSubSendReceive(t *testing.T) {
-	t.Parallel()
-	srv := canaltest.StartRedis(t)
-	l := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	other := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	c := srv.Client(t)
-	ctx := context.Background()
-
-	ch, err := l.NewChannel(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 20 {
-		lsend(t, other, ch, msg("n", "i", i))
-	}
-	for i := range 20 {
-		if got := recvWithin(t, l, ch); got["i"] != int64(i) {
-			t.Fatalf("message %d: %v", i, got)
-		}
-	}
-	lexpectEmpty(t, l, ch, 50*time.Millisecond)
-	sameMessage(t, func() canal.Message { lsend(t, other, ch, allTypesGoNative()); return recvWithin(t, l, ch) }(), allTypesGo())
-
-	// A normal name: Receive subscribes to it, and every receiving process gets every
-	// message (Pub/Sub fans out).
-	r1, r2 := receiveAsync(t, l, "thumbnails"), receiveAsync(t, other, "thumbnails")
-	if n := numsub(t, c, "thumbnails"); n != 2 {
-		t.Fatalf("%d subscribers", n)
-	}
-	lsend(t, l, "thumbnails", msg("job"))
-	if within(t, r1).Type() != "job" || within(t, r2).Type() != "job" {
-		t.Fatal("a receiver missed the job")
-	}
-	// Nothing is stored, and nobody listening means the message is gone.
-	lsend(t, l, "nobody.listens", msg("lost"))
-	if keys, _ := c.Do(ctx, c.B().Keys().Pattern("*").Build()).AsStrSlice(); len(keys) != 0 {
-		t.Fatalf("keys %q", keys)
 	}
 }
 
@@ -248,107 +203,6 @@ func TestRedisPubSubWireFormat(t *testing.T) {
 	<-done
 }
 
-func TestRedisPubSubGroups(t *testing.T) {
-	t.Parallel()
-	srv := canaltest.StartRedis(t)
-	l := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	other := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	c := srv.Client(t)
-	ctx := context.Background()
-	a, ra := attachInbox(t, l)
-	b, rb := attachInbox(t, l)
-	q, _ := l.NewChannel(ctx, "")
-	remote, rr := attachInbox(t, other)
-	for _, ch := range []string{a, a, b, q} {
-		if err := l.GroupAdd(ctx, "room", ch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	other.GroupAdd(ctx, "room", remote)
-	// One subscription per process, however many members.
-	if n := numsub(t, c, "asgi__group__room"); n != 2 {
-		t.Fatalf("%d subscribers to the group", n)
-	}
-	// Only this process's channels can join its groups.
-	if err := l.GroupAdd(ctx, "room", remote); !errors.Is(err, canal.ErrInvalidName) {
-		t.Fatalf("GroupAdd of another process's channel: %v", err)
-	}
-	if err := other.GroupSend(ctx, "room", msg("chat.message", "text", "one")); err != nil {
-		t.Fatal(err)
-	}
-	for name, in := range map[string]inbox{"a": ra, "b": rb, "remote": rr} {
-		if got := in.next(t); got.String("text") != "one" {
-			t.Fatalf("%s got %v", name, got)
-		}
-	}
-	if got := recvWithin(t, l, q); got.String("text") != "one" {
-		t.Fatalf("queued got %v", got)
-	}
-	ra.none(t, 50*time.Millisecond) // once, despite two adds
-
-	for _, err := range []error{
-		l.GroupDiscard(ctx, "room", b),
-		l.GroupDiscard(ctx, "room", b),        // already gone
-		l.GroupDiscard(ctx, "nosuchgroup", a), // unknown group
-		l.GroupSend(ctx, "nosuchgroup", msg("x")),
-	} {
-		if err != nil {
-			t.Fatalf("want silent no-op, got %v", err)
-		}
-	}
-	l.GroupSend(ctx, "room", msg("two"))
-	ra.next(t)
-	rr.next(t)
-	rb.none(t, 100*time.Millisecond)
-	recvWithin(t, l, q)
-	// The last local member leaving unsubscribes the process.
-	l.GroupDiscard(ctx, "room", a)
-	l.GroupDiscard(ctx, "room", q)
-	if l.subscribed("asgi__group__room") || numsub(t, c, "asgi__group__room") != 1 {
-		t.Fatal("group still subscribed with no local member")
-	}
-}
-
-func TestRedisPubSubAttach(t *testing.T) {
-	t.Parallel()
-	srv := canaltest.StartRedis(t)
-	l := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	c := srv.Client(t)
-	ctx := context.Background()
-	var calls atomic.Int32
-	name, detach, err := l.Attach(ctx, "ws", func(canal.Message) bool { calls.Add(1); return true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.GroupAdd(ctx, "g", name)
-	lsend(t, l, name, msg("direct"))
-	waitFor(t, "delivery", func() bool { return calls.Load() == 1 })
-	if _, err := l.Receive(ctx, name); !errors.Is(err, canal.ErrInvalidName) {
-		t.Errorf("Receive on an attached channel: %v", err)
-	}
-	detach()
-	detach()
-	waitFor(t, "the unsubscriptions", func() bool {
-		return numsub(t, c, name) == 0 && numsub(t, c, "asgi__group__g") == 0
-	})
-	for op, err := range map[string]error{
-		"Send":      l.Send(ctx, name, msg("after")),
-		"GroupAdd":  l.GroupAdd(ctx, "g2", name),
-		"GroupSend": l.GroupSend(ctx, "g", msg("after")),
-	} {
-		if err != nil {
-			t.Errorf("%s after detach: %v", op, err)
-		}
-	}
-	if l.subscribed("asgi__group__g2") {
-		t.Error("GroupAdd of a detached channel subscribed")
-	}
-	time.Sleep(50 * time.Millisecond)
-	if calls.Load() != 1 {
-		t.Errorf("deliver called %d times", calls.Load())
-	}
-}
-
 // TestRedisPubSubReentrantDeliver checks that deliver may subscribe (GroupAdd to a new
 // group, NewChannel) without deadlocking the connection that delivers.
 func TestRedisPubSubReentrantDeliver(t *testing.T) {
@@ -383,37 +237,6 @@ func TestRedisPubSubReentrantDeliver(t *testing.T) {
 	}
 }
 
-func TestRedisPubSubCapacityAndMalformed(t *testing.T) {
-	t.Parallel()
-	srv := canaltest.StartRedis(t)
-	var logs lockedBuffer
-	l := newPubSubLayer(t, srv, RedisPubSubOptions{Capacity: 2, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	c := srv.Client(t)
-	ctx := context.Background()
-	ch, _ := l.NewChannel(ctx, "")
-	for i := range 4 {
-		lsend(t, l, ch, msg("fill", "i", i)) // Pub/Sub: never ErrChannelFull
-	}
-	waitFor(t, "the drops", func() bool { return l.Stats().Dropped == 2 })
-	for i := range 2 {
-		if got := recvWithin(t, l, ch); got["i"] != int64(i) {
-			t.Fatalf("got %v", got)
-		}
-	}
-	for _, payload := range []string{"", "\xc1", "\x81\x01\x02", "\x81\xa4type\x05", "\x91\xa1x", "\x80",
-		"\x82\xa4type\xa1x\xa1t\xd6\xff\x00\x00\x00\x01", "SECRET-PAYLOAD"} {
-		c.Do(ctx, c.B().Publish().Channel(ch).Message(payload).Build())
-	}
-	waitFor(t, "the skips", func() bool { return l.Stats().Malformed == 8 })
-	lsend(t, l, ch, msg("good"))
-	if got := recvWithin(t, l, ch); got.Type() != "good" {
-		t.Fatalf("got %v", got)
-	}
-	if out := logs.String(); !strings.Contains(out, "skipped") || strings.Contains(out, "SECRET") {
-		t.Fatalf("log:\n%s", out)
-	}
-}
-
 func TestRedisPubSubIdleChannels(t *testing.T) {
 	t.Parallel()
 	srv := canaltest.StartRedis(t)
@@ -437,28 +260,6 @@ func TestRedisPubSubIdleChannels(t *testing.T) {
 	lsend(t, l, ch, msg("still"))
 	if within(t, got).Type() != "still" {
 		t.Fatal("no message")
-	}
-}
-
-func TestRedisPubSubFlush(t *testing.T) {
-	t.Parallel()
-	srv := canaltest.StartRedis(t)
-	l := newPubSubLayer(t, srv, RedisPubSubOptions{})
-	ctx := context.Background()
-	a, in := attachInbox(t, l)
-	l.GroupAdd(ctx, "g", a)
-	q, _ := l.NewChannel(ctx, "")
-	lsend(t, l, q, msg("before"))
-	waitFor(t, "delivery", func() bool { return l.Stats().Delivered == 1 })
-	if err := l.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lexpectEmpty(t, l, q, 50*time.Millisecond)
-	l.GroupSend(ctx, "g", msg("after"))
-	in.none(t, 100*time.Millisecond)
-	lsend(t, l, a, msg("direct"))
-	if in.next(t).Type() != "direct" {
-		t.Fatal("attached channel lost by Flush")
 	}
 }
 
@@ -538,55 +339,6 @@ func TestRedisPubSubEncryptionAndJSON(t *testing.T) {
 	lsend(t, plain, a, msg("plain"))
 	waitFor(t, "the skip", func() bool { return enc.Stats().Malformed == 1 })
 	in.none(t, 0)
-}
-
-func TestRedisPubSubClose(t *testing.T) {
-	srv := canaltest.StartRedis(t)
-	defer goleak.VerifyNone(t, leakOpts()...)
-	l, err := NewRedisPubSub(context.Background(), RedisPubSubOptions{Hosts: []string{srv.URL()}, Logger: quietLogger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	a, in, _ := func() (string, inbox, func()) {
-		in := make(inbox, 4)
-		n, d, err := l.Attach(ctx, "", in.deliver)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n, in, d
-	}()
-	q, _ := l.NewChannel(ctx, "")
-	errc := make(chan error, 2)
-	for _, ch := range []string{q, "worker"} {
-		go func() {
-			_, err := l.Receive(ctx, ch)
-			errc <- err
-		}()
-	}
-	time.Sleep(50 * time.Millisecond)
-	if err := l.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if err := <-errc; !errors.Is(err, canal.ErrLayerClosed) {
-			t.Errorf("blocked Receive: %v", err)
-		}
-	}
-	_, recvErr := l.Receive(ctx, q)
-	_, newErr := l.NewChannel(ctx, "")
-	for op, err := range map[string]error{
-		"Send": l.Send(ctx, a, msg("x")), "Receive": recvErr, "NewChannel": newErr,
-		"GroupAdd": l.GroupAdd(ctx, "g", a), "GroupSend": l.GroupSend(ctx, "g", msg("x")), "Flush": l.Flush(ctx),
-	} {
-		if !errors.Is(err, canal.ErrLayerClosed) {
-			t.Errorf("%s after Close: %v", op, err)
-		}
-	}
-	in.none(t, 0)
-	if err := l.Close(ctx); err != nil {
-		t.Error(err)
-	}
 }
 
 // TestRedisPubSubReconnect kills Redis: calls fail with canal.ErrUnavailable, and after

@@ -451,7 +451,7 @@ func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
 // upgrade answers 101 on the socket fasthttp handed over. On failure it closes the
 // socket, ends the connection and returns nil.
 func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fws.Conn, *batchConn) {
-	bc := &batchConn{Conn: raw}
+	bc := &batchConn{Conn: raw, slack: c.srv.opts.WriteTimeout / 2}
 	// One write for the 101 and the frames Connect queued (a greeting, usually).
 	_ = raw.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 	bc.begin()
@@ -477,7 +477,7 @@ func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fw
 		c.teardown(canal.CloseAbnormal)
 		return nil, nil
 	}
-	_ = raw.SetWriteDeadline(time.Time{})
+	_ = bc.SetWriteDeadline(time.Time{})
 	return ws, bc
 }
 

@@ -45,7 +45,7 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}), workers: newWorkers(idleWorkers)}
+	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}), workers: newWorkers()}
 	s.upgrader = fws.Upgrader{
 		// Zero: the library reuses the reader handed over by hijacker, sized by
 		// Options.ReadBufferSize.
@@ -128,9 +128,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// idleWorkers bounds the goroutines kept waiting for session calls and writes.
-const idleWorkers = 128
 
 func (s *Server) add(c *conn) bool {
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -62,6 +63,32 @@ type batchConn struct {
 	net.Conn
 	mu  sync.Mutex
 	buf *bufio.Writer // non-nil during a batch
+
+	// The library sets a write deadline before every frame, and re-arming the socket's
+	// timer costs about as much as writing a small frame. A new deadline at most slack
+	// later than the one in force is skipped, so a write may get between timeout-slack
+	// and timeout; an earlier or cleared deadline always applies.
+	slack time.Duration
+	armed time.Time // the deadline in force
+}
+
+// SetWriteDeadline implements net.Conn.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !t.IsZero() && !b.armed.IsZero() && !t.Before(b.armed) && t.Sub(b.armed) < b.slack {
+		return nil
+	}
+	b.armed = t
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline implements net.Conn.
+func (b *batchConn) SetDeadline(t time.Time) error {
+	b.mu.Lock()
+	b.armed = t
+	b.mu.Unlock()
+	return b.Conn.SetDeadline(t)
 }
 
 var batchBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}

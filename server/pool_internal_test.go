@@ -1,0 +1,111 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestWorkersRunEveryTaskInOrder: with nothing blocking, tasks start in the order
+// queued, all of them run, and close leaves no goroutine behind (TestMain checks).
+func TestWorkersRunEveryTaskInOrder(t *testing.T) {
+	t.Parallel()
+	w := newWorkers()
+	w.keep, w.stall = 1, time.Hour // one goroutine, never grown: start order is run order
+	const n = 10000
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		w.run(func() {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	w.close()
+	for i, v := range order {
+		if v != i {
+			t.Fatalf("task %d ran in position %d", v, i)
+		}
+	}
+	waitIdle(t, w)
+}
+
+// TestWorkersGrowPastBlockedTasks: tasks blocked for good (a peer that stopped reading,
+// a handler waiting on a database) hold only their own goroutines: a task queued behind
+// them still starts, within a few stall periods.
+func TestWorkersGrowPastBlockedTasks(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		blocked int
+	}{
+		{"as many as kept", 2},
+		{"many more than kept", 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorkers()
+			w.keep = 2
+			release := make(chan struct{})
+			var entered atomic.Int32
+			for range tt.blocked {
+				w.run(func() { entered.Add(1); <-release })
+			}
+			ran := make(chan time.Time, 1)
+			queuedAt := time.Now()
+			w.run(func() { ran <- time.Now() })
+			select {
+			case at := <-ran:
+				// Doubling from 2 reaches 300 blocked goroutines in 8 periods (40 ms).
+				t.Logf("started after %v", at.Sub(queuedAt))
+			case <-time.After(5 * time.Second):
+				t.Fatalf("a task behind %d blocked ones did not start (%d entered)", tt.blocked, entered.Load())
+			}
+			close(release)
+			w.close()
+			waitIdle(t, w)
+			if got := entered.Load(); got != int32(tt.blocked) {
+				t.Fatalf("%d of %d blocked tasks ran", got, tt.blocked)
+			}
+		})
+	}
+}
+
+// TestWorkersAfterClose: run after close still runs the task.
+func TestWorkersAfterClose(t *testing.T) {
+	t.Parallel()
+	w := newWorkers()
+	w.close()
+	done := make(chan struct{})
+	w.run(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a task run after close never ran")
+	}
+}
+
+// waitIdle waits for every goroutine of a closed pool to exit.
+func waitIdle(t *testing.T, w *workers) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w.mu.Lock()
+		running, watching := w.running, w.watching
+		w.mu.Unlock()
+		if running == 0 && !watching {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers still running after close (watchdog running: %v)", running, watching)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
