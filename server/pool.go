@@ -30,9 +30,9 @@ type workers struct {
 	mu       sync.Mutex
 	wake     sync.Cond // signalled when a task is queued or on close
 	queue    []func()
-	head     int // queue[head:] waits
-	running  int // goroutines alive
-	idle     int // goroutines waiting on wake
+	head     int    // queue[head:] waits
+	running  int    // goroutines alive
+	idle     int    // goroutines waiting on wake
 	keep     int    // goroutines that stay when the queue is empty
 	queued   uint64 // tasks ever queued
 	started  uint64 // tasks ever taken from the queue
