@@ -48,8 +48,9 @@ type item struct {
 // conn is the server side of one connection and implements canal.Conn.
 //
 // Goroutines: the handshake runs on fasthttp's request goroutine, the read loop on the
-// hijack goroutine, and two lazily started goroutines drain the inbox (session calls,
-// one at a time) and the outbox (network writes). An idle socket has only its read loop.
+// hijack goroutine, and two tasks on the server's worker queue drain the inbox (session
+// calls, one at a time) and the outbox (network writes), each queued only while there
+// is work. An idle socket has only its read loop.
 // All fields below mu are guarded by it.
 type conn struct {
 	srv    *Server

@@ -11,8 +11,13 @@
 //
 // The handshake runs on fasthttp's request goroutine, so a refusal is an HTTP status
 // before any upgrade (403, 404, 500, 503; never 426). After the 101, one goroutine reads
-// the socket; session calls and network writes run on short-lived goroutines started
-// when there is work, so an idle socket costs one goroutine and its buffers.
+// the socket. Session calls (one at a time per connection, in arrival order) and
+// network writes are tasks on a shared queue served by a few warm goroutines, grown
+// by a watchdog when tasks block (a slow peer, a handler waiting on a database), so an
+// idle socket costs one goroutine and its buffers, and a group message to thousands of
+// sockets costs each one a queued write rather than a new goroutine. A group event
+// whose frame the consumer builds once (consumer.Options.Frames) goes straight to the
+// socket's write queue when the connection has nothing else pending.
 //
 // Every queue is bounded: client frames (FrameQueue, then TCP back-pressure), layer
 // events (EventQueue, then the layer sees a full channel), and outgoing frames
