@@ -23,6 +23,7 @@ import (
 	"context"
 	"encoding/json"
 	"log"
+	"os"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
@@ -39,13 +40,14 @@ import (
 var (
 	ctx                        = context.Background()
 	chat, profile, files, jobs canal.Handler
-	origin                     canal.Middleware
+	origin, auth               canal.Middleware
 	routes                     canal.Handler
 )
 
 var (
 	_ = json.Marshal
 	_ = log.Fatal
+	_ = os.Getenv
 	_ = fiber.New
 	_ = rueidis.NewClient
 	_ = consumer.New[struct{}]

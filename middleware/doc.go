@@ -1,7 +1,7 @@
-// Package middleware holds Canal's handshake middleware: origin checks, Django ticket
-// and query-string token authentication, and panic recovery. Each is a canal.Middleware, a
-// func(next canal.Handler) canal.Handler in the style of chi, and they compose with
-// [Stack] or canal.Chain.
+// Package middleware holds Canal's handshake middleware: origin checks, Django ticket,
+// session-cookie and query-string token authentication, and panic recovery. Each is a
+// canal.Middleware, a func(next canal.Handler) canal.Handler in the style of chi, and
+// they compose with [Stack] or canal.Chain.
 //
 // The Django Channels equivalents:
 //
@@ -22,6 +22,13 @@
 //     which keeps it out of URLs and access logs), or in the first message. It is
 //     consumed atomically, stripped from the scope, and never logged; a store that
 //     cannot answer gives 503 (or close 1011), never a connection.
+//   - [Session] is AuthMiddlewareStack: Django's session cookie, resolved by a
+//     [SessionLookup]; [DjangoSessionLookup] asks the site itself through
+//     django_canal's session endpoint, so any SESSION_ENGINE works. Put an origin
+//     check before it: cookies make a socket open to cross-site hijacking. A
+//     session of nobody passes as anonymous (403 with Required), and a [Ticket]
+//     later in the stack lets an already authenticated connection through without
+//     a ticket.
 //   - [Recover] gives Daphne's answers to exceptions (500 before the accept, close
 //     1011 after it) at once, logged with the route, and keeps serving everyone else.
 //

@@ -140,3 +140,31 @@ func ExampleStack() {
 	// Output:
 	// HTTP 503 true
 }
+
+// Session authenticates with Django's session cookie. Here the lookup is a stand-in;
+// in production it is DjangoSessionLookup, which asks the Django site.
+func ExampleSession() {
+	lookup := func(_ context.Context, key string) (canal.User, error) {
+		if key == "k3y-of-a-live-session" {
+			return canal.User{ID: "42", Username: "ada"}, nil
+		}
+		return canal.User{}, nil // expired, logged out, unknown
+	}
+	session, err := middleware.Session(lookup, middleware.SessionOptions{Required: true})
+	if err != nil {
+		panic(err)
+	}
+	h := session(canal.HandlerFunc(func(_ context.Context, c canal.Conn) (canal.Session, error) {
+		fmt.Println("hello", c.Scope().User.Username)
+		return &nopSession{}, c.Accept(canal.AcceptOptions{})
+	}))
+	for _, cookie := range []string{"sessionid=k3y-of-a-live-session", "sessionid=stale", ""} {
+		_, err := h.Connect(context.Background(), cookieConn(cookie))
+		fmt.Println(outcome(err))
+	}
+	// Output:
+	// hello ada
+	// HTTP 101
+	// HTTP 403
+	// HTTP 403
+}

@@ -103,6 +103,11 @@ const (
 //     ticket are dropped. The AuthTimeout runs from the handshake to the first
 //     frame; a frame that loses the race with it consumes nothing.
 //
+// A connection that carries no ticket but was already authenticated by an earlier
+// middleware (scope.User set, e.g. by [Session] from the Django session cookie) goes
+// to the next handler as it is, so Stack(origin, session, ticket) accepts either. A
+// ticket, when present, is always checked and its user wins.
+//
 // A query ticket wins over a bearer entry; the loser is not consumed. When the client
 // offered the marker, the 101 names it unless the application accepts one of its own
 // offered subprotocols: browsers fail a connection whose offered subprotocols the
@@ -256,6 +261,11 @@ func (a *ticketAuth) connect(ctx context.Context, c canal.Conn, next canal.Handl
 		return sess, err
 	}
 
+	if s.User.Authenticated() {
+		// An earlier middleware (Session, say) has authenticated the connection, and it
+		// carries no ticket: nothing to check, no first message to wait for.
+		return next.Connect(ctx, c)
+	}
 	if a.transports&TransportFirstMessage == 0 {
 		return nil, canal.Reject(http.StatusForbidden, "missing ticket")
 	}

@@ -37,6 +37,20 @@ def prefix():
     return value
 
 
+def session_token():
+    """REALTIME_SESSION_TOKEN: the secret the Go server sends to the session
+    endpoint, or None when the endpoint is off (the default)."""
+    value = getattr(settings, "REALTIME_SESSION_TOKEN", None)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) < 32:
+        raise ImproperlyConfigured(
+            "REALTIME_SESSION_TOKEN must be a string of at least 32 characters "
+            "(e.g. secrets.token_urlsafe(32))"
+        )
+    return value
+
+
 def claims_hook():
     """The REALTIME_TICKET_CLAIMS callable (or None): f(user, request) -> dict."""
     hook = getattr(settings, "REALTIME_TICKET_CLAIMS", None)

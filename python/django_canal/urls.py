@@ -1,7 +1,8 @@
 from django.urls import path
 
-from .views import ticket_view
+from .views import session_view, ticket_view
 
 urlpatterns = [
     path("ticket/", ticket_view, name="realtime-ticket"),
+    path("session/", session_view, name="realtime-session"),
 ]

@@ -40,6 +40,11 @@ type config struct {
 	// AllowedOrigins are the origins whose pages may open sockets: Django's, such as
 	// http://127.0.0.1:8000. The browser sends the page's origin, not the socket's.
 	AllowedOrigins []string
+	// SessionURL is Django's session endpoint (django_canal's POST /session/, e.g.
+	// http://127.0.0.1:8000/session/). When set, a browser that sends Django's session
+	// cookie needs no ticket; SessionToken must then be Django's REALTIME_SESSION_TOKEN.
+	SessionURL   string
+	SessionToken string
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -240,8 +245,24 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// Channels: AllowedHostsOriginValidator(TicketAuth(URLRouter(...))).
-	srv, err = server.New(middleware.Stack(origin, auth)(routes), server.Options{Logger: cfg.Logger})
+	stack := []canal.Middleware{origin}
+	if cfg.SessionURL != "" {
+		// Django's session cookie, as Channels' AuthMiddlewareStack reads it; the browser
+		// sends it because Django and this server share the host name. Visitors without
+		// a live session fall through to the ticket.
+		lookup, err := middleware.DjangoSessionLookup(middleware.DjangoSessionOptions{URL: cfg.SessionURL, Token: cfg.SessionToken})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		session, err := middleware.Session(lookup, middleware.SessionOptions{})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		stack = append(stack, session)
+	}
+	stack = append(stack, auth)
+	// Channels: AllowedHostsOriginValidator(AuthMiddlewareStack(TicketAuth(URLRouter(...)))).
+	srv, err = server.New(middleware.Stack(stack...)(routes), server.Options{Logger: cfg.Logger})
 	if err != nil {
 		return nil, nil, nil, err
 	}

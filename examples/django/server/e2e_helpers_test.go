@@ -42,6 +42,10 @@ const (
 	httpTimeout        = 10 * time.Second // one HTTP request to Django or Canal
 )
 
+// sessionToken is the secret shared by Django (REALTIME_SESSION_TOKEN) and Canal for
+// the session endpoint in this deployment.
+var sessionToken = "e2e-session-secret-" + strings.Repeat("7", 24)
+
 // stack is one complete deployment on loopback: a private redis-server, the Django
 // demo site (runserver) and the Canal server of this package, in-process.
 type stack struct {
@@ -79,6 +83,7 @@ func startStack(t *testing.T) *stack {
 		"REDIS_URL":               st.redis.URL(),
 		"REALTIME_TICKET_EXPIRE":  "2",
 		"CANAL_WS_URL":            "ws://" + st.goAddr,
+		"CANAL_SESSION_TOKEN":     sessionToken,
 		"PYTHONDONTWRITEBYTECODE": "1", // no __pycache__ in the source tree
 		"PYTHONUNBUFFERED":        "1",
 	}
@@ -90,6 +95,8 @@ func startStack(t *testing.T) *stack {
 	app, srv, closeApp, err := newApp(config{
 		RedisURL:       st.redis.URL(),
 		AllowedOrigins: []string{st.django.Origin},
+		SessionURL:     st.django.URL + "/session/",
+		SessionToken:   sessionToken,
 		Logger:         testLogger(t),
 	})
 	if err != nil {
@@ -403,18 +410,24 @@ func (s *session) logout(t *testing.T) {
 	}
 }
 
+// cookie returns the value of the named cookie Django set for this session.
+func (s *session) cookie(t *testing.T, name string) string {
+	t.Helper()
+	u, _ := url.Parse(s.site.URL)
+	for _, c := range s.client.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	t.Fatalf("no %s cookie from Django", name)
+	return ""
+}
+
 // csrfToken is the csrftoken cookie, which Django's JavaScript recipe sends back in
 // X-CSRFToken.
 func (s *session) csrfToken(t *testing.T) string {
 	t.Helper()
-	u, _ := url.Parse(s.site.URL)
-	for _, c := range s.client.Jar.Cookies(u) {
-		if c.Name == "csrftoken" {
-			return c.Value
-		}
-	}
-	t.Fatal("no csrftoken cookie from Django")
-	return ""
+	return s.cookie(t, "csrftoken")
 }
 
 // post sends a same-origin POST with the CSRF header, as the page's fetch does, and

@@ -50,6 +50,7 @@ func TestDjangoEndToEnd(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) { testRefusals(t, st, alice) })
 	t.Run("race", func(t *testing.T) { testRace(t, st, alice) })
 	t.Run("notify", func(t *testing.T) { testNotify(t, st, alice, bob) })
+	t.Run("session_cookie", func(t *testing.T) { testSessionCookie(t, st) })
 	t.Run("browser", func(t *testing.T) { testBrowser(t, st, alice) })
 	t.Run("logout", func(t *testing.T) { testLogout(t, st, alice, bob) })
 	t.Run("redis_outage", func(t *testing.T) { testRedisOutage(t, st, alice) })
@@ -81,6 +82,42 @@ func testTransports(t *testing.T, st *stack, alice *session) {
 			}
 		})
 	}
+}
+
+// Django's session cookie alone opens a socket (middleware.Session asks Django's
+// /session/ endpoint), only from Django's origin, and stops working at logout.
+func testSessionCookie(t *testing.T, st *stack) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	s := login(t, st.django, "alice", alicePassword) // a session of its own
+	cookie := http.Header{"Cookie": {"sessionid=" + s.cookie(t, "sessionid")}}
+	path := "/ws/chat/lobby/"
+
+	c, err := canaltest.Dial(ctx, st.wsURL(path), canaltest.DialOptions{Origin: st.django.Origin, Header: cookie})
+	if err != nil {
+		t.Fatalf("dial with the session cookie: %v", err)
+	}
+	defer c.Abort()
+	if m, err := receive(ctx, c); err != nil || m != (serverMsg{Type: "greeting", Text: "hello alice"}) {
+		t.Fatalf("first message %+v, %v; want the greeting \"hello alice\"", m, err)
+	}
+
+	// Cross-site WebSocket hijacking: another site's page gets the cookie sent too.
+	evil, err := canaltest.Dial(ctx, st.wsURL(path), canaltest.DialOptions{Origin: "http://evil.example", Header: cookie})
+	wantRefused(t, "session cookie from a foreign origin", evil, err, http.StatusForbidden)
+
+	s.logout(t)
+	// The demo closes the user's sockets at logout, cookie-opened ones included.
+	wantClosed(ctx, t, "socket of the logged-out session", c, closeLoggedOut)
+	// The dead session identifies nobody: the server wants a ticket instead.
+	c, err = canaltest.Dial(ctx, st.wsURL(path), canaltest.DialOptions{Origin: st.django.Origin, Header: cookie})
+	if err != nil {
+		t.Fatalf("dial with a logged-out cookie: %v, want a socket waiting for a ticket", err)
+	}
+	if err := c.SendText(`{"hello": "no ticket here"}`); err != nil {
+		t.Fatal(err)
+	}
+	wantClosed(ctx, t, "logged-out cookie, no ticket", c, canal.CloseUnauthorized)
 }
 
 // Used, expired and forged tickets are refused before the upgrade.

@@ -32,6 +32,8 @@ func main() {
 	redisURL := flag.String("redis", "", "Redis URL of Django's tickets and channel layer, the same as Django's REDIS_URL (required), e.g. redis://127.0.0.1:6379/0")
 	origins := flag.String("allowed-origins", "http://127.0.0.1:8000,http://localhost:8000",
 		"comma-separated origins whose pages may open sockets: the Django site's")
+	sessionURL := flag.String("session-url", "",
+		"Django's session endpoint, e.g. http://127.0.0.1:8000/session/: sockets that carry the sessionid cookie need no ticket (the secret comes from $CANAL_SESSION_TOKEN)")
 	flag.Parse()
 
 	if *redisURL == "" {
@@ -42,6 +44,8 @@ func main() {
 	app, srv, closeApp, err := newApp(config{
 		RedisURL:       *redisURL,
 		AllowedOrigins: splitList(*origins),
+		SessionURL:     *sessionURL,
+		SessionToken:   os.Getenv("CANAL_SESSION_TOKEN"), // not a flag: flags show in ps
 	})
 	if err != nil {
 		log.Fatalf("server: %v", err)

@@ -12,6 +12,8 @@ environment, with defaults that are safe to run on 127.0.0.1:
                             server shares; default redis://127.0.0.1:6379/0
     REALTIME_TICKET_EXPIRE  ticket lifetime in seconds; default 10
     CANAL_WS_URL            the Go server's WebSocket base URL; default ws://127.0.0.1:8001
+    CANAL_SESSION_TOKEN     shared secret that lets the Go server resolve session
+                            cookies at POST /session/; unset: cookie login off
 """
 
 import os
@@ -110,6 +112,10 @@ CSRF_COOKIE_HTTPONLY = False
 # django_canal writes tickets here; the Go server reads them from the same Redis.
 REALTIME_TICKET_REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 REALTIME_TICKET_EXPIRE = env_int("REALTIME_TICKET_EXPIRE", 10)
+
+# Session-cookie login on the Go server (middleware.Session): it posts the
+# visitor's sessionid to /session/ with this secret. Unset = endpoint off.
+REALTIME_SESSION_TOKEN = os.environ.get("CANAL_SESSION_TOKEN") or None
 
 # Where the browser opens its sockets: the Go server, not Django.
 CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001").rstrip("/")
