@@ -77,8 +77,7 @@ type conn struct {
 	closeText string
 	closeSent bool
 	discCode  int // code for Session.Disconnect
-	ws        *fws.Conn
-	batch     *batchConn
+	wire      wire // nil until the socket is upgraded or the stream opened
 	pinger    *time.Timer
 }
 
@@ -273,13 +272,13 @@ func (c *conn) closeLocked(code int, reason string) {
 // abort drops the socket without a close handshake (write failure, shutdown deadline).
 func (c *conn) abort() {
 	c.mu.Lock()
-	ws := c.ws
+	w := c.wire
 	if c.state == stateHandshake {
 		c.rejectLocked(http.StatusServiceUnavailable)
 	}
 	c.mu.Unlock()
-	if ws != nil {
-		_ = ws.NetConn().Close()
+	if w != nil {
+		_ = w.netConn().Close()
 	}
 }
 
@@ -390,7 +389,7 @@ func (c *conn) dispatch(sess canal.Session, it item) {
 // --- outbox: network writes ---
 
 func (c *conn) kickWriter() {
-	if c.writing || c.ws == nil || (len(c.outbox) == 0 && (c.closeCode == 0 || c.closeSent)) {
+	if c.writing || c.wire == nil || (len(c.outbox) == 0 && (c.closeCode == 0 || c.closeSent)) {
 		return
 	}
 	c.writing = true
@@ -402,12 +401,12 @@ func (c *conn) write() {
 	defer c.wg.Done()
 	for {
 		c.mu.Lock()
-		ws := c.ws
+		w := c.wire
 		if len(c.outbox) > 0 {
 			batch := c.outbox
 			c.outbox = nil
 			c.mu.Unlock()
-			if err := c.writeFrames(ws, batch); err != nil {
+			if err := w.writeFrames(batch); err != nil {
 				c.abort()
 				c.mu.Lock()
 				c.writing = false
@@ -421,10 +420,7 @@ func (c *conn) write() {
 			c.closeSent = true
 			code, text := c.closeCode, c.closeText
 			c.mu.Unlock()
-			deadline := time.Now().Add(c.srv.opts.WriteTimeout)
-			_ = ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(code, text), deadline)
-			// The read loop ends when the client answers, or at this deadline.
-			_ = ws.SetReadDeadline(time.Now().Add(c.srv.opts.CloseTimeout))
+			w.writeClose(code, text)
 			continue
 		}
 		c.writing = false
@@ -433,19 +429,51 @@ func (c *conn) write() {
 	}
 }
 
-// writeFrames writes a batch of frames with one system call where they fit in the
-// batch buffer.
-func (c *conn) writeFrames(ws *fws.Conn, batch []canal.Frame) error {
-	_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	c.batch.begin()
-	for _, f := range batch {
-		if err := ws.WriteMessage(messageType(f), f.Data); err != nil {
-			_ = c.batch.end()
+// wire is the protocol spoken on an open connection: WebSocket frames (wsWire) or a
+// Server-Sent Events stream (sseWire). Its methods are called by one goroutine at a
+// time, except ping, which the library or the stream serializes with writes.
+type wire interface {
+	// writeFrames writes frames in order, with one system call where they fit in the
+	// batch buffer, bounded by the write timeout.
+	writeFrames(frames []canal.Frame) error
+	// writeClose tells the peer that the connection ends with code; best effort.
+	writeClose(code int, reason string)
+	// ping keeps an idle connection alive.
+	ping() error
+	// netConn is the socket.
+	netConn() net.Conn
+}
+
+type wsWire struct {
+	ws    *fws.Conn
+	batch *batchConn
+	opts  *Options
+}
+
+func (w *wsWire) writeFrames(frames []canal.Frame) error {
+	_ = w.ws.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
+	w.batch.begin()
+	for _, f := range frames {
+		if err := w.ws.WriteMessage(messageType(f), f.Data); err != nil {
+			_ = w.batch.end()
 			return err
 		}
 	}
-	return c.batch.end()
+	return w.batch.end()
 }
+
+func (w *wsWire) writeClose(code int, reason string) {
+	deadline := time.Now().Add(w.opts.WriteTimeout)
+	_ = w.ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(code, reason), deadline)
+	// The read loop ends when the client answers, or at this deadline.
+	_ = w.ws.SetReadDeadline(time.Now().Add(w.opts.CloseTimeout))
+}
+
+func (w *wsWire) ping() error {
+	return w.ws.WriteControl(fws.PingMessage, nil, time.Now().Add(w.opts.WriteTimeout))
+}
+
+func (w *wsWire) netConn() net.Conn { return w.ws.NetConn() }
 
 // --- the socket ---
 
@@ -489,26 +517,30 @@ func messageType(f canal.Frame) int {
 	return fws.TextMessage
 }
 
-// serve is the read loop. When it returns the socket is closed: it waits for the
-// worker and writer first.
+// serve runs an upgraded WebSocket until it ends.
 func (c *conn) serve(ws *fws.Conn, bc *batchConn) {
 	o := c.srv.opts
 	ws.SetReadLimit(o.ReadLimit)
 	alive := func() { _ = ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout)) }
 	alive()
 	ws.SetPongHandler(func(string) error { alive(); return nil })
+	c.run(&wsWire{ws: ws, batch: bc, opts: &c.srv.opts}, func() int { return c.readLoop(ws, alive) })
+}
 
+// run starts writing and pinging on w, then runs readLoop until the peer is gone,
+// and returns once the socket is closed and the worker and writer are done.
+func (c *conn) run(w wire, readLoop func() int) {
 	c.mu.Lock()
-	c.ws, c.batch = ws, bc
-	c.pinger = time.AfterFunc(o.PingInterval, c.ping)
+	c.wire = w
+	c.pinger = time.AfterFunc(c.srv.opts.PingInterval, c.ping)
 	c.kickWriter()
 	c.mu.Unlock()
 
-	code := c.readLoop(ws, alive)
+	code := readLoop()
 	c.mu.Lock()
 	c.pinger.Stop()
 	c.mu.Unlock()
-	_ = ws.NetConn().Close() // unblocks a writer stuck on a dead peer
+	_ = w.netConn().Close() // unblocks a writer stuck on a dead peer
 	c.teardown(code)
 }
 
@@ -577,12 +609,12 @@ func (c *conn) readLoop(ws *fws.Conn, alive func()) int {
 
 func (c *conn) ping() {
 	c.mu.Lock()
-	ws, open := c.ws, c.state == stateAccepted
+	w, open := c.wire, c.state == stateAccepted
 	c.mu.Unlock()
 	if !open {
 		return
 	}
-	if err := ws.WriteControl(fws.PingMessage, nil, time.Now().Add(c.srv.opts.WriteTimeout)); err != nil {
+	if err := w.ping(); err != nil {
 		return // the read deadline will notice the dead peer
 	}
 	c.mu.Lock()
