@@ -76,7 +76,7 @@ type conn struct {
 	closeCode int // code of the close frame to send, 0 when none is pending
 	closeText string
 	closeSent bool
-	discCode  int // code for Session.Disconnect
+	discCode  int  // code for Session.Disconnect
 	wire      wire // nil until the socket is upgraded or the stream opened
 	pinger    *time.Timer
 }
