@@ -16,7 +16,7 @@ import (
 // accept, but still before the consumer's Connect). From then on it is read-only, except
 // for values set with [Key.Set], which are safe for concurrent use.
 type Scope struct {
-	Type         string      // "websocket"
+	Type         string      // "websocket", or "sse" for a Server-Sent Events stream
 	Path         string      // percent-decoded path, e.g. "/ws/chat/café/"
 	RawPath      string      // path as sent, e.g. "/ws/chat/caf%C3%A9/"
 	RawQuery     string      // query string without '?'; may carry secrets: never log it

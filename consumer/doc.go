@@ -18,4 +18,8 @@
 // deliberate: event handlers are registered by type in Options.Events instead of found
 // by method name, groups joined with GroupAdd are left automatically, and bad input
 // (invalid JSON, binary frames) closes with a documented code instead of crashing.
+//
+// The same consumer serves Server-Sent Events streams when the server has
+// Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
+// since a stream's client cannot send.
 package consumer

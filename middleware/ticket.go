@@ -123,6 +123,7 @@ const (
 //	query            value that cannot be percent-decoded                HTTP 403
 //	query, subproto  store unavailable, store error, Consume timeout     HTTP 503
 //	none             no ticket and TransportFirstMessage disabled        HTTP 403
+//	none             no ticket on an event stream (Scope.Type "sse")     HTTP 403
 //	first message    valid ticket                                        next handler runs
 //	first message    invalid, forged, malformed, expired or used ticket  close 4401
 //	first message    binary frame, not JSON, no "ticket", over 4 KiB     close 4401
@@ -266,7 +267,8 @@ func (a *ticketAuth) connect(ctx context.Context, c canal.Conn, next canal.Handl
 		// carries no ticket: nothing to check, no first message to wait for.
 		return next.Connect(ctx, c)
 	}
-	if a.transports&TransportFirstMessage == 0 {
+	if a.transports&TransportFirstMessage == 0 || s.Type == "sse" {
+		// An event stream cannot send a first message.
 		return nil, canal.Reject(http.StatusForbidden, "missing ticket")
 	}
 	var opts canal.AcceptOptions

@@ -1296,3 +1296,19 @@ func (acceptLater) Event(_ context.Context, c canal.Conn, _ canal.Message) error
 	return c.Send(canal.Text("late " + c.Scope().User.Username))
 }
 func (acceptLater) Disconnect(context.Context, canal.Conn, int) {}
+
+// TestTicketEventStreamNeedsTicketUpfront: an event stream cannot send a first message,
+// so a stream without a ticket is refused at once instead of waiting for one.
+func TestTicketEventStreamNeedsTicketUpfront(t *testing.T) {
+	t.Parallel()
+	auth, err := middleware.Ticket(ticket.NewMemory(ticket.MemoryOptions{}), middleware.TicketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(&canal.Scope{Type: "sse", Path: "/events/"})
+	_, err = auth(echo).Connect(context.Background(), c)
+	var re *canal.RejectError
+	if !errors.As(err, &re) || re.Status != http.StatusForbidden || c.Accepted() {
+		t.Fatalf("Connect: %v (accepted: %v), want HTTP 403 before any accept", err, c.Accepted())
+	}
+}

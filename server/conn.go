@@ -148,6 +148,9 @@ func (c *conn) Send(f canal.Frame) error {
 }
 
 func (c *conn) sendLocked(f canal.Frame) error {
+	if f.Binary && c.scope.Type == ScopeTypeSSE {
+		return ErrTextOnly
+	}
 	switch c.state {
 	case stateHandshake:
 		return canal.ErrNotAccepted

@@ -24,6 +24,15 @@
 // (SendQueue, then the slow client is closed with 1013). Keepalive pings go out every
 // PingInterval; a peer silent for PingInterval+PongTimeout is dropped.
 //
+// # Server-Sent Events
+//
+// With Options.EventStreams, a GET that accepts text/event-stream runs the same
+// handlers as a WebSocket, with Scope.Type "sse": Accept answers 200, every text frame
+// sent becomes an event, layer events and group messages arrive as they do on a
+// socket, and Close ends the stream with a last event named "close" holding
+// {"code", "reason"}. This gives Channels' HTTP consumers what they lack: a
+// long-lived response fed by the channel layer. See ExampleOptions_eventStreams.
+//
 // Logs carry the route pattern and the decoded path, never the query string, cookies or
 // tickets.
 package server

@@ -46,6 +46,18 @@ type Options struct {
 	// WriteBufferSize is the buffer a socket borrows from a pool while it writes a
 	// message; an idle socket holds none. Default 4 KiB.
 	WriteBufferSize int
+	// EventStreams serves Server-Sent Events: a GET whose Accept header names
+	// text/event-stream runs the handler as a connection of Scope.Type "sse" (see
+	// ScopeTypeSSE): Accept answers 200, each text frame sent becomes an event, layer
+	// events arrive as on a WebSocket, and Close ends the stream with a last "close"
+	// event carrying the code. Off by default: such requests go to HTTP.
+	//
+	// A cross-origin EventSource sends Origin and reads the stream only with CORS: an
+	// accepted stream echoes the Origin in Access-Control-Allow-Origin (credentials
+	// allowed), so put an origin check in front, as for WebSockets. A same-origin
+	// EventSource sends no Origin, which Origin and AllowedHosts refuse: leave them
+	// off routes that pages reach from their own origin.
+	EventStreams bool
 	// HTTP serves plain HTTP requests that reach the mount point. Nil passes them on
 	// to the app's other routes (c.Next).
 	HTTP fiber.Handler

@@ -60,8 +60,9 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Mount serves WebSocket upgrades under prefix on app; other requests under prefix go
-// to Options.HTTP or the app's next routes. This is Channels' ProtocolTypeRouter.
+// Mount serves WebSocket upgrades (and, with Options.EventStreams, event-stream
+// requests) under prefix on app; other requests under prefix go to Options.HTTP or the
+// app's next routes. This is Channels' ProtocolTypeRouter.
 //
 // Mount sets the app's fasthttp KeepHijackedConns, so that fasthttp recycles its
 // request context and 4 KiB read buffer as soon as a socket is upgraded (Canal closes
@@ -76,13 +77,16 @@ func (s *Server) Mount(app *fiber.App, prefix string) {
 // Handler returns the fiber.Handler that Mount installs.
 func (s *Server) Handler() fiber.Handler {
 	return func(c *fiber.Ctx) error {
-		if !websocket.IsWebSocketUpgrade(c) {
-			if s.opts.HTTP != nil {
-				return s.opts.HTTP(c)
-			}
+		switch {
+		case websocket.IsWebSocketUpgrade(c):
+			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, false)
+		case s.opts.EventStreams && isEventStream(c.Context()):
+			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, true)
+		case s.opts.HTTP != nil:
+			return s.opts.HTTP(c)
+		default:
 			return c.Next()
 		}
-		s.handshake(c.Context(), c.App().Server().KeepHijackedConns)
 		return nil
 	}
 }
@@ -153,9 +157,10 @@ func (s *Server) remove(c *conn) {
 }
 
 // handshake runs on fasthttp's request goroutine: it decides the handshake and either
-// answers an HTTP status or upgrades, handing the socket to a hijack goroutine.
-func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool) {
-	if !validUpgrade(fctx) {
+// answers an HTTP status or upgrades (or opens the event stream), handing the socket
+// to a hijack goroutine.
+func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool) {
+	if !stream && !validUpgrade(fctx) {
 		fctx.SetStatusCode(http.StatusBadRequest)
 		return
 	}
@@ -163,6 +168,9 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool) {
 	if status != 0 {
 		fctx.SetStatusCode(status)
 		return
+	}
+	if stream {
+		scope.Type = ScopeTypeSSE
 	}
 	c := newConn(s, scope)
 	if !s.add(c) {
@@ -214,11 +222,26 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool) {
 	for k, vs := range opts.Header {
 		header[http.CanonicalHeaderKey(k)] = vs
 	}
+	raw := fctx.Conn()
+	if stream {
+		fctx.HijackSetNoResponse(true) // openStream writes the 200 itself
+		fctx.Hijack(func(net.Conn) {
+			w := c.openStream(raw, header)
+			if w == nil {
+				return
+			}
+			if keepHijacked {
+				go c.serveStream(w)
+				return
+			}
+			c.serveStream(w)
+		})
+		return
+	}
 	if opts.Subprotocol != "" {
 		header.Set("Sec-WebSocket-Protocol", opts.Subprotocol)
 	}
 	req := &http.Request{Method: http.MethodGet, Header: c.scope.Headers, Host: string(fctx.Host())}
-	raw := fctx.Conn()
 	fctx.HijackSetNoResponse(true) // the library writes the 101 itself
 	fctx.Hijack(func(net.Conn) {
 		ws, bc := c.upgrade(raw, req, header)
