@@ -21,8 +21,9 @@ import (
 // whole stall period without starting, it adds goroutines: as many as are running when
 // no task at all finished in that period (everything is blocked), else keep more
 // (the tasks are slow, or the CPU is busy and more goroutines would not help much).
-// Blocked tasks therefore delay the others by about one stall period, and the extra
-// goroutines exit once the queue is empty.
+// Blocked tasks therefore delay the others by about one stall period. The extra
+// goroutines stay while work keeps coming (handlers that wait on a database need them
+// again soon) and are retired once the queue has been empty for a linger period.
 //
 // Concurrency: safe for concurrent use. close makes idle goroutines exit; run may still
 // be called afterwards and then starts a goroutine for the task.
@@ -37,17 +38,23 @@ type workers struct {
 	queued   uint64 // tasks ever queued
 	started  uint64 // tasks ever taken from the queue
 	finished uint64 // tasks ever completed
+	retire   int // goroutines asked to exit
 	watching bool
 	closed   bool
 	quit     chan struct{} // closed by close: stops the watchdog
 	stall    time.Duration
+	linger   time.Duration
 }
 
-// stallPeriod is how long queued tasks wait behind blocked ones before the pool grows.
-const stallPeriod = 5 * time.Millisecond
+// stallPeriod is how long queued tasks wait behind blocked ones before the pool grows;
+// lingerPeriod is how long the queue stays empty before extra goroutines are retired.
+const (
+	stallPeriod  = 5 * time.Millisecond
+	lingerPeriod = time.Second
+)
 
 func newWorkers() *workers {
-	w := &workers{keep: max(2, runtime.GOMAXPROCS(0)), stall: stallPeriod, quit: make(chan struct{})}
+	w := &workers{keep: max(2, runtime.GOMAXPROCS(0)), stall: stallPeriod, linger: lingerPeriod, quit: make(chan struct{})}
 	w.wake.L = &w.mu
 	return w
 }
@@ -97,7 +104,8 @@ func (w *workers) loop() {
 			w.mu.Lock()
 			w.finished++
 		}
-		if w.closed || w.running > w.keep {
+		if w.closed || w.retire > 0 {
+			w.retire = max(w.retire-1, 0)
 			w.running--
 			w.mu.Unlock()
 			return
@@ -108,25 +116,39 @@ func (w *workers) loop() {
 	}
 }
 
-// watch grows the pool while queued tasks make no progress, and ends when the queue
-// is empty.
+// watch grows the pool while queued tasks wait, retires the extra goroutines once the
+// queue has been empty for the linger period, and ends when there is nothing left to
+// watch.
 func (w *workers) watch() {
 	t := time.NewTicker(w.stall)
 	defer t.Stop()
 	w.mu.Lock()
 	queued, finished := w.queued, w.finished
 	w.mu.Unlock()
+	busy := time.Now() // the last tick that saw tasks waiting
 	for {
 		select {
 		case <-t.C:
 		case <-w.quit:
 		}
 		w.mu.Lock()
-		if w.head == len(w.queue) || w.closed {
+		empty := w.head == len(w.queue)
+		if w.closed || (empty && w.running <= w.keep) {
 			w.watching = false
 			w.mu.Unlock()
 			return
 		}
+		if empty {
+			if time.Since(busy) >= w.linger && w.running > w.keep {
+				w.retire = w.running - w.keep
+				w.wake.Broadcast()
+			}
+			queued, finished = w.queued, w.finished
+			w.mu.Unlock()
+			continue
+		}
+		busy = time.Now()
+		w.retire = 0
 		if w.started < queued { // a task queued a period ago has not started
 			if w.finished == finished {
 				w.spawnLocked(max(w.running, 1))

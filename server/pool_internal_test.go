@@ -78,6 +78,46 @@ func TestWorkersGrowPastBlockedTasks(t *testing.T) {
 	}
 }
 
+// TestWorkersRetireExtras: goroutines added for blocked tasks stay while work keeps
+// coming and are retired once the queue has been empty for the linger period.
+func TestWorkersRetireExtras(t *testing.T) {
+	t.Parallel()
+	w := newWorkers()
+	w.keep, w.linger = 2, 100*time.Millisecond
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(20)
+	for range 20 {
+		w.run(func() { <-release; wg.Done() })
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for w.count() < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines for 20 blocked tasks after 5 s", w.count())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if n := w.count(); n < 20 {
+		t.Fatalf("%d goroutines right after the work: retired before the linger period", n)
+	}
+	for w.count() > 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines 5 s after the work, want the 2 kept", w.count())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	w.close()
+	waitIdle(t, w)
+}
+
+func (w *workers) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running
+}
+
 // TestWorkersAfterClose: run after close still runs the task.
 func TestWorkersAfterClose(t *testing.T) {
 	t.Parallel()
