@@ -38,7 +38,7 @@ type workers struct {
 	queued   uint64 // tasks ever queued
 	started  uint64 // tasks ever taken from the queue
 	finished uint64 // tasks ever completed
-	retire   int // goroutines asked to exit
+	retire   int    // goroutines asked to exit
 	watching bool
 	closed   bool
 	quit     chan struct{} // closed by close: stops the watchdog
