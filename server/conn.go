@@ -455,14 +455,16 @@ type wsWire struct {
 
 func (w *wsWire) writeFrames(frames []canal.Frame) error {
 	_ = w.ws.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	w.batch.begin()
+	return w.batch.inBatch(func() error { return writeMessages(w.ws, frames) })
+}
+
+func writeMessages(ws *fws.Conn, frames []canal.Frame) error {
 	for _, f := range frames {
-		if err := w.ws.WriteMessage(messageType(f), f.Data); err != nil {
-			_ = w.batch.end()
+		if err := ws.WriteMessage(messageType(f), f.Data); err != nil {
 			return err
 		}
 	}
-	return w.batch.end()
+	return nil
 }
 
 func (w *wsWire) writeClose(code int, reason string) {
@@ -485,32 +487,38 @@ func (w *wsWire) netConn() net.Conn { return w.ws.NetConn() }
 func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fws.Conn, *batchConn) {
 	bc := &batchConn{Conn: raw, slack: c.srv.opts.WriteTimeout / 2}
 	// One write for the 101 and the frames Connect queued (a greeting, usually).
-	_ = raw.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	bc.begin()
-	ws, err := c.srv.upgrader.Upgrade(&hijacker{conn: bc, br: bufio.NewReaderSize(bc, c.srv.opts.ReadBufferSize)}, req, header)
-	if err == nil {
-		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-		c.mu.Lock()
-		early := c.outbox
-		c.outbox = nil
-		c.mu.Unlock()
-		for _, f := range early {
-			if err = ws.WriteMessage(messageType(f), f.Data); err != nil {
-				break
-			}
+	_ = bc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	var ws *fws.Conn
+	err := bc.inBatch(func() (err error) {
+		ws, err = c.srv.upgrader.Upgrade(&hijacker{conn: bc, br: bufio.NewReaderSize(bc, c.srv.opts.ReadBufferSize)}, req, header)
+		if err != nil {
+			return err
 		}
-	}
-	if ferr := bc.end(); err == nil {
-		err = ferr
-	}
+		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		return writeMessages(ws, c.takeOutbox())
+	})
 	if err != nil {
-		c.log().Info("canal: upgrade failed", "err", err)
-		_ = raw.Close()
-		c.teardown(canal.CloseAbnormal)
+		c.openFailed(raw, err)
 		return nil, nil
 	}
 	_ = bc.SetWriteDeadline(time.Time{})
 	return ws, bc
+}
+
+// takeOutbox returns the frames queued so far, for the first write.
+func (c *conn) takeOutbox() []canal.Frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	early := c.outbox
+	c.outbox = nil
+	return early
+}
+
+// openFailed ends a connection whose 101 or 200 could not be written.
+func (c *conn) openFailed(raw net.Conn, err error) {
+	c.log().Info("canal: opening the connection failed", "type", c.scope.Type, "err", err)
+	_ = raw.Close()
+	c.teardown(canal.CloseAbnormal)
 }
 
 func messageType(f canal.Frame) int {

@@ -45,14 +45,16 @@ type sseWire struct {
 
 func (w *sseWire) writeFrames(frames []canal.Frame) error {
 	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	w.batch.begin()
+	return w.batch.inBatch(func() error { return writeEvents(w.batch, frames) })
+}
+
+func writeEvents(dst io.Writer, frames []canal.Frame) error {
 	for _, f := range frames {
-		if _, err := w.batch.Write(encodeEvent("", f.Data)); err != nil {
-			_ = w.batch.end()
+		if _, err := dst.Write(encodeEvent("", f.Data)); err != nil {
 			return err
 		}
 	}
-	return w.batch.end()
+	return nil
 }
 
 func (w *sseWire) writeClose(code int, reason string) {
@@ -129,25 +131,15 @@ func (c *conn) openStream(raw net.Conn, header http.Header) *sseWire {
 	}
 	head.WriteString("\r\n")
 
-	c.mu.Lock()
-	early := c.outbox
-	c.outbox = nil
-	c.mu.Unlock()
 	_ = bc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	bc.begin()
-	_, err := bc.Write([]byte(head.String()))
-	for _, f := range early {
-		if err == nil {
-			_, err = bc.Write(encodeEvent("", f.Data))
+	err := bc.inBatch(func() error {
+		if _, err := io.WriteString(bc, head.String()); err != nil {
+			return err
 		}
-	}
-	if ferr := bc.end(); err == nil {
-		err = ferr
-	}
+		return writeEvents(bc, c.takeOutbox())
+	})
 	if err != nil {
-		c.log().Info("canal: event stream failed to open", "err", err)
-		_ = raw.Close()
-		c.teardown(canal.CloseAbnormal)
+		c.openFailed(raw, err)
 		return nil
 	}
 	_ = bc.SetWriteDeadline(time.Time{})

@@ -123,6 +123,17 @@ func (b *batchConn) end() error {
 	return err
 }
 
+// inBatch runs write with the batch on, so that what it writes goes out in one system
+// call where it fits, and returns write's error or else the flush's.
+func (b *batchConn) inBatch(write func() error) error {
+	b.begin()
+	err := write()
+	if ferr := b.end(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
 // writeBuffers lends write buffers to sockets only while they write a message.
 type writeBuffers struct{ p sync.Pool }
 
