@@ -12,8 +12,6 @@ import (
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/canaltest"
 	"github.com/canal-rt/canal/canaltest/browser"
-	"github.com/canal-rt/canal/consumer"
-	"github.com/canal-rt/canal/layers"
 )
 
 // ssePage opens the EventSource named by ?src= and shows what it gets.
@@ -38,21 +36,7 @@ es.onerror = () => { if (es.readyState === EventSource.CLOSED) document.getEleme
 // origin and, through the CORS answer, from another origin; it sees group messages
 // and the close event.
 func TestEventStreamInBrowser(t *testing.T) {
-	layer, err := layers.NewMemory(layers.MemoryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = layer.Close(context.Background()) })
-	news, err := consumer.New(func() struct{} { return struct{}{} }, consumer.Options[struct{}]{
-		Layer:  layer,
-		Groups: []string{"news"},
-		Frames: map[string]consumer.FrameFunc{
-			"news.item": consumer.JSONFrame(func(m canal.Message) any { return map[string]any{"title": m["title"]} }),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	news, layer := newsConsumer(t)
 	o := sseOptions()
 	o.HTTP = func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)

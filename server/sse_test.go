@@ -186,6 +186,26 @@ func TestEventStreamKeepalive(t *testing.T) {
 // group message reaches both.
 func TestEventStreamConsumer(t *testing.T) {
 	t.Parallel()
+	h, layer := newsConsumer(t)
+	s := canaltest.NewServer(t, h, sseOptions())
+	es := dialEvents(t, s, "/news/", canaltest.DialOptions{})
+	ws := mustDial(t, s, "/news/", canaltest.DialOptions{})
+	// Groups are joined before the accept, so both are members once dialed.
+	if err := layer.GroupSend(ctxT(t), "news", canal.Message{"type": "news.item", "title": "go"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, es); ev.Data != `{"title":"go"}` {
+		t.Fatalf("stream got %+v", ev)
+	}
+	if got, err := ws.ReceiveText(ctxT(t)); err != nil || got != `{"title":"go"}` {
+		t.Fatalf("socket got %q, %v", got, err)
+	}
+}
+
+// newsConsumer is a consumer in the group "news" whose "news.item" events become
+// {"title": ...} frames, on a memory layer.
+func newsConsumer(t *testing.T) (canal.Handler, canal.Layer) {
+	t.Helper()
 	layer, err := layers.NewMemory(layers.MemoryOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -201,17 +221,5 @@ func TestEventStreamConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := canaltest.NewServer(t, h, sseOptions())
-	es := dialEvents(t, s, "/news/", canaltest.DialOptions{})
-	ws := mustDial(t, s, "/news/", canaltest.DialOptions{})
-	// Groups are joined before the accept, so both are members once dialed.
-	if err := layer.GroupSend(ctxT(t), "news", canal.Message{"type": "news.item", "title": "go"}); err != nil {
-		t.Fatal(err)
-	}
-	if ev := nextEvent(t, es); ev.Data != `{"title":"go"}` {
-		t.Fatalf("stream got %+v", ev)
-	}
-	if got, err := ws.ReceiveText(ctxT(t)); err != nil || got != `{"title":"go"}` {
-		t.Fatalf("socket got %q, %v", got, err)
-	}
+	return h, layer
 }
