@@ -208,9 +208,14 @@ func (c *conn) DeliverFrame(m canal.Message, f canal.Frame) bool {
 		return false
 	}
 	if c.state == stateAccepted && c.session != nil && !c.working && len(c.inbox) == 0 {
-		// A slow consumer is closed here as it would be by Send; the event itself was
-		// taken, so the answer is still true.
-		_ = c.sendLocked(f)
+		// The event was taken, so the answer is true whatever Send says. Its failures end
+		// the connection as they would through Session.Event: a slow consumer is closed
+		// inside sendLocked, anything else (a binary frame on an event stream) is a
+		// session error.
+		if err := c.sendLocked(f); err != nil && !errors.Is(err, canal.ErrClosed) {
+			c.log().Error("canal: session error", "err", err)
+			c.closeLocked(canal.CloseInternalError, "")
+		}
 		return true
 	}
 	c.events++

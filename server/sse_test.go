@@ -223,3 +223,33 @@ func newsConsumer(t *testing.T) (canal.Handler, canal.Layer) {
 	}
 	return h, layer
 }
+
+// TestEventStreamBinaryFrames: a binary frame for a stream is a session error, whether
+// it comes from a handler or from a group event's ready frame: logged, closed with 1011.
+func TestEventStreamBinaryFrames(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"handler", "ready frame"} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			p := newProbe()
+			p.event = func(_ context.Context, c canal.Conn, m canal.Message) error {
+				return c.Send(canal.Frame{Binary: true, Data: []byte{1}})
+			}
+			s := canaltest.NewServer(t, p, sseOptions())
+			es := dialEvents(t, s, "/", canaltest.DialOptions{})
+			conn := p.lastConn(t)
+			msg := canal.Message{"type": "t"}
+			if path == "handler" {
+				conn.Deliver(msg)
+			} else {
+				conn.(canal.FrameDeliverer).DeliverFrame(msg, canal.Frame{Binary: true, Data: []byte{1}})
+			}
+			if ev := nextEvent(t, es); ev.Name != "close" || ev.Data != `{"code":1011,"reason":""}` {
+				t.Fatalf("event %+v, want the close event with 1011", ev)
+			}
+			if got := p.waitDisconnect(t); got != canal.CloseInternalError {
+				t.Fatalf("Disconnect(%d), want 1011", got)
+			}
+		})
+	}
+}
