@@ -20,7 +20,8 @@ import (
 // the write timeout). A watchdog runs while tasks are queued. When a task has waited a
 // whole stall period without starting, it adds goroutines: as many as are running when
 // no task at all finished in that period (everything is blocked), else keep more
-// (the tasks are slow, or the CPU is busy and more goroutines would not help much).
+// (the tasks are slow, or the CPU is busy and more goroutines would not help much),
+// and never more than there are tasks waiting.
 // Blocked tasks therefore delay the others by about one stall period. The extra
 // goroutines stay while work keeps coming (handlers that wait on a database need them
 // again soon) and are retired once the queue has been empty for a linger period.
@@ -150,11 +151,14 @@ func (w *workers) watch() {
 		busy = time.Now()
 		w.retire = 0
 		if w.started < queued { // a task queued a period ago has not started
+			n := w.keep
 			if w.finished == finished {
-				w.spawnLocked(max(w.running, 1))
-			} else {
-				w.spawnLocked(w.keep)
+				n = max(w.running, 1)
 			}
+			// Never more new goroutines than waiting tasks: when nothing finishes because
+			// the CPU or a lock is saturated (thousands of sockets closing at once), more
+			// goroutines cannot help, and doubling each period would run away.
+			w.spawnLocked(min(n, len(w.queue)-w.head))
 		}
 		queued, finished = w.queued, w.finished
 		w.mu.Unlock()

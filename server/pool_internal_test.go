@@ -68,6 +68,11 @@ func TestWorkersGrowPastBlockedTasks(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatalf("a task behind %d blocked ones did not start (%d entered)", tt.blocked, entered.Load())
 			}
+			// Twenty more periods with nothing finishing: the pool must not keep doubling.
+			time.Sleep(20 * w.stall)
+			if n := w.count(); n > tt.blocked+1+w.keep {
+				t.Fatalf("%d goroutines for %d tasks", n, tt.blocked+1)
+			}
 			close(release)
 			w.close()
 			waitIdle(t, w)
@@ -116,6 +121,33 @@ func (w *workers) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.running
+}
+
+// TestWorkersGrowthBounded: a storm of slow tasks (thousands of sockets closing at once,
+// each leaving its groups in Redis) never gets more goroutines than tasks: growth is
+// bounded by the tasks waiting, however little finishes per period.
+func TestWorkersGrowthBounded(t *testing.T) {
+	t.Parallel()
+	w := newWorkers()
+	w.keep = 2
+	const tasks = 2000
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	var peak atomic.Int64
+	for range tasks {
+		w.run(func() {
+			defer wg.Done()
+			peak.Store(max(peak.Load(), int64(w.count())))
+			time.Sleep(2 * time.Millisecond)
+		})
+	}
+	wg.Wait()
+	w.close()
+	waitIdle(t, w)
+	if p := peak.Load(); p > tasks+int64(w.keep) {
+		t.Fatalf("%d goroutines for %d tasks", p, tasks)
+	}
+	t.Logf("peak %d goroutines for %d tasks of 2 ms", peak.Load(), tasks)
 }
 
 // TestWorkersAfterClose: run after close still runs the task.

@@ -65,9 +65,11 @@ func (w *sseWire) writeClose(code int, reason string) {
 	_ = w.raw.Close()
 }
 
+var ssePing = []byte(": ping\n\n")
+
 func (w *sseWire) ping() error {
 	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	_, err := w.batch.Write([]byte(": ping\n\n"))
+	_, err := w.batch.Write(ssePing)
 	return err
 }
 
