@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -589,31 +588,12 @@ func (r *Redis) ownChannel(channel string) bool {
 // attachTag returns the 16 hex digits that follow random in an Attach channel's local
 // part: names made by Attach are recognised without remembering them all.
 func attachTag(seed maphash.Seed, random string) string {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], maphash.String(seed, random))
-	return hex.EncodeToString(b[:])
+	return tagHex(maphash.String(seed, random))
 }
 
 // isAttachLocal reports whether local is 16 hex digits followed by their attachTag.
-// It parses the tag rather than formatting one, so it does not allocate.
 func isAttachLocal(seed maphash.Seed, local string) bool {
-	if len(local) != 32 {
-		return false
-	}
-	var tag uint64
-	for i := 16; i < 32; i++ {
-		c := local[i]
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		default:
-			return false
-		}
-		tag = tag<<4 | uint64(c)
-	}
-	return tag == maphash.String(seed, local[:16])
+	return isTagged(local, func(random string) uint64 { return maphash.String(seed, random) })
 }
 
 func (r *Redis) attachTag(random string) string { return attachTag(r.seed, random) }

@@ -50,33 +50,12 @@ func pidTag(random string) uint64 {
 // newProcessID returns a fresh Go process id.
 func newProcessID() string {
 	random := randomHex(8)
-	tag := strconv.FormatUint(pidTag(random), 16)
-	return random + strings.Repeat("0", 16-len(tag)) + tag
+	return random + tagHex(pidTag(random))
 }
 
 // isGoProcessID reports whether pid is 32 lowercase hex digits whose second half is
 // the tag of the first.
-func isGoProcessID(pid string) bool {
-	if len(pid) != 32 {
-		return false
-	}
-	var tag uint64
-	for i := 0; i < 32; i++ {
-		c := pid[i]
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		default:
-			return false
-		}
-		if i >= 16 {
-			tag = tag<<4 | uint64(c)
-		}
-	}
-	return tag == pidTag(pid[:16])
-}
+func isGoProcessID(pid string) bool { return isTagged(pid, pidTag) }
 
 // goProcessID returns the Go process id in a process-local channel name
 // "<prefix>.<process id>!<local>", or "" when the name is not a Go process's.
