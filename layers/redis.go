@@ -257,9 +257,9 @@ type Redis struct {
 	members   memberships
 	rejoining atomic.Bool
 
-	delivered, dropped, undeliverable, malformed, groupFull, reconnects atomic.Uint64
-	staleMembers                                                        atomic.Uint64
-	malformedLog                                                        everySecond
+	delivered, dropped, undeliverable, groupFull, reconnects atomic.Uint64
+	malformed                                                malformedCounter
+	staleMembers                                             atomic.Uint64
 }
 
 var _ canal.Layer = (*Redis)(nil)
@@ -497,7 +497,7 @@ func (r *Redis) Stats() RedisStats {
 		Delivered:     r.delivered.Load(),
 		Dropped:       r.dropped.Load(),
 		Undeliverable: r.undeliverable.Load(),
-		Malformed:     r.malformed.Load(),
+		Malformed:     r.malformed.count(),
 		GroupFull:     r.groupFull.Load(),
 		StaleMembers:  r.staleMembers.Load(),
 		Reconnects:    r.reconnects.Load(),
@@ -1343,12 +1343,7 @@ func (r *Redis) deliverLocal(name string, msg canal.Message, now time.Duration) 
 
 // reportMalformed counts a skipped member and logs it, at most once a second.
 func (r *Redis) reportMalformed(key string, size int, err error) {
-	n := r.malformed.Add(1)
-	if !r.malformedLog.allow() {
-		return
-	}
-	r.log.Warn("layers: redis: skipped a message that cannot be read",
-		"key", key, "bytes", size, "reason", err.Error(), "malformed_total", n)
+	r.malformed.report(r.log, "layers: redis: skipped a message that cannot be read", "key", key, size, err)
 }
 
 // GroupAdd adds channel to group, or refreshes its join time: ZADD and EXPIRE.

@@ -154,8 +154,8 @@ type RedisPubSub struct {
 	// pendingMu, handled by the janitor.
 	stray map[string]time.Time
 
-	delivered, dropped, undeliverable, malformed, reconnects atomic.Uint64
-	malformedLog                                             everySecond
+	delivered, dropped, undeliverable, reconnects atomic.Uint64
+	malformed                                     malformedCounter
 }
 
 var _ canal.Layer = (*RedisPubSub)(nil)
@@ -1129,12 +1129,7 @@ func (r *RedisPubSub) onMessage(m rueidis.PubSubMessage) {
 }
 
 func (r *RedisPubSub) reportMalformed(channel string, size int, err error) {
-	n := r.malformed.Add(1)
-	if !r.malformedLog.allow() {
-		return
-	}
-	r.log.Warn("layers: redis pubsub: skipped a message that cannot be read",
-		"channel", channel, "bytes", size, "reason", err.Error(), "malformed_total", n)
+	r.malformed.report(r.log, "layers: redis pubsub: skipped a message that cannot be read", "channel", channel, size, err)
 }
 
 func (r *RedisPubSub) groupChannel(group string) string { return r.prefix + "__group__" + group }
@@ -1253,7 +1248,7 @@ func (r *RedisPubSub) Stats() RedisStats {
 		Delivered:     r.delivered.Load(),
 		Dropped:       r.dropped.Load(),
 		Undeliverable: r.undeliverable.Load(),
-		Malformed:     r.malformed.Load(),
+		Malformed:     r.malformed.count(),
 		Reconnects:    r.reconnects.Load(),
 	}
 }
