@@ -938,35 +938,8 @@ func TestMemoryClose(t *testing.T) {
 	if err := m.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for range receivers {
-		select {
-		case err := <-errc:
-			if !errors.Is(err, canal.ErrLayerClosed) {
-				t.Errorf("blocked Receive returned %v", err)
-			}
-		case <-time.After(wait):
-			t.Fatal("Close did not wake a receiver")
-		}
-	}
-	nop := func(canal.Message) bool { return true }
-	_, recvErr := m.Receive(ctx, "x")
-	_, newErr := m.NewChannel(ctx, "")
-	_, _, attErr := m.Attach(ctx, "", nop)
-	for op, err := range map[string]error{
-		"Send":         m.Send(ctx, a, msg("x")),
-		"SendQueue":    m.Send(ctx, "x", msg("x")),
-		"Receive":      recvErr,
-		"NewChannel":   newErr,
-		"Attach":       attErr,
-		"GroupAdd":     m.GroupAdd(ctx, "g", "x"),
-		"GroupDiscard": m.GroupDiscard(ctx, "g", "x"),
-		"GroupSend":    m.GroupSend(ctx, "g", msg("x")),
-		"Flush":        m.Flush(ctx),
-	} {
-		if !errors.Is(err, canal.ErrLayerClosed) {
-			t.Errorf("%s after Close: %v", op, err)
-		}
-	}
+	expectWoken(t, errc, receivers)
+	expectClosed(t, m, a)
 	if len(ra.got()) != 0 {
 		t.Error("deliver called after Close")
 	}

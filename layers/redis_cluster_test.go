@@ -64,42 +64,17 @@ func (b *redisBackend) core(t testing.TB, opts RedisOptions) *Redis {
 	t.Helper()
 	if b.cluster != nil {
 		opts.Cluster = b.cluster.Addrs()
-	} else {
-		opts.Hosts = []string{b.single.URL()}
 	}
-	if opts.Logger == nil {
-		opts.Logger = quietLogger
-	}
-	if opts.ClientOptions == nil {
-		opts.ClientOptions = fastClient
-	}
-	l, err := NewRedis(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("NewRedis on %s: %v", b.name, err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
-	return l
+	return newRedisLayer(t, b.single, opts)
 }
 
+// pubsub returns a Pub/Sub layer on the backend, closed by t's cleanup.
 func (b *redisBackend) pubsub(t testing.TB, opts RedisPubSubOptions) *RedisPubSub {
 	t.Helper()
 	if b.cluster != nil {
 		opts.Cluster = b.cluster.Addrs()
-	} else {
-		opts.Hosts = []string{b.single.URL()}
 	}
-	if opts.Logger == nil {
-		opts.Logger = quietLogger
-	}
-	if opts.ClientOptions == nil {
-		opts.ClientOptions = fastClient
-	}
-	l, err := NewRedisPubSub(context.Background(), opts)
-	if err != nil {
-		t.Fatalf("NewRedisPubSub on %s: %v", b.name, err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
-	return l
+	return newPubSubLayer(t, b.single, opts)
 }
 
 // keys returns the keys matching pattern on every server, sorted.
@@ -829,35 +804,8 @@ func backendClose(t *testing.T, b *redisBackend) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Close took %v", d)
 	}
-	for range chans {
-		select {
-		case err := <-errc:
-			if !errors.Is(err, canal.ErrLayerClosed) {
-				t.Errorf("blocked Receive returned %v", err)
-			}
-		case <-time.After(wait):
-			t.Fatal("Close did not wake a receiver")
-		}
-	}
-	nop := func(canal.Message) bool { return true }
-	_, recvErr := l.Receive(ctx, "x")
-	_, newErr := l.NewChannel(ctx, "")
-	_, _, attErr := l.Attach(ctx, "", nop)
-	for op, err := range map[string]error{
-		"Send":         l.Send(ctx, a, msg("x")),
-		"SendQueue":    l.Send(ctx, "x", msg("x")),
-		"Receive":      recvErr,
-		"NewChannel":   newErr,
-		"Attach":       attErr,
-		"GroupAdd":     l.GroupAdd(ctx, "g", "x"),
-		"GroupDiscard": l.GroupDiscard(ctx, "g", "x"),
-		"GroupSend":    l.GroupSend(ctx, "g", msg("x")),
-		"Flush":        l.Flush(ctx),
-	} {
-		if !errors.Is(err, canal.ErrLayerClosed) {
-			t.Errorf("%s after Close: %v", op, err)
-		}
-	}
+	expectWoken(t, errc, len(chans))
+	expectClosed(t, l, a)
 	// Close deleted the liveness key.
 	if b.exists(t, p+":canal:alive:"+l.ProcessID()) {
 		t.Error("liveness key left after Close")
@@ -1128,25 +1076,13 @@ func backendPubSubClose(t *testing.T, b *redisBackend) {
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		select {
-		case err := <-errc:
-			if !errors.Is(err, canal.ErrLayerClosed) {
-				t.Errorf("blocked Receive: %v", err)
-			}
-		case <-time.After(wait):
-			t.Fatal("Close did not wake a receiver")
-		}
+	expectWoken(t, errc, 2)
+	expectClosed(t, l, a)
+	if _, err := l.Receive(ctx, q); !errors.Is(err, canal.ErrLayerClosed) {
+		t.Errorf("Receive on its own channel after Close: %v", err)
 	}
-	_, recvErr := l.Receive(ctx, q)
-	_, newErr := l.NewChannel(ctx, "")
-	for op, err := range map[string]error{
-		"Send": l.Send(ctx, a, msg("x")), "Receive": recvErr, "NewChannel": newErr, "GroupAdd": l.GroupAdd(ctx, "g", a),
-		"GroupSend": l.GroupSend(ctx, "g", msg("x")), "Flush": l.Flush(ctx),
-	} {
-		if !errors.Is(err, canal.ErrLayerClosed) {
-			t.Errorf("%s after Close: %v", op, err)
-		}
+	if err := l.GroupAdd(ctx, "g", a); !errors.Is(err, canal.ErrLayerClosed) {
+		t.Errorf("GroupAdd of the attached channel after Close: %v", err)
 	}
 	waitFor(t, "the subscriptions' end", func() bool { return b.subscribers(t, a) == 0 && b.subscribers(t, q) == 0 })
 	in.none(t, 0)
@@ -1263,13 +1199,7 @@ func TestRedisCloseLeaks(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for range cap(errc) {
-				select {
-				case <-errc:
-				case <-time.After(wait):
-					t.Fatal("Close did not wake a receiver")
-				}
-			}
+			expectWoken(t, errc, cap(errc))
 		})
 	}
 }

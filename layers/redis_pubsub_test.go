@@ -20,9 +20,10 @@ import (
 	"github.com/canal-rt/canal/canaltest"
 )
 
+// newPubSubLayer is newRedisLayer for the Pub/Sub layer.
 func newPubSubLayer(t testing.TB, srv *canaltest.Redis, opts RedisPubSubOptions) *RedisPubSub {
 	t.Helper()
-	if len(opts.Hosts) == 0 {
+	if len(opts.Hosts) == 0 && len(opts.Cluster) == 0 {
 		opts.Hosts = []string{srv.URL()}
 	}
 	if opts.Logger == nil {

@@ -35,11 +35,11 @@ func fastClient(o *rueidis.ClientOption) {
 	o.ConnWriteTimeout = 500 * time.Millisecond
 }
 
-// newRedisLayer returns a layer on srv (unless opts names hosts), closed by the
-// test's cleanup.
+// newRedisLayer returns a layer on srv (unless opts names hosts or a cluster), closed
+// by the test's cleanup.
 func newRedisLayer(t testing.TB, srv *canaltest.Redis, opts RedisOptions) *Redis {
 	t.Helper()
-	if len(opts.Hosts) == 0 {
+	if len(opts.Hosts) == 0 && len(opts.Cluster) == 0 {
 		opts.Hosts = []string{srv.URL()}
 	}
 	if opts.Logger == nil {
