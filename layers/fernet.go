@@ -46,6 +46,20 @@ type fernet struct {
 	keys []fernetKey
 }
 
+// newCodec checks channels_redis' serializer_format ("" or "msgpack", or "json") and
+// symmetric_encryption_keys, shared by both Redis layers.
+func newCodec(format string, keys []string) (json bool, crypter *fernet, err error) {
+	switch format {
+	case "", "msgpack":
+	case "json":
+		json = true
+	default:
+		return false, nil, fmt.Errorf("unknown SerializerFormat %q (want msgpack or json)", format)
+	}
+	crypter, err = newFernet(keys)
+	return json, crypter, err
+}
+
 // newFernet derives the keys from channels_redis' key strings. It returns nil for no
 // keys (no encryption).
 func newFernet(keys []string) (*fernet, error) {

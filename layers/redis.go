@@ -406,15 +406,8 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		r.log = slog.Default()
 	}
 	r.keys.Store(&[]string{})
-	switch opts.SerializerFormat {
-	case "", "msgpack":
-	case "json":
-		r.json = true
-	default:
-		return nil, fmt.Errorf("layers: redis: unknown SerializerFormat %q (want msgpack or json)", opts.SerializerFormat)
-	}
 	var err error
-	if r.crypter, err = newFernet(opts.SymmetricEncryptionKeys); err != nil {
+	if r.json, r.crypter, err = newCodec(opts.SerializerFormat, opts.SymmetricEncryptionKeys); err != nil {
 		return nil, fmt.Errorf("layers: redis: %w", err)
 	}
 	hosts := opts.Hosts
@@ -477,12 +470,25 @@ func dialRedisHost(ctx context.Context, u string, hook func(*rueidis.ClientOptio
 	// channels_redis has no client-side caching and no Redis Cluster support.
 	opt.DisableCache = true
 	opt.ForceSingleClient = true
+	return dialHost(ctx, name, opt, hook, nil)
+}
+
+// dialHost makes the client for opt (after the user's hook), runs check on it, if any,
+// and pings the server. Connection failures wrap canal.ErrUnavailable; name, free of
+// passwords, identifies the host in errors and logs.
+func dialHost(ctx context.Context, name string, opt rueidis.ClientOption, hook func(*rueidis.ClientOption), check func(rueidis.Client) error) (*redisHost, error) {
 	if hook != nil {
 		hook(&opt)
 	}
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w: %w", name, canal.ErrUnavailable, err)
+	}
+	if check != nil {
+		if err := check(c); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
-
-	"github.com/canal-rt/canal"
 )
 
 // SentinelOptions selects Redis Sentinel mode: the layer asks the sentinels for the
@@ -80,22 +78,12 @@ func hostPort(a string) bool {
 func dialCluster(ctx context.Context, addrs []string, hook func(*rueidis.ClientOption)) (*redisHost, error) {
 	name := "cluster " + strings.Join(addrs, ",")
 	opt := rueidis.ClientOption{InitAddress: append([]string(nil), addrs...), DisableCache: true}
-	if hook != nil {
-		hook(&opt)
-	}
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w: %w", name, canal.ErrUnavailable, err)
-	}
-	if c.Mode() != rueidis.ClientModeCluster {
-		c.Close()
-		return nil, fmt.Errorf("%v is not a Redis Cluster (use Hosts for a single server)", addrs)
-	}
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("ping %s: %w: %w", name, canal.ErrUnavailable, err)
-	}
-	return &redisHost{name: name, client: c}, nil
+	return dialHost(ctx, name, opt, hook, func(c rueidis.Client) error {
+		if c.Mode() != rueidis.ClientModeCluster {
+			return fmt.Errorf("%v is not a Redis Cluster (use Hosts for a single server)", addrs)
+		}
+		return nil
+	})
 }
 
 // dialSentinel connects a rueidis Sentinel client to the master of s.MasterSet.
@@ -110,18 +98,7 @@ func dialSentinel(ctx context.Context, s *SentinelOptions, hook func(*rueidis.Cl
 			TopologyRefreshInterval: sentinelRefresh,
 		},
 	}
-	if hook != nil {
-		hook(&opt)
-	}
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w: %w", name, canal.ErrUnavailable, err)
-	}
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("ping %s: %w: %w", name, canal.ErrUnavailable, err)
-	}
-	return &redisHost{name: name, client: c}, nil
+	return dialHost(ctx, name, opt, hook, nil)
 }
 
 // clusterSlots is a snapshot of which master serves each hash slot.

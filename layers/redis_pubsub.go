@@ -229,15 +229,8 @@ func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub,
 	if r.log == nil {
 		r.log = slog.Default()
 	}
-	switch opts.SerializerFormat {
-	case "", "msgpack":
-	case "json":
-		r.json = true
-	default:
-		return nil, fmt.Errorf("layers: redis pubsub: unknown SerializerFormat %q (want msgpack or json)", opts.SerializerFormat)
-	}
 	var err error
-	if r.crypter, err = newFernet(opts.SymmetricEncryptionKeys); err != nil {
+	if r.json, r.crypter, err = newCodec(opts.SerializerFormat, opts.SymmetricEncryptionKeys); err != nil {
 		return nil, fmt.Errorf("layers: redis pubsub: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
