@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -50,11 +52,35 @@ func (w *sseWire) writeFrames(frames []canal.Frame) error {
 
 func writeEvents(dst io.Writer, frames []canal.Frame) error {
 	for _, f := range frames {
-		if _, err := dst.Write(encodeEvent("", f.Data)); err != nil {
+		if _, err := dst.Write(lastEvent.encode(f.Data)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// eventMemo remembers the encoding of the last frame data it saw. A group message
+// reaches every stream as the same frame (consumer.Options.Frames builds it once), so
+// the writers of a fan-out encode it once, not once per stream. Frame data is not
+// modified after Send, so the same backing array means the same bytes.
+//
+// Concurrency: safe for concurrent use.
+type eventMemo struct{ last atomic.Pointer[memoEvent] }
+
+type memoEvent struct {
+	data    []byte // kept so its backing array cannot be reused while remembered
+	encoded []byte
+}
+
+var lastEvent eventMemo
+
+func (m *eventMemo) encode(data []byte) []byte {
+	if e := m.last.Load(); e != nil && len(e.data) == len(data) && unsafe.SliceData(e.data) == unsafe.SliceData(data) {
+		return e.encoded
+	}
+	enc := encodeEvent("", data)
+	m.last.Store(&memoEvent{data: data, encoded: enc})
+	return enc
 }
 
 func (w *sseWire) writeClose(code int, reason string) {
