@@ -33,6 +33,22 @@ type Options struct {
 	// connection with 1013 ("slow consumer"): one slow client never holds up the
 	// others, and memory stays bounded. Default 256.
 	SendQueue int
+	// SendBuffer is the most bytes of one socket's frames that the network has not
+	// taken (beyond the kernel's socket buffer). A client that stops reading fills it;
+	// the server then drops the socket (Disconnect gets 1013, "slow consumer"; the
+	// client, whose own buffers are full, sees the TCP connection end). A client that
+	// reads never loses its connection to a burst the server produced faster than
+	// it wrote. Default 256 KiB.
+	SendBuffer int
+	// MaxBufferedBytes bounds SendBuffer's bytes over all sockets of the process: a
+	// socket whose unsent bytes would pass it is dropped as a slow consumer (1013).
+	// Default 64 MiB.
+	MaxBufferedBytes int64
+	// SessionWorkers is the most goroutines running session calls (Connect's
+	// followers: Receive, Event, Disconnect) at once, over all connections. Calls
+	// beyond it wait their turn in arrival order: handlers blocked on a database make
+	// the server slower, never bigger. Writes do not use these goroutines. Default 256.
+	SessionWorkers int
 	// EventQueue is the most layer events waiting for one connection's session; past
 	// it Conn.Deliver returns false and the layer counts the channel as full.
 	// Default 256.
@@ -99,6 +115,8 @@ func (o Options) withDefaults() (Options, error) {
 		{"FrameQueue", &o.FrameQueue, 16},
 		{"ReadBufferSize", &o.ReadBufferSize, 512},
 		{"WriteBufferSize", &o.WriteBufferSize, 4096},
+		{"SendBuffer", &o.SendBuffer, 256 << 10},
+		{"SessionWorkers", &o.SessionWorkers, 256},
 	}
 	for _, n := range ints {
 		if *n.v < 0 {
@@ -116,6 +134,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ReadLimit == 0 {
 		o.ReadLimit = 64 << 10
+	}
+	if o.MaxBufferedBytes < 0 {
+		return o, fmt.Errorf("%w: MaxBufferedBytes is negative (%d)", ErrOptions, o.MaxBufferedBytes)
+	}
+	if o.MaxBufferedBytes == 0 {
+		o.MaxBufferedBytes = 64 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
