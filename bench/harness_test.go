@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/canal-rt/canal/bench/internal/result"
+	"github.com/canal-rt/canal/bench/internal/stressreport"
 )
 
 // smokeBudget bounds the measured part of the smoke run (the cells, not the build):
@@ -183,4 +184,150 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// stressCell is a canned stress cell: phases burst and paced with the given
+// metrics, and for the stalled condition the final "nonreaders" phase.
+func stressCell(run int, server, cond string, n int, burst, paced, end map[string]float64) *result.Cell {
+	c := &result.Cell{Run: run, Server: server, Workload: "stress", Param: n, Condition: cond}
+	cpu := []result.Proc{{Role: "server", Core: "0", Util: 0.5}, {Role: "loadgen", Core: "1", Util: 0.3}}
+	c.Phases = append(c.Phases, result.Phase{Name: "burst", Metrics: burst, CPU: cpu}, result.Phase{Name: "paced", Metrics: paced, CPU: cpu})
+	if end != nil {
+		c.Phases = append(c.Phases, result.Phase{Name: "nonreaders", Metrics: end})
+	}
+	return c
+}
+
+func metrics(kv ...float64) map[string]float64 {
+	names := []string{"loss", "closed", "p50_ms", "p99_ms", "rss_idle_mib", "rss_peak_mib", "goroutines_peak"}
+	m := map[string]float64{"goroutines_idle": 1003, "others_closed": 0, "nonreaders": 0}
+	for i, v := range kv {
+		m[names[i]] = v
+	}
+	m["rss_peak_ratio"] = m["rss_peak_mib"] / m["rss_idle_mib"]
+	return m
+}
+
+// TestStressReport checks the stress report (bench/internal/stressreport) on canned
+// cells: medians over runs, ratios, each target's ✓/✗/?, the table and the
+// BENCHMARKS.md section replaced in place. It runs nothing.
+func TestStressReport(t *testing.T) {
+	m := &stressreport.Meta{Mode: "full", Runs: 2, Command: "bench/run.sh --stress", Servers: []string{result.Canal, result.Baseline},
+		Sizes: []int{1000}, Conditions: []string{"quiet", "busy", "stalled"}, Params: "canned", Pinned: true, CanalLayer: "redis"}
+	stalledEnd := func(closed1013 float64) map[string]float64 {
+		return map[string]float64{"nonreaders": 100, "nonreaders_closed": 100, "nonreaders_closed_1013": closed1013,
+			"nonreaders_closed_code_1013": closed1013, "nonreaders_closed_code_1006": 100 - closed1013,
+			"nonreaders_first_1013_ms": 40, "nonreaders_last_1013_ms": 90, "others_closed": 0}
+	}
+	var cells []*result.Cell
+	for run := 1; run <= 2; run++ {
+		d := float64(run) // the runs differ, so that the medians are checked
+		cells = append(cells,
+			// quiet: Canal meets every target; paced p99 median (12+14)/2 = 13 ms.
+			stressCell(run, result.Canal, "quiet", 1000, metrics(0, 0, 20, 40, 30, 40, 1100), metrics(0, 0, 5, 10+2*d, 30, 41, 1010), nil),
+			stressCell(run, result.Baseline, "quiet", 1000, metrics(0, 0, 300, 600, 50, 60, 2100), metrics(0, 0, 6, 20, 50, 61, 2010), nil),
+			// busy: Canal's paced p99 (30) above the baseline's (26): ✗; RSS 2.5× idle: ✗.
+			stressCell(run, result.Canal, "busy", 1000, metrics(0, 0, 20, 40, 30, 75, 1100), metrics(0, 0, 9, 30, 30, 40, 1010), nil),
+			stressCell(run, result.Baseline, "busy", 1000, metrics(0, 0, 300, 600, 50, 60, 2100), metrics(0, 0, 8, 26, 50, 61, 2010), nil),
+		)
+		// stalled: Canal ends 100 of 100 with 1013 and loses 7 deliveries to readers in
+		// the burst; the baseline ends 60 with 1013 and 40 with 1006.
+		cb, cp := metrics(7, 0, 20, 40, 30, 45, 1100), metrics(0, 0, 5, 12, 30, 45, 1010)
+		bb, bp := metrics(0, 0, 300, 600, 50, 60, 2100), metrics(0, 0, 6, 20, 50, 61, 2010)
+		for _, x := range []map[string]float64{cb, cp, bb, bp} {
+			x["nonreaders"] = 100
+		}
+		cells = append(cells,
+			stressCell(run, result.Canal, "stalled", 1000, cb, cp, stalledEnd(100)),
+			stressCell(run, result.Baseline, "stalled", 1000, bb, bp, stalledEnd(60)))
+	}
+	// A failed run is recorded, not counted in the medians.
+	cells = append(cells, &result.Cell{Run: 3, Server: result.Baseline, Workload: "stress", Param: 1000, Condition: "quiet", Error: "canned failure"})
+
+	sum := stressreport.Build(m, cells)
+	if len(sum.Rows) != 6 {
+		t.Fatalf("%d rows, want 6 (1 size × 2 phases × 3 conditions)", len(sum.Rows))
+	}
+	row := map[string]*stressreport.Row{}
+	for i := range sum.Rows {
+		row[sum.Rows[i].Key] = &sum.Rows[i]
+	}
+	met := func(key, target string) string {
+		t.Helper()
+		r := row[key]
+		if r == nil {
+			t.Fatalf("row %s missing", key)
+		}
+		for _, tg := range r.Targets {
+			if tg.Name == target {
+				switch {
+				case tg.Met == nil:
+					return "?"
+				case *tg.Met:
+					return "✓"
+				}
+				return "✗"
+			}
+		}
+		return "absent"
+	}
+	q := row["stress.1000.paced.quiet"]
+	if v := q.Values["p99_ms"][result.Canal]; v != 13 {
+		t.Errorf("quiet paced Canal p99 median %v, want 13", v)
+	}
+	if q.RatioP99 == nil || math.Abs(*q.RatioP99-20.0/13) > 1e-9 {
+		t.Errorf("quiet paced p99 ratio %v, want 20/13", q.RatioP99)
+	}
+	if !q.Partial {
+		t.Errorf("quiet paced: the failed baseline run is not flagged")
+	}
+	for _, c := range []struct{ key, target, want string }{
+		{"stress.1000.paced.quiet", "p99 ≤ 25 ms", "✓"},
+		{"stress.1000.paced.quiet", "0 lost", "✓"},
+		{"stress.1000.burst.quiet", "p99 ≤ 25 ms", "absent"}, // paced only
+		{"stress.1000.paced.busy", "p99 ≤ baseline's", "✗"},
+		{"stress.1000.burst.busy", "peak RSS ≤ 2× idle", "✗"},
+		{"stress.1000.paced.busy", "peak RSS ≤ 2× idle", "✓"},
+		{"stress.1000.burst.stalled", "0 lost", "✗"},
+		{"stress.1000.burst.stalled", "non-readers ended with 1013", "✓"},
+		{"stress.1000.paced.stalled", "no reader ended", "✓"},
+	} {
+		if got := met(c.key, c.target); got != c.want {
+			t.Errorf("%s, target %q: %s, want %s", c.key, c.target, got, c.want)
+		}
+	}
+	if r := row["stress.1000.paced.quiet"]; r.Met == nil || !*r.Met {
+		t.Errorf("quiet paced row: Met %v, want ✓", r.Met)
+	}
+	if r := row["stress.1000.burst.stalled"]; r.Met == nil || *r.Met {
+		t.Errorf("stalled burst row: Met %v, want ✗", r.Met)
+	}
+
+	text := stressreport.Render(m, sum, cells)
+	for _, want := range []string{
+		stressreport.Begin, stressreport.End, "| 1,000 | paced | quiet | 0 / 0 * | 5.00 / 6.00 * | 13.0 / 20.0 * |", // * the failed run
+		"100 of 100 / 60 of 100", "| 1,000 | Baseline | 100 | 100 | 1006: 40, 1013: 60 | 40 / 90 |", "canned failure",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", text)
+	}
+
+	// BENCHMARKS.md: the section is appended once, then replaced in place.
+	doc := "# Benchmarks\n\n## Benchmark: medians of 3 runs\n\n| a | b |\n"
+	once := stressreport.Replace(doc, text)
+	if !strings.HasPrefix(once, doc) || !strings.Contains(once, text) {
+		t.Fatalf("appending the section changed the rest:\n%s", once)
+	}
+	again := stressreport.Replace(once+"\n## After\n", strings.Replace(text, "canned failure", "second run", 1))
+	if strings.Count(again, stressreport.Begin) != 1 || strings.Contains(again, "canned failure") ||
+		!strings.Contains(again, "second run") || !strings.HasPrefix(again, doc) || !strings.HasSuffix(again, "\n## After\n") {
+		t.Fatalf("replacing the section in place went wrong:\n%s", again)
+	}
+	if got := stressreport.Extract(again); !strings.Contains(got, "second run") || !strings.HasPrefix(got, stressreport.Begin) {
+		t.Errorf("Extract: %q", got)
+	}
 }

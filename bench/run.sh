@@ -4,6 +4,11 @@
 #
 #   bench/run.sh                 the full benchmark: 3 runs, writes BENCHMARKS.md
 #   bench/run.sh --smoke         tiny sizes, 1 run, about a minute: tests the harness
+#   bench/run.sh --stress        the stress mode: W2 at 1,000 / 5,000 / 19,000 members,
+#                                quiet, with a busy loop on the server's core, and with
+#                                10 % of the clients not reading; Canal and the baseline;
+#                                writes the "Stress" section of BENCHMARKS.md
+#   bench/run.sh --smoke --stress   the same, tiny and fast: tests the stress harness
 #
 # Options:
 #   --smoke                  small N, short phases, one run; never writes BENCHMARKS.md
@@ -21,6 +26,10 @@
 #   --no-install             do not apt-get install missing packages (also: CANAL_SKIP_INSTALL=1)
 #   --without-redis-layer    build Canal without its Redis layer, as before layers.NewRedis
 #                            existed (tests the harness's "n/a (Redis layer pending)" path)
+#   --stress                 the stress mode instead of W1-W4 (servers default: canal,baseline;
+#                            runs default: 1); see bench/README.md "Stress"
+#   --stress-sizes a,b       its member counts (default 1000,5000,19000; smoke 50)
+#   --stress-conditions a,b  subset of: quiet,busy,stalled (default all three)
 #
 # Everything runs on 127.0.0.1: a private redis-server on a free port, each server in
 # turn pinned to core 0 (Go servers with GOMAXPROCS=1), the load generator, Redis and
@@ -45,6 +54,10 @@ allow_pending=0
 write_md=1
 install=1
 no_layer=0
+stress=0
+stress_sizes=""
+stress_conditions="quiet busy stalled"
+servers_given=0
 [ "${CANAL_SKIP_INSTALL:-0}" = 1 ] && install=0
 
 die() {
@@ -56,7 +69,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
   --smoke) mode=smoke ;;
   --runs) runs=${2:?--runs needs a number}; shift ;;
-  --servers) servers=${2//,/ }; shift ;;
+  --servers) servers=${2//,/ }; servers_given=1; shift ;;
   --workloads) workloads=${2//,/ }; shift ;;
   --w2-sizes) w2_sizes=${2//,/ }; shift ;;
   --soak) soak=${2:?--soak needs seconds}; shift ;;
@@ -66,6 +79,9 @@ while [ $# -gt 0 ]; do
   --no-benchmarks-md) write_md=0 ;;
   --no-install) install=0 ;;
   --without-redis-layer) no_layer=1 ;;
+  --stress) stress=1 ;;
+  --stress-sizes) stress_sizes=${2//,/ }; shift ;;
+  --stress-conditions) stress_conditions=${2//,/ }; shift ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown option $1 (see --help)" ;;
   esac
@@ -78,9 +94,18 @@ for w in $workloads; do
   case $w in w1 | w2 | w3 | w4) ;; *) die "unknown workload $w" ;; esac
 done
 [[ "$soak" =~ ^[0-9]+$ ]] || die "--soak wants whole seconds"
+for c in $stress_conditions; do
+  case $c in quiet | busy | stalled) ;; *) die "unknown stress condition $c (quiet, busy, stalled)" ;; esac
+done
+if [ "$stress" = 1 ]; then
+  # Channels is optional in the stress mode: it has no goroutines or close counts to show.
+  [ "$servers_given" = 1 ] || servers="canal baseline"
+  [ "$soak" = 0 ] || die "--soak and --stress are separate runs"
+fi
 
 # Parameters. Full: what bench/README.md states. Smoke: the same code paths, tiny.
 if [ "$mode" = full ]; then
+  [ "$stress" = 1 ] && : "${runs:=1}"
   : "${runs:=3}"
   W1_DUR=10s W1_CONC=64 W1_MAX=300000
   W2_SIZES="1000 5000" BURST=100 PACED_RATE=2 PACED_DUR=10s DRAIN_IDLE=10s
@@ -88,6 +113,7 @@ if [ "$mode" = full ]; then
   W4_SOCKETS=200 W4_DUR=10s WARMUP=1s
   PING=10 PER_WORKER=5000 CONNECT_CONC=64
   HOLD_DEADLINE=900 SERVER_START=60
+  STRESS_SIZES="1000 5000 19000" STRESS_SETTLE=2s
 else
   : "${runs:=1}"
   W1_DUR=1s W1_CONC=8 W1_MAX=20000
@@ -96,8 +122,20 @@ else
   W4_SOCKETS=20 W4_DUR=1s WARMUP=0.3s
   PING=1 PER_WORKER=40 CONNECT_CONC=16
   HOLD_DEADLINE=90 SERVER_START=30
+  STRESS_SIZES="50" STRESS_SETTLE=0.3s
 fi
+# Stress: 10 % of the members stop reading; during the burst they are sent 640 messages
+# of 32 KiB (20 MiB each): more than loopback's socket buffers (about 3 MiB per socket
+# here) and a bounded server's own can hold, so the server must end them.
+STALL_PCT=10 STALL_MSGS=640 STALL_BYTES=32768
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || die "--runs wants 1 … 99"
+if [ -n "$stress_sizes" ]; then
+  for n in $stress_sizes; do [[ "$n" =~ ^[1-9][0-9]{0,4}$ ]] || die "--stress-sizes wants counts 1 … 99999"; done
+  STRESS_SIZES=$stress_sizes
+fi
+if [ "$stress" = 1 ]; then
+  W2_SIZES="" W3_SIZES=""
+fi
 if [ -n "$w2_sizes" ]; then
   for n in $w2_sizes; do [[ "$n" =~ ^[1-9][0-9]{0,4}$ ]] || die "--w2-sizes wants counts 1 … 99999"; done
   W2_SIZES=$w2_sizes
@@ -132,6 +170,9 @@ hard=$(ulimit -Hn)
 ulimit -n "$hard" || true
 biggest=0 biggest_w3=0
 for n in $W3_SIZES $W2_SIZES; do [ "$n" -gt "$biggest" ] && biggest=$n; done
+if [ "$stress" = 1 ]; then
+  for n in $STRESS_SIZES; do [ "$n" -gt "$biggest" ] && biggest=$n; done
+fi
 for n in $W3_SIZES; do [ "$n" -gt "$biggest_w3" ] && biggest_w3=$n; done
 # The server holds every socket in one process; the load generator splits them.
 if [ "$(ulimit -n)" -lt $((biggest + 500)) ]; then
@@ -147,7 +188,7 @@ fi
 
 # --- Output and processes -------------------------------------------------------------
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-: "${out:=$BENCH/results/$stamp-$mode}"
+: "${out:=$BENCH/results/$stamp-$mode$([ "$stress" = 1 ] && echo -stress)}"
 mkdir -p "$out/cells" "$out/logs" "$out/bin"
 out=$(cd "$out" && pwd)
 BIN=$out/bin
@@ -205,7 +246,9 @@ PIDS+=("$REDIS_PID")
 "$BIN/loadgen" redis -redis "$RURL" -timeout 10s ping || die "redis-server did not start (see $out/logs/redis.log)"
 
 # --- Metadata ------------------------------------------------------------------------
-META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
+META_STRESS=$stress META_STRESS_SIZES=$STRESS_SIZES META_STRESS_CONDITIONS=$stress_conditions \
+  META_STRESS_PARAMS="W2 burst ${BURST}, then paced ${PACED_RATE}/s for ${PACED_DUR}, on the same sockets, settle ${STRESS_SETTLE}; busy: a CPU busy loop pinned to core 0 at normal priority during both phases; stalled: ${STALL_PCT} % of the members never read after the greeting and are sent ${STALL_MSGS} messages of ${STALL_BYTES} bytes during the burst; server pings every ${PING}s" \
+  META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
   META_LAYER=$canal_layer META_SERVERS=$servers META_WORKLOADS=$workloads \
   META_W2=$W2_SIZES META_W3=$W3_SIZES META_SOAK=$soak META_SOAK_SERVERS=$soak_servers \
   META_PARAMS="W1 ${W1_DUR} at concurrency ${W1_CONC}; W2 burst ${BURST}, paced ${PACED_RATE}/s for ${PACED_DUR}; W3 settle ${SETTLE}, hold ${HOLD}; W4 ${W4_SOCKETS} sockets for ${W4_DUR}; server pings every ${PING}s" \
@@ -247,25 +290,37 @@ print(json.dumps({
     "w2_sizes": [int(x) for x in e["META_W2"].split()], "w3_sizes": [int(x) for x in e["META_W3"].split()],
     "soak_s": int(e["META_SOAK"]), "soak_servers": e["META_SOAK_SERVERS"].split(),
     "params": e["META_PARAMS"],
+    "stress": e["META_STRESS"] == "1",
+    "stress_sizes": [int(x) for x in e["META_STRESS_SIZES"].split()] if e["META_STRESS"] == "1" else [],
+    "stress_conditions": e["META_STRESS_CONDITIONS"].split() if e["META_STRESS"] == "1" else [],
+    "stress_params": e["META_STRESS_PARAMS"] if e["META_STRESS"] == "1" else "",
 }, indent=2))
 EOF
 
 # --- Servers -------------------------------------------------------------------------
 SERVER_PID=""
 SERVER_PORT=""
+DEBUG_URL=""
 start_server() { # start_server NAME LOG
-  local name=$1 log=$2 layer
+  local name=$1 log=$2 layer debug=()
   SERVER_PORT=$("$BIN/loadgen" freeport)
+  DEBUG_URL=""
+  if [ "$stress" = 1 ] && { [ "$name" = canal ] || [ "$name" = baseline ]; }; then
+    local dport
+    dport=$("$BIN/loadgen" freeport)
+    debug=(-debug-addr "127.0.0.1:$dport")
+    DEBUG_URL="http://127.0.0.1:$dport/debug/stats"
+  fi
   case $name in
   canal)
     layer=memory
     [ "$canal_layer" = redis ] && layer=redis
     env GOMAXPROCS=1 $PIN0 "$BIN/canal" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
-      -ping "${PING}s" -layer "$layer" >"$log" 2>&1 &
+      -ping "${PING}s" -layer "$layer" "${debug[@]}" >"$log" 2>&1 &
     ;;
   baseline)
     env GOMAXPROCS=1 $PIN0 "$BIN/baseline" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
-      -ping "${PING}s" >"$log" 2>&1 &
+      -ping "${PING}s" "${debug[@]}" >"$log" 2>&1 &
     ;;
   channels-core | channels-pubsub)
     env BENCH_REDIS_URL="$RURL" BENCH_LAYER="${name#channels-}" PYTHONPATH="$BENCH/peer" \
@@ -299,25 +354,26 @@ layer_of() {
   esac
 }
 
-write_stub() { # write_stub FILE RUN SERVER WORKLOAD PARAM FIELD TEXT
-  printf '{"run": %d, "server": "%s", "workload": "%s", "param": %d, "layer": "%s", "%s": "%s"}\n' \
-    "$2" "$3" "$4" "$5" "$(layer_of "$3")" "$6" "$7" >"$1"
+write_stub() { # write_stub FILE RUN SERVER WORKLOAD PARAM FIELD TEXT [CONDITION]
+  printf '{"run": %d, "server": "%s", "workload": "%s", "param": %d, "layer": "%s", %s"%s": "%s"}\n' \
+    "$2" "$3" "$4" "$5" "$(layer_of "$3")" "${8:+\"condition\": \"$8\", }" "$6" "$7" >"$1"
 }
 
-# run_cell RUN SERVER WORKLOAD PARAM: fresh Redis state, fresh server, one measurement.
+# run_cell RUN SERVER WORKLOAD PARAM [CONDITION]: fresh Redis state, fresh server, one
+# measurement.
 run_cell() {
-  local run=$1 server=$2 wl=$3 param=$4 name file log cap args=()
-  name="r$run-$wl${param:+-$param}-$server"
+  local run=$1 server=$2 wl=$3 param=$4 cond=${5:-} name file log cap args=()
+  name="r$run-$wl${param:+-$param}${cond:+-$cond}-$server"
   file="$out/cells/$name.json"
   log="$out/logs/$name.log"
-  if [ "$wl" = w2 ] && [ "$server" = canal ] && [ "$canal_layer" != redis ]; then
-    write_stub "$file" "$run" "$server" "$wl" "$param" na "n/a (Redis layer pending)"
+  if { [ "$wl" = w2 ] || [ "$wl" = stress ]; } && [ "$server" = canal ] && [ "$canal_layer" != redis ]; then
+    write_stub "$file" "$run" "$server" "$wl" "$param" na "n/a (Redis layer pending)" "$cond"
     echo "bench: $name: n/a (Redis layer pending)"
     return
   fi
   "$BIN/loadgen" redis -redis "$RURL" flushall
   if ! start_server "$server" "$log"; then
-    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "server did not start (see logs/$name.log)"
+    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "server did not start (see logs/$name.log)" "$cond"
     stop_server
     return
   fi
@@ -337,6 +393,16 @@ run_cell() {
       -paced-duration "$PACED_DUR" -drain-idle "$DRAIN_IDLE" -python "$PY"
       -publisher "$BENCH/peer/publish.py" -publisher-backend "$backend")
     ;;
+  stress)
+    cap=$HOLD_DEADLINE
+    local backend=core
+    case $server in channels-pubsub) backend=pubsub ;; baseline) backend=publish ;; esac
+    args+=(-sockets "$param" -per-worker "$PER_WORKER" -burst "$BURST" -paced-rate "$PACED_RATE"
+      -paced-duration "$PACED_DUR" -drain-idle "$DRAIN_IDLE" -python "$PY"
+      -publisher "$BENCH/peer/publish.py" -publisher-backend "$backend" -settle "$STRESS_SETTLE"
+      -condition "$cond" -stall-pct "$STALL_PCT" -stall-messages "$STALL_MSGS"
+      -stall-text-bytes "$STALL_BYTES" -debug-url "$DEBUG_URL" -busy-cpu "${PIN0:+0}")
+    ;;
   w3)
     cap=$HOLD_DEADLINE
     args+=(-sockets "$param" -per-worker "$PER_WORKER" -settle "$SETTLE" -hold "$HOLD")
@@ -355,7 +421,7 @@ run_cell() {
   $PIN1 timeout -k 10 $((cap + 30)) "$BIN/loadgen" "$wl" "${args[@]}" 2>>"$out/logs/$name.loadgen.log" || rc=$?
   stop_server
   if [ ! -s "$file" ]; then
-    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "load generator exited with status $rc (see logs/$name.loadgen.log)"
+    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "load generator exited with status $rc (see logs/$name.loadgen.log)" "$cond"
   fi
   echo "bench: $name done$([ "$rc" = 0 ] || echo " (status $rc)")"
 }
@@ -363,21 +429,27 @@ run_cell() {
 # --- Runs ------------------------------------------------------------------------------
 read -r -a order <<<"$servers"
 cells=()
-for w in $workloads; do
-  case $w in
-  w2) for n in $W2_SIZES; do cells+=("w2 $n"); done ;;
-  w3) for n in $W3_SIZES; do cells+=("w3 $n"); done ;;
-  *) cells+=("$w") ;;
-  esac
-done
+if [ "$stress" = 1 ]; then
+  for n in $STRESS_SIZES; do
+    for c in $stress_conditions; do cells+=("stress $n $c"); done
+  done
+else
+  for w in $workloads; do
+    case $w in
+    w2) for n in $W2_SIZES; do cells+=("w2 $n"); done ;;
+    w3) for n in $W3_SIZES; do cells+=("w3 $n"); done ;;
+    *) cells+=("$w") ;;
+    esac
+  done
+fi
 cells_start=$SECONDS
 for run in $(seq "$runs"); do
   # Servers alternate within each cell; the starting server rotates from run to run.
   k=$(((run - 1) % ${#order[@]}))
   rotated=("${order[@]:k}" "${order[@]:0:k}")
   for c in "${cells[@]}"; do
-    read -r wl param <<<"$c"
-    for s in "${rotated[@]}"; do run_cell "$run" "$s" "$wl" "${param:-}"; done
+    read -r wl param cond <<<"$c"
+    for s in "${rotated[@]}"; do run_cell "$run" "$s" "$wl" "${param:-}" "${cond:-}"; done
   done
 done
 if [ "$soak" -gt 0 ]; then

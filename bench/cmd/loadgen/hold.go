@@ -58,8 +58,12 @@ func startWorkers(ctx context.Context, cfg *config, lifetime time.Duration) (poo
 		if i < cfg.sockets%n {
 			count++
 		}
+		stall := cfg.stall / n
+		if i < cfg.stall%n {
+			stall++
+		}
 		cmd := exec.CommandContext(ctx, self, "worker",
-			"-url", cfg.url, "-redis", cfg.redis, "-count", itoa(count),
+			"-url", cfg.url, "-redis", cfg.redis, "-count", itoa(count), "-stall", itoa(stall),
 			"-src", "127.0.0."+itoa(2+i), "-name", "u"+itoa(i)+"-",
 			"-connect-concurrency", itoa(cfg.connConcurrency),
 			"-connect-timeout", cfg.connectTimeout.String(),
@@ -105,6 +109,15 @@ func startWorkers(ctx context.Context, cfg *config, lifetime time.Duration) (poo
 	return p, nil
 }
 
+// stalledOpen counts the non-reading sockets opened (stress mode).
+func (p pool) stalledOpen() int {
+	n := 0
+	for _, w := range p {
+		n += w.ready.Stalled
+	}
+	return n
+}
+
 func (p pool) pids() []int {
 	out := make([]int, 0, len(p))
 	for _, w := range p {
@@ -113,10 +126,11 @@ func (p pool) pids() []int {
 	return out
 }
 
+// open counts the sockets opened, reading or not (stalledOpen).
 func (p pool) open() (n int, errs map[string]int64) {
 	errs = map[string]int64{}
 	for _, w := range p {
-		n += w.ready.Open
+		n += w.ready.Open + w.ready.Stalled
 		for k, v := range w.ready.Errors {
 			errs[k] += v
 		}
@@ -259,7 +273,7 @@ func w2(ctx context.Context, cfg *config, cell *result.Cell) error {
 		if ph.count <= 0 {
 			continue
 		}
-		m, cpu, window, err := fanout(ctx, cfg, p, n, ph.base, ph.count, ph.rate)
+		m, cpu, window, err := fanout(ctx, cfg, p, n, ph.base, ph.count, ph.rate, nil)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph.name, err)
 		}
@@ -284,14 +298,20 @@ type publisherOut struct {
 }
 
 // fanout runs one publishing phase and waits until every subscriber has every message,
-// or until no delivery came for cfg.drainIdle.
-func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, count int, rate float64) (map[string]float64, []result.Proc, float64, error) {
+// or until no delivery came for cfg.drainIdle. subs counts the reading subscribers.
+// beforeGo, if not nil, runs once the publisher is ready, just before the clock starts.
+func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, count int, rate float64, beforeGo func()) (map[string]float64, []result.Proc, float64, error) {
 	if _, err := p.each(workerCmd{Cmd: "reset", Base: base, Count: int64(count)}); err != nil {
 		return nil, nil, 0, err
 	}
 	expected := int64(subs) * int64(count)
 	var meter *cpuMeter
-	pub, err := publish(ctx, cfg, base, count, rate, func() { meter = newCPUMeter(cfg.tracked(p.pids()...)) })
+	pub, err := publish(ctx, cfg, base, count, rate, func() {
+		if beforeGo != nil {
+			beforeGo()
+		}
+		meter = newCPUMeter(cfg.tracked(p.pids()...))
+	})
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -346,13 +366,18 @@ func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, coun
 // and connected, just before it is told to go, so that Python's start-up stays out of
 // the measured window.
 func publish(ctx context.Context, cfg *config, base int64, count int, rate float64, onReady func()) (publisherOut, error) {
+	return publishTo(ctx, cfg, "bench", cfg.textBytes, base, count, rate, onReady)
+}
+
+// publishTo is publish to any group, with texts of textBytes.
+func publishTo(ctx context.Context, cfg *config, group string, textBytes int, base int64, count int, rate float64, onReady func()) (publisherOut, error) {
 	var out publisherOut
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(float64(count)/max(rate, 1)*float64(time.Second))+2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cfg.python, cfg.publisher,
 		"--backend", cfg.publisherBackend, "--redis", cfg.redis, "--count", itoa(count),
 		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--seq-base", strconv.FormatInt(base, 10),
-		"--text-bytes", itoa(cfg.textBytes), "--wait-go")
+		"--text-bytes", itoa(textBytes), "--group", group, "--wait-go")
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Dir(cfg.publisher), "DJANGO_SETTINGS_MODULE=benchpeer.settings")
 	cmd.Stderr = os.Stderr
 	cmd.WaitDelay = 5 * time.Second

@@ -6,6 +6,8 @@
 //	loadgen w3 …      server memory per idle authenticated socket, pings flowing
 //	loadgen soak …    w3 held for a long time, memory sampled
 //	loadgen w4 …      echo round trips/s
+//	loadgen stress …  w2 under a condition: quiet, busy or stalled (bench/README.md "Stress")
+//	loadgen spin …    (internal) the stress mode's CPU busy loop
 //	loadgen worker …  (internal) holds sockets for w2, w3 and soak in its own process
 //	loadgen freeport | waitport | redis   helpers for run.sh
 //
@@ -29,7 +31,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen w1|w2|w3|w4|soak|worker|freeport|waitport|redis [flags]")
+	fmt.Fprintln(os.Stderr, "usage: loadgen w1|w2|w3|w4|soak|stress|spin|worker|freeport|waitport|redis [flags]")
 	os.Exit(2)
 }
 
@@ -52,6 +54,10 @@ func main() {
 		err = runMeasure(ctx, cmd, args, soak)
 	case "w4":
 		err = runMeasure(ctx, cmd, args, w4)
+	case "stress":
+		err = runMeasure(ctx, cmd, args, stress)
+	case "spin":
+		err = runSpin(ctx, args)
 	case "worker":
 		err = runWorker(ctx, args)
 	case "freeport":
@@ -97,6 +103,15 @@ type config struct {
 	python           string
 	publisher        string
 	publisherBackend string
+	// stress mode
+	condition      string
+	stallPct       float64
+	stallMessages  int
+	stallTextBytes int
+	debugURL       string
+	busyCPU        string
+	stall          int       // non-reading sockets to open (from condition and stallPct)
+	extra          []tracked // more processes whose CPU each phase records (the busy loop)
 }
 
 type workload func(ctx context.Context, cfg *config, cell *result.Cell) error
@@ -132,6 +147,12 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	fs.StringVar(&cfg.python, "python", "/usr/bin/python3", "w2: Python for the publisher")
 	fs.StringVar(&cfg.publisher, "publisher", "", "w2: path of bench/peer/publish.py")
 	fs.StringVar(&cfg.publisherBackend, "publisher-backend", "", "w2: core, pubsub or publish")
+	fs.StringVar(&cfg.condition, "condition", "quiet", "stress: quiet, busy (a CPU busy loop on -busy-cpu) or stalled (-stall-pct of the subscribers never read)")
+	fs.Float64Var(&cfg.stallPct, "stall-pct", 10, "stress, stalled: percentage of the subscribers that stop reading after the handshake")
+	fs.IntVar(&cfg.stallMessages, "stall-messages", 640, "stress, stalled: messages sent to the non-readers' group during the burst")
+	fs.IntVar(&cfg.stallTextBytes, "stall-text-bytes", 32768, "stress, stalled: bytes of text in each of those")
+	fs.StringVar(&cfg.debugURL, "debug-url", "", "stress: the Go server's /debug/stats URL (goroutines, closes); empty for servers without one")
+	fs.StringVar(&cfg.busyCPU, "busy-cpu", "0", "stress, busy: CPU list for taskset (the server's core); empty: not pinned")
 	_ = fs.Parse(args)
 	if cfg.url == "" || cfg.redis == "" || cfg.serverPID == 0 {
 		return errors.New("-url, -redis and -server-pid are required")
@@ -139,8 +160,11 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	ctx, cancel := context.WithTimeout(ctx, cfg.deadline)
 	defer cancel()
 	cell := &result.Cell{Run: cfg.run, Server: cfg.server, Workload: name, Layer: cfg.layer}
-	if name == "w2" || name == "w3" || name == "soak" {
+	if name == "w2" || name == "w3" || name == "soak" || name == "stress" {
 		cell.Param = cfg.sockets
+	}
+	if name == "stress" {
+		cell.Condition = cfg.condition
 	}
 	err := fn(ctx, &cfg, cell)
 	if err != nil {
@@ -166,7 +190,7 @@ func (cfg *config) tracked(workers ...int) []tracked {
 	if cfg.redisPID != 0 {
 		t = append(t, tracked{"redis", cfg.redisPID, "1"})
 	}
-	return t
+	return append(t, cfg.extra...)
 }
 
 // freePort prints a TCP port that was free on 127.0.0.1 a moment ago.

@@ -28,6 +28,11 @@ import (
 //
 // It exits by itself when stdin closes or -lifetime runs out, and dies with its parent
 // (the coordinator sets Pdeathsig).
+//
+// With -stall K (stress mode) its first K sockets belong to users named "stall-…" and
+// are never read after their greeting: they keep the TCP connection open while the
+// server's frames pile up in the buffers. They are not in any count below (received,
+// open, closed, pings): those cover the reading sockets only.
 
 type workerCmd struct {
 	Cmd   string `json:"cmd"`
@@ -37,9 +42,10 @@ type workerCmd struct {
 }
 
 type workerReady struct {
-	Event  string           `json:"event"`
-	Open   int              `json:"open"`
-	Errors map[string]int64 `json:"errors,omitempty"`
+	Event   string           `json:"event"`
+	Open    int              `json:"open"`              // reading sockets
+	Stalled int              `json:"stalled,omitempty"` // non-reading sockets (-stall)
+	Errors  map[string]int64 `json:"errors,omitempty"`
 }
 
 type workerStats struct {
@@ -111,9 +117,13 @@ func runWorker(ctx context.Context, args []string) error {
 	conc := fs.Int("connect-concurrency", 64, "handshakes in flight")
 	timeout := fs.Duration("connect-timeout", 60*time.Second, "bound on one handshake")
 	lifetime := fs.Duration("lifetime", 15*time.Minute, "exit after this long whatever happens")
+	stall := fs.Int("stall", 0, "stress mode: of -count, sockets that never read after the greeting")
 	_ = fs.Parse(args)
 	if *count <= 0 || *count > 15000 {
 		return fmt.Errorf("-count %d: want 1 … 15000 (keep each process far below 20,000 fds)", *count)
+	}
+	if *stall < 0 || *stall >= *count {
+		return fmt.Errorf("-stall %d: want 0 … %d", *stall, *count-1)
 	}
 	ctx, cancel := context.WithTimeout(ctx, *lifetime)
 	defer cancel()
@@ -122,7 +132,12 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tickets, err := issueTickets(ctx, rc, *count, *name)
+	stallTickets, err := issueTickets(ctx, rc, *stall, stallPrefix+*name)
+	if err != nil {
+		rc.Close()
+		return err
+	}
+	tickets, err := issueTickets(ctx, rc, *count-*stall, *name)
 	rc.Close()
 	if err != nil {
 		return err
@@ -131,7 +146,12 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	conns, errs := openAll(ctx, d, tickets, *conc, *timeout)
+	// The non-readers first: each has read its greeting and then is left alone.
+	stalled, errs := openAll(ctx, d, stallTickets, *conc, *timeout)
+	conns, errs2 := openAll(ctx, d, tickets, *conc, *timeout)
+	for k, v := range errs2 {
+		errs[k] += v
+	}
 
 	out := json.NewEncoder(os.Stdout)
 	var outMu sync.Mutex
@@ -191,7 +211,7 @@ func runWorker(ctx context.Context, args []string) error {
 			}
 		}()
 	}
-	if err := send(workerReady{Event: "ready", Open: len(conns), Errors: errs}); err != nil {
+	if err := send(workerReady{Event: "ready", Open: len(conns), Stalled: len(stalled), Errors: errs}); err != nil {
 		return err
 	}
 
@@ -199,6 +219,9 @@ func runWorker(ctx context.Context, args []string) error {
 		quitting.Store(true)
 		for _, s := range socks {
 			closeNormally(s.c)
+		}
+		for _, c := range stalled {
+			closeNormally(c)
 		}
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()

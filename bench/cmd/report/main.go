@@ -6,6 +6,11 @@
 //
 // It prints the markdown, and writes report.md and summary.json (the same table as
 // data, which bench/harness_test.go checks) into the directory.
+//
+// A stress run (meta.json "stress": true, bench/run.sh --stress) gets the stress
+// table instead (bench/internal/stressreport); with -benchmarks-md it replaces only
+// the marked "Stress" section of that file, or appends one. A full run's rewrite of
+// BENCHMARKS.md keeps the Stress section that was there.
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/canal-rt/canal/bench/internal/result"
+	"github.com/canal-rt/canal/bench/internal/stressreport"
 )
 
 type meta struct {
@@ -48,6 +54,11 @@ type meta struct {
 	SoakS       int               `json:"soak_s"`
 	SoakServers []string          `json:"soak_servers"`
 	Params      string            `json:"params"`
+	// The stress mode (bench/run.sh --stress).
+	Stress           bool     `json:"stress"`
+	StressSizes      []int    `json:"stress_sizes"`
+	StressConditions []string `json:"stress_conditions"`
+	StressParams     string   `json:"stress_params"`
 }
 
 // kind says how a metric compares.
@@ -299,6 +310,13 @@ func run(dir, mdPath string) error {
 	for _, cs := range cells {
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Run < cs[j].Run })
 	}
+	if m.Stress {
+		var all []*result.Cell
+		for _, cs := range cells {
+			all = append(all, cs...)
+		}
+		return runStress(dir, mdPath, &m, all)
+	}
 
 	servers := orderServers(m.Servers)
 	defs := rows(&m)
@@ -414,7 +432,16 @@ func run(dir, mdPath string) error {
 	}
 	fmt.Print(text)
 	if mdPath != "" {
-		if err := os.WriteFile(mdPath, []byte(benchmarksMD(text)), 0o644); err != nil {
+		// Keep the Stress section a stress run wrote (it is not part of this run).
+		var keep string
+		if old, err := os.ReadFile(mdPath); err == nil {
+			keep = stressreport.Extract(string(old))
+		}
+		doc := benchmarksMD(text)
+		if keep != "" {
+			doc = stressreport.Replace(doc, keep)
+		}
+		if err := os.WriteFile(mdPath, []byte(doc), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "report: wrote %s\n", mdPath)
@@ -613,4 +640,45 @@ to run it and how to read the table: [bench/README.md](bench/README.md). Reprodu
 the command below; it rewrites this file.
 
 ` + report
+}
+
+// runStress writes a stress run's report: report.md, summary.json and, with mdPath,
+// the Stress section of BENCHMARKS.md.
+func runStress(dir, mdPath string, m *meta, cells []*result.Cell) error {
+	sm := &stressreport.Meta{
+		Mode: m.Mode, Runs: m.Runs, Command: m.Command, Date: m.Date, Commit: m.Commit,
+		Machine: fmt.Sprintf("%s, %d cores, %.0f GiB, %s, Linux %s; open-file limit %d",
+			m.Machine.CPU, m.Machine.Cores, m.Machine.MemoryGiB, m.Machine.OS, m.Machine.Kernel, m.OpenFiles),
+		Pinned: m.Pinned, CanalLayer: m.CanalLayer, Servers: orderServers(m.Servers),
+		Sizes: m.StressSizes, Conditions: m.StressConditions, Params: m.StressParams,
+	}
+	sum := stressreport.Build(sm, cells)
+	text := stressreport.Render(sm, sum, cells)
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(text), 0o644); err != nil {
+		return err
+	}
+	sb, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(sb, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(text)
+	if mdPath == "" {
+		return nil
+	}
+	old, err := os.ReadFile(mdPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	doc := string(old)
+	if doc == "" {
+		doc = benchmarksMD("")
+	}
+	if err := os.WriteFile(mdPath, []byte(stressreport.Replace(doc, text)), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "report: wrote the Stress section of %s\n", mdPath)
+	return nil
 }

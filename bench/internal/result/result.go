@@ -27,8 +27,10 @@ const LayerPending = "n/a (Redis layer pending)"
 type Cell struct {
 	Run      int    `json:"run"`
 	Server   string `json:"server"`
-	Workload string `json:"workload"`        // w1, w2, w3, w4, soak
-	Param    int    `json:"param,omitempty"` // N for w2, w3 and soak
+	Workload string `json:"workload"`        // w1, w2, w3, w4, soak, stress
+	Param    int    `json:"param,omitempty"` // N for w2, w3, soak and stress
+	// Condition is the stress mode's: quiet, busy or stalled.
+	Condition string `json:"condition,omitempty"`
 	// Layer is the channel layer the server used ("redis-core", "redis-pubsub",
 	// "pubsub" for the baseline's own SUBSCRIBE, "memory" for Canal while the Redis
 	// layer is pending).

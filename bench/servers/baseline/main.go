@@ -16,6 +16,13 @@
 //   - one writer goroutine per socket with a bounded queue (a full queue closes the
 //     socket, like Canal's slow-consumer policy), keepalive pings every -ping.
 //
+//   - stress mode (bench/run.sh --stress): -debug-addr serves the goroutine count and
+//     the connections ended, by cause (bench/internal/debugstats); users named
+//     "stall-…" also receive bench:bench-stall, a stream meant to overflow their
+//     buffers. A socket dropped by the full-queue policy counts as 1013 (the code
+//     Canal's slow-consumer policy uses; no close frame can reach a full socket), a
+//     failed or timed-out write or read as 1006, a client's close frame as its code.
+//
 //     baseline -addr 127.0.0.1:8003 -redis redis://127.0.0.1:6379/0 -ping 10s
 package main
 
@@ -37,11 +44,14 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal/bench/internal/debugstats"
 )
 
 const (
 	ticketPrefix = "canal:ticket:"
 	channel      = "bench:bench"
+	stallChannel = "bench:" + debugstats.StallGroup
 	sendQueue    = 256
 	readLimit    = 64 << 10
 	writeTimeout = 10 * time.Second
@@ -61,13 +71,22 @@ type echo struct {
 }
 
 type client struct {
-	ws   *websocket.Conn
-	out  chan *websocket.PreparedMessage
-	done chan struct{}
-	once sync.Once
+	ws      *websocket.Conn
+	out     chan *websocket.PreparedMessage
+	done    chan struct{}
+	once    sync.Once
+	user    string
+	stalled bool // a stress-mode non-reader: also receives stallChannel
+	code    int  // why the server ended it (set once, in stop)
 }
 
-func (c *client) stop() { c.once.Do(func() { close(c.done) }) }
+// stop ends the connection; the first caller's code is the one recorded.
+func (c *client) stop(code int) {
+	c.once.Do(func() {
+		c.code = code
+		close(c.done)
+	})
+}
 
 // enqueue never blocks: a client whose queue is full is closed.
 func (c *client) enqueue(pm *websocket.PreparedMessage) {
@@ -75,7 +94,7 @@ func (c *client) enqueue(pm *websocket.PreparedMessage) {
 	case c.out <- pm:
 	case <-c.done:
 	default:
-		c.stop()
+		c.stop(1013)
 	}
 }
 
@@ -96,11 +115,13 @@ func (h *hub) remove(c *client) {
 	h.mu.Unlock()
 }
 
-func (h *hub) broadcast(pm *websocket.PreparedMessage) {
+func (h *hub) broadcast(pm *websocket.PreparedMessage, stalledOnly bool) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range h.clients {
-		c.enqueue(pm)
+		if !stalledOnly || c.stalled {
+			c.enqueue(pm)
+		}
 	}
 }
 
@@ -121,7 +142,8 @@ func (s *server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered
 	}
-	c := &client{ws: ws, out: make(chan *websocket.PreparedMessage, sendQueue), done: make(chan struct{})}
+	c := &client{ws: ws, out: make(chan *websocket.PreparedMessage, sendQueue), done: make(chan struct{}),
+		user: user, stalled: debugstats.Stalled(user)}
 	if pm, err := prepare(hello{Type: "hello", User: user}); err == nil {
 		c.enqueue(pm) // first, before any group message
 	}
@@ -169,9 +191,11 @@ func wellFormed(t string) bool {
 
 // reader runs on the request's goroutine until the socket fails; it echoes JSON.
 func (s *server) reader(c *client) {
+	readCode := 1006
 	defer func() {
 		s.hub.remove(c)
-		c.stop()
+		c.stop(readCode)
+		stats.Closed(c.user, c.code)
 	}()
 	c.ws.SetReadLimit(readLimit)
 	deadline := func() { _ = c.ws.SetReadDeadline(time.Now().Add(2*s.ping + 10*time.Second)) }
@@ -180,6 +204,10 @@ func (s *server) reader(c *client) {
 	for {
 		mt, data, err := c.ws.ReadMessage()
 		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				readCode = ce.Code
+			}
 			return
 		}
 		deadline()
@@ -210,12 +238,12 @@ func (s *server) writer(c *client) {
 		case pm := <-c.out:
 			_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
 			if err := c.ws.WritePreparedMessage(pm); err != nil {
-				c.stop()
+				c.stop(1006)
 				return
 			}
 		case <-t.C:
 			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
-				c.stop()
+				c.stop(1006)
 				return
 			}
 		case <-c.done:
@@ -235,7 +263,7 @@ func prepare(v any) (*websocket.PreparedMessage, error) {
 // subscribe relays published messages to every socket, encoding each once.
 func (s *server) subscribe(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := s.rdb.Receive(ctx, s.rdb.B().Subscribe().Channel(channel).Build(), func(msg rueidis.PubSubMessage) {
+		err := s.rdb.Receive(ctx, s.rdb.B().Subscribe().Channel(channel, stallChannel).Build(), func(msg rueidis.PubSubMessage) {
 			var in struct {
 				Seq  int64  `json:"seq"`
 				TS   int64  `json:"ts"`
@@ -248,7 +276,7 @@ func (s *server) subscribe(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			s.hub.broadcast(pm)
+			s.hub.broadcast(pm, msg.Channel == stallChannel)
 		})
 		if ctx.Err() == nil {
 			log.Printf("baseline: subscription ended: %v; resubscribing", err)
@@ -257,10 +285,14 @@ func (s *server) subscribe(ctx context.Context) {
 	}
 }
 
+// stats counts goroutines and ended connections for the stress mode.
+var stats = debugstats.New()
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8003", "listen address")
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL")
 	ping := flag.Duration("ping", 10*time.Second, "keepalive ping interval")
+	debugAddr := flag.String("debug-addr", "", "stress mode: serve /debug/stats on this loopback address")
 	flag.Parse()
 
 	opt, err := rueidis.ParseURL(*redisURL)
@@ -285,6 +317,9 @@ func main() {
 			WriteBufferSize: 1024,
 			CheckOrigin:     func(*http.Request) bool { return true },
 		},
+	}
+	if err := stats.Start(ctx, *debugAddr); err != nil {
+		log.Fatal(err)
 	}
 	go s.subscribe(ctx)
 

@@ -79,6 +79,9 @@ func (*Bench) Connect(ctx context.Context, c *consumer.Conn) error {
 	if err := c.GroupAdd(ctx, group); err != nil {
 		return err
 	}
+	if err := joinStall(ctx, c); err != nil { // stress mode only (stress.go)
+		return err
+	}
 	if err := c.Accept(); err != nil {
 		return err
 	}
@@ -185,6 +188,9 @@ func run(addr, redisURL string, ping time.Duration, layerName string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := startDebug(ctx); err != nil { // stress mode only (stress.go)
+		return err
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
