@@ -105,7 +105,41 @@ type Conn interface {
 // connection's other frames and events is kept. Like Deliver it never blocks and returns
 // false when the connection is closed or its queue is full.
 //
-// consumer.Options.Frames uses it when the Conn has it.
+// consumer.Options.Frames uses it when the Conn has it, directly or under wrappers
+// (see [Unwrapper] and [AsFrameDeliverer]).
 type FrameDeliverer interface {
 	DeliverFrame(m Message, f Frame) bool
+}
+
+// Unwrapper is implemented by a Conn that wraps another, as middleware does to change
+// what Accept does (net/http's ResponseController convention). It lets capabilities of
+// the server's Conn, such as [FrameDeliverer], be found through the wrapper.
+//
+// The rule for middleware authors: a wrapper may Unwrap only if its Send and Deliver
+// do what the wrapped Conn's do, because a capability found below it (DeliverFrame)
+// bypasses it. A wrapper that changes Send or Deliver must not Unwrap; it may
+// implement FrameDeliverer itself.
+type Unwrapper interface {
+	Unwrap() Conn
+}
+
+// maxUnwrap bounds AsFrameDeliverer's walk, in case a wrapper unwraps to itself.
+const maxUnwrap = 64
+
+// AsFrameDeliverer returns the first FrameDeliverer among c and the Conns it wraps
+// (following Unwrap).
+func AsFrameDeliverer(c Conn) (FrameDeliverer, bool) {
+	for range maxUnwrap {
+		if fd, ok := c.(FrameDeliverer); ok {
+			return fd, true
+		}
+		u, ok := c.(Unwrapper)
+		if !ok {
+			return nil, false
+		}
+		if c = u.Unwrap(); c == nil {
+			return nil, false
+		}
+	}
+	return nil, false
 }

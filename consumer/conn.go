@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -49,9 +48,13 @@ func (c *Conn) SendText(s string) error { return c.raw.Send(canal.Text(s)) }
 // SendBytes queues a binary frame.
 func (c *Conn) SendBytes(b []byte) error { return c.raw.Send(canal.Frame{Binary: true, Data: b}) }
 
-// SendJSON encodes v as JSON (UTF-8, not \u-escaped) and queues it as a text frame.
+// SendJSON encodes v as JSON and queues it as a text frame. The text is UTF-8 as
+// written: <, > and & are not \u-escaped (a socket is not an HTML page), and there is
+// no trailing newline. A value JSON cannot hold (NaN, ±Inf, a channel) gives an
+// error wrapping ErrEncode and sends nothing; returned from an event handler, it
+// drops that event instead of closing the connection (see Options.Events).
 func (c *Conn) SendJSON(v any) error {
-	b, err := json.Marshal(v)
+	b, err := marshalJSON(v)
 	if err != nil {
 		return fmt.Errorf("consumer: SendJSON: %w", err)
 	}

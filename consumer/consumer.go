@@ -31,6 +31,7 @@ type (
 		ReceiveJSON(ctx context.Context, c *Conn, content json.RawMessage) error
 	}
 	// Disconnecter runs once at the end, after the groups are left, with the close code.
+	// It runs too when Connect failed: with 1006 when it failed before the accept.
 	Disconnecter interface {
 		Disconnect(ctx context.Context, c *Conn, code int)
 	}
@@ -52,13 +53,24 @@ type Options[T any] struct {
 	// Groups are joined before Connect and left before Disconnect (Channels' groups).
 	Groups []string
 	// Events maps a layer event type ("chat.message") to its handler. Types without an
-	// entry go to the consumer's Event method if it has one; otherwise they are logged
-	// and dropped.
+	// entry go to the consumer's Event method if it has one; otherwise they are
+	// dropped, counted in Stats.Unhandled and logged at most once a second per type.
+	//
+	// An event handler's error closes the connection (1011, or a *canal.CloseError's
+	// code), except an error wrapping ErrEncode (SendJSON of NaN, say) that is not a
+	// *canal.CloseError: the message is bad, not the connection, so that event is
+	// dropped, counted in Stats.BadEvents and logged (type and error, never the
+	// message), and the connection goes on.
 	Events map[string]EventFunc[T]
 	// Frames maps a layer event type to the frame sent to the client for it. The frame
 	// is built once per message and the same bytes go to every member of a group: the
 	// fast path for fan-out, where Events would encode once per member. A type may be
 	// in Events or Frames, not both.
+	//
+	// A FrameFunc depends on the message only, so its error means the message is bad
+	// (NaN in a JSONFrame): the message is skipped for every member, counted once in
+	// Stats.BadFrames and logged (type and error, never the message); no connection
+	// is closed.
 	Frames map[string]FrameFunc
 	// OnInvalid decides what a JSON consumer does with a frame that is not a JSON text
 	// frame (err wraps ErrInvalidJSON or ErrBinaryFrame). Returning nil keeps the socket
@@ -67,7 +79,8 @@ type Options[T any] struct {
 	OnInvalid func(ctx context.Context, c *Conn, f canal.Frame, err error) error
 	// ChannelPrefix prefixes the consumer's channel name. Default "specific".
 	ChannelPrefix string
-	// Logger receives dropped events. Default slog.Default().
+	// Logger receives dropped events, rate-limited per event type. Default
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -92,7 +105,12 @@ type Handler[T any] struct {
 	factory func() T
 	opts    Options[T]
 	frames  map[string]*frameMemo
+	drops   *drops
 }
+
+// Stats returns the counts of layer events this handler dropped rather than closing
+// connections over them. Safe for concurrent use.
+func (h *Handler[T]) Stats() Stats { return h.drops.stats() }
 
 // New returns the handler for consumer type T; factory makes a fresh T per connection.
 func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
@@ -116,6 +134,10 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	if len(opts.Frames) > 0 && opts.Layer == nil {
 		return nil, fmt.Errorf("%w: Frames need a Layer", ErrNoLayer)
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	d := &drops{logger: opts.Logger}
 	memos := make(map[string]*frameMemo, len(opts.Frames))
 	for t, fn := range opts.Frames {
 		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
@@ -127,15 +149,12 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 		if _, dup := opts.Events[t]; dup {
 			return nil, fmt.Errorf("consumer: event %q is in both Events and Frames", t)
 		}
-		memos[t] = &frameMemo{build: fn}
+		memos[t] = &frameMemo{build: fn, typ: t, drops: d}
 	}
 	if opts.ChannelPrefix == "" {
 		opts.ChannelPrefix = "specific"
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	return &Handler[T]{factory: factory, opts: opts, frames: memos}, nil
+	return &Handler[T]{factory: factory, opts: opts, frames: memos, drops: d}, nil
 }
 
 // Connect implements canal.Handler.
@@ -162,18 +181,42 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 		err = c.Accept()
 	}
 	if err != nil {
+		// No session will exist, so the server will never call Disconnect: run it
+		// here, after the groups are left, as Channels does after DenyConnection.
 		c.cleanup(ctx)
+		if d, ok := any(inst).(Disconnecter); ok {
+			d.Disconnect(context.WithoutCancel(ctx), c, failedConnectCode(raw, err))
+		}
 		return nil, layerReject(err)
 	}
 	return &session[T]{h: h, inst: inst, c: c}, nil
 }
 
+// failedConnectCode is the code Disconnect gets when Connect failed: 1006 before the
+// accept (the handshake is refused, no close frame is sent), else what the server
+// closes the opened socket with (canal.Handler): a *canal.CloseError's code, or 1011.
+func failedConnectCode(raw canal.Conn, err error) int {
+	if !raw.Accepted() {
+		return canal.CloseAbnormal
+	}
+	var ce *canal.CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return canal.CloseInternalError
+}
+
 // deliverFunc is what the layer calls for each message to raw. Events listed in Frames
 // are built once per message (frameMemo) on the layer's goroutine and handed over as a
 // ready frame when raw can take one, so a group message costs each idle member a queued
-// write, not a session call.
+// write, not a session call. Middleware between the server and the consumer may wrap
+// raw; canal.AsFrameDeliverer finds the server's DeliverFrame under wrappers that
+// Unwrap.
+//
+// A message whose frame cannot be built is taken (true) and dropped: it is bad for
+// every member alike, and frameMemo has counted and logged it once.
 func (h *Handler[T]) deliverFunc(raw canal.Conn) func(canal.Message) bool {
-	fd, ok := raw.(canal.FrameDeliverer)
+	fd, ok := canal.AsFrameDeliverer(raw)
 	if !ok || len(h.frames) == 0 {
 		return raw.Deliver
 	}
@@ -185,7 +228,7 @@ func (h *Handler[T]) deliverFunc(raw canal.Conn) func(canal.Message) bool {
 		}
 		f, err := fm.frame(m)
 		if err != nil {
-			return raw.Deliver(m) // Event reports the error, as without the fast path
+			return true
 		}
 		return fd.DeliverFrame(m, f)
 	}
@@ -231,19 +274,19 @@ func (s *session[T]) invalid(ctx context.Context, f canal.Frame, err error, code
 
 func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) error {
 	if err := m.ValidateType(); err != nil {
-		s.h.opts.Logger.Warn("canal: dropped layer event", "err", err, "route", s.c.Scope().RoutePattern)
+		s.h.drops.invalidEvent(s.c.Scope().RoutePattern, err)
 		return nil
 	}
 	t := m.Type()
 	if fm, ok := s.h.frames[t]; ok {
 		f, err := fm.frame(m)
 		if err != nil {
-			return err
+			return nil // a bad message, counted and logged by frameMemo
 		}
 		return s.c.Send(f)
 	}
 	if fn, ok := s.h.opts.Events[t]; ok {
-		return fn(s.inst, ctx, s.c, m)
+		return s.eventError(t, fn(s.inst, ctx, s.c, m))
 	}
 	switch t {
 	case "websocket.receive":
@@ -261,9 +304,24 @@ func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) e
 		return s.c.Close(code, m.String("reason"))
 	}
 	if er, ok := any(s.inst).(EventReceiver); ok {
-		return er.Event(ctx, s.c, m)
+		return s.eventError(t, er.Event(ctx, s.c, m))
 	}
-	s.h.opts.Logger.Warn("canal: no handler for layer event", "type", t, "route", s.c.Scope().RoutePattern)
+	s.h.drops.noHandler(t, s.c.Scope().RoutePattern)
+	return nil
+}
+
+// eventError decides what an event handler's error does. An encoding failure means
+// the message is bad (it carries NaN, say), not the connection: the event is dropped
+// and the socket stays. Anything else, and an explicit *canal.CloseError, closes.
+func (s *session[T]) eventError(t string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *canal.CloseError
+	if errors.As(err, &ce) || !errors.Is(err, ErrEncode) {
+		return err
+	}
+	s.h.drops.badEvent(t, s.c.Scope().RoutePattern, err)
 	return nil
 }
 

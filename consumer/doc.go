@@ -19,6 +19,37 @@
 // by method name, groups joined with GroupAdd are left automatically, and bad input
 // (invalid JSON, binary frames) closes with a documented code instead of crashing.
 //
+// # What closes a connection, and what does not
+//
+// A hook's error closes its connection: with a *canal.CloseError's code, else 1011,
+// as an exception does in Channels. Layer events are the exception to the rule when
+// the message, not the connection, is at fault, because one group message reaches
+// every member and must not close them all:
+//
+//   - A FrameFunc (Options.Frames) that fails, such as a JSONFrame given NaN or ±Inf
+//     (msgpack and channels_redis carry them; JSON cannot): the message is skipped
+//     for every member, counted once in Handler.Stats().BadFrames and logged once
+//     (event type and error, never the message).
+//   - An event handler (Options.Events, or the Event method) that returns an error
+//     wrapping ErrEncode, which SendJSON returns for a value JSON cannot hold: that
+//     event is dropped for that connection, counted in Stats().BadEvents and logged.
+//     Wrap it in a *canal.CloseError to close instead.
+//   - An event with no handler: dropped, counted in Stats().Unhandled.
+//
+// These log lines are rate-limited to one per event type and second, with the
+// number held back in the next line. Other errors (canal.ErrClosed from a send, a
+// handler's own error) still close: they say the connection is broken or the
+// application chose to end it.
+//
+// Outgoing JSON (SendJSON, JSONFrame) is UTF-8 as written: <, > and & are not
+// \u-escaped, and there is no trailing newline.
+//
+// Disconnect runs once for every connection whose Connect hook ran, after the groups
+// are left: with 1006 when Connect refused (canal.Reject, or any error before the
+// accept; Channels calls disconnect(1006) after DenyConnection too), and with the
+// close code when Connect failed after accepting (a *canal.CloseError's code, else
+// 1011).
+//
 // The same consumer serves Server-Sent Events streams when the server has
 // Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
 // since a stream's client cannot send.

@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"sync/atomic"
@@ -13,10 +12,12 @@ import (
 // It must depend on the message only, not on the connection.
 type FrameFunc func(m canal.Message) (canal.Frame, error)
 
-// JSONFrame is a FrameFunc that sends the JSON encoding of what build returns.
+// JSONFrame is a FrameFunc that sends the JSON encoding of what build returns, encoded
+// as SendJSON does (UTF-8, no HTML escaping, no trailing newline). A value JSON cannot
+// hold (NaN from Django, say) is an error wrapping ErrEncode: the message is skipped.
 func JSONFrame(build func(m canal.Message) any) FrameFunc {
 	return func(m canal.Message) (canal.Frame, error) {
-		b, err := json.Marshal(build(m))
+		b, err := marshalJSON(build(m))
 		if err != nil {
 			return canal.Frame{}, fmt.Errorf("consumer: JSONFrame: %w", err)
 		}
@@ -33,7 +34,12 @@ func JSONFrame(build func(m canal.Message) any) FrameFunc {
 // which is harmless (the result is the same).
 type frameMemo struct {
 	build FrameFunc
+	typ   string
+	drops *drops // nil in benchmarks
 	last  atomic.Pointer[memoEntry]
+	// lastBad is the last failed build, so that a bad message rebuilt by a member
+	// that comes late (the memo moved on meanwhile) is not counted twice.
+	lastBad atomic.Pointer[memoEntry]
 }
 
 type memoEntry struct {
@@ -47,7 +53,13 @@ func (fm *frameMemo) frame(m canal.Message) (canal.Frame, error) {
 		return e.frame, e.err
 	}
 	f, err := fm.build(m)
-	fm.last.Store(&memoEntry{msg: m, frame: f, err: err})
+	e := &memoEntry{msg: m, frame: f, err: err}
+	fm.last.Store(e)
+	if err != nil && fm.drops != nil {
+		if prev := fm.lastBad.Swap(e); prev == nil || !sameMap(prev.msg, m) {
+			fm.drops.badFrame(fm.typ, err)
+		}
+	}
 	return f, err
 }
 

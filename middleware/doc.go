@@ -46,4 +46,12 @@
 //
 // All middleware here are immutable once built and safe for concurrent use by any
 // number of connections.
+//
+// A middleware that hands the next handler a Conn of its own (Ticket does, to choose
+// the marker subprotocol or to make Accept a no-op after a first-message ticket)
+// hides the server Conn's optional capabilities, among them canal.FrameDeliverer, the
+// encode-once path of consumer.Options.Frames. Give such a wrapper an Unwrap()
+// canal.Conn method returning the wrapped Conn, as every wrapper here has, when its
+// Send and Deliver are the wrapped Conn's; see canal.Unwrapper. A wrapper that
+// changes Send or Deliver must not Unwrap.
 package middleware

@@ -437,6 +437,10 @@ type markerConn struct {
 	marker string
 }
 
+// Unwrap returns the server's Conn: markerConn changes Accept only, so the server's
+// DeliverFrame (the encode-once fan-out path) may be used below it.
+func (c *markerConn) Unwrap() canal.Conn { return c.Conn }
+
 func (c *markerConn) Accept(opts canal.AcceptOptions) error {
 	if opts.Subprotocol == "" {
 		opts.Subprotocol = c.marker
@@ -468,6 +472,10 @@ func (s *connSession) Disconnect(ctx context.Context, _ canal.Conn, code int) {
 type acceptedConn struct{ canal.Conn }
 
 func (*acceptedConn) Accept(canal.AcceptOptions) error { return nil }
+
+// Unwrap returns the server's Conn: acceptedConn changes Accept only, so the server's
+// DeliverFrame (the encode-once fan-out path) may be used below it.
+func (c *acceptedConn) Unwrap() canal.Conn { return c.Conn }
 
 // firstMessageSession waits for the ticket frame, then runs the next handler and
 // forwards to its session. The server calls it one method at a time; only the timer's
