@@ -1,12 +1,14 @@
 package layers
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,8 +44,11 @@ type MemoryOptions struct {
 //     sent to or received from; idle empty queues are freed about once per Expiry.
 //   - Group members not re-added within GroupExpiry are pruned by GroupSend, and in
 //     every group about once per GroupExpiry, so forgotten groups do not pile up.
-//   - GroupSend hands every member the same Message value (no copy): receivers must
-//     treat it as read-only.
+//   - Send and GroupSend deep-copy msg (maps and slices all the way down; see
+//     copyMessage), as Channels' in-memory layer does, so a sender that reuses or
+//     changes its map after the call does not change what receivers get: the same
+//     isolation a Redis layer gives by serializing. GroupSend makes one copy and
+//     hands it to every member, which must treat it as read-only.
 //   - A channel made by Attach cannot be read with Receive. Once detached, its name
 //     is dead: Send to it succeeds and drops the message, GroupAdd of it does nothing,
 //     and GroupSend prunes its memberships, so a connection that forgets to leave its
@@ -249,11 +254,12 @@ func (m *Memory) Send(ctx context.Context, channel string, msg canal.Message) er
 		if l == nil || l.detached.Load() {
 			return nil // detached: the channel is gone, drop
 		}
-		if !l.deliver(msg) {
+		if !l.deliver(copyMessage(msg)) {
 			return fmt.Errorf("layers: send to %q: %w", channel, canal.ErrChannelFull)
 		}
 		return nil
 	}
+	msg = copyMessage(msg)
 	now := m.now()
 	m.mu.RLock()
 	q := m.queues[channel]
@@ -540,7 +546,7 @@ func (m *Memory) GroupDiscard(ctx context.Context, group, channel string) error 
 
 // GroupSend sends msg to every current member of group: attached members through
 // deliver, others onto their queues. Full members are skipped silently; an unknown
-// group is a no-op. All members share the one msg value.
+// group is a no-op. All members share one copy of msg.
 func (m *Memory) GroupSend(ctx context.Context, group string, msg canal.Message) error {
 	if err := ValidGroupName(group); err != nil {
 		return fmt.Errorf("layers: group send: %w", err)
@@ -551,6 +557,7 @@ func (m *Memory) GroupSend(ctx context.Context, group string, msg canal.Message)
 	if err := m.begin(ctx); err != nil {
 		return err
 	}
+	msg = copyMessage(msg) // one copy for all members: they treat it as read-only
 	now := m.now()
 
 	tp := targetPool.Get().(*[]*memListener)
@@ -681,4 +688,103 @@ func (m *Memory) Close(ctx context.Context) error {
 	m.queues = make(map[string]*memQueue)
 	m.groups = make(map[string]*memGroup)
 	return nil
+}
+
+// copyMaxDepth bounds copyValue's recursion: deeper values (or a map that contains
+// itself) are shared instead of copied, rather than recursing forever.
+const copyMaxDepth = 64
+
+// copyMessage returns a deep copy of msg, as Channels' in-memory layer deep-copies a
+// message on send: a Redis layer serializes it, so a sender that changes its map after
+// Send must not change what the receiver gets with the memory layer either.
+//
+// Maps and slices of any type, and []byte, are copied all the way down; other values
+// (strings, numbers, and what pointers, structs and channels refer to) are shared:
+// the first are immutable, and the others cannot cross a Redis layer anyway.
+func copyMessage(msg canal.Message) canal.Message {
+	out := make(canal.Message, len(msg))
+	for k, v := range msg {
+		out[k] = copyValue(v, 0)
+	}
+	return out
+}
+
+func copyValue(v any, depth int) any {
+	if depth >= copyMaxDepth {
+		return v
+	}
+	switch x := v.(type) {
+	case nil, string, bool, int, int64, uint64, float64, int32, uint32, float32:
+		return v
+	case []byte:
+		if x == nil {
+			return x
+		}
+		return bytes.Clone(x)
+	case map[string]any:
+		if x == nil {
+			return x
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = copyValue(e, depth+1)
+		}
+		return out
+	case canal.Message:
+		if x == nil {
+			return x
+		}
+		out := make(canal.Message, len(x))
+		for k, e := range x {
+			out[k] = copyValue(e, depth+1)
+		}
+		return out
+	case []any:
+		if x == nil {
+			return x
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = copyValue(e, depth+1)
+		}
+		return out
+	case []string:
+		if x == nil {
+			return x
+		}
+		return append([]string(nil), x...)
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Map, reflect.Slice:
+		if rv.IsNil() {
+			return v
+		}
+		return copyReflect(rv, depth).Interface()
+	}
+	return v
+}
+
+// copyReflect copies a non-nil map or slice of any type (map[string]string, []int,
+// []map[string]any, ...).
+func copyReflect(rv reflect.Value, depth int) reflect.Value {
+	elem := func(e reflect.Value) reflect.Value {
+		c := copyValue(e.Interface(), depth+1)
+		if c == nil {
+			return reflect.Zero(e.Type()) // a nil interface element stays one
+		}
+		return reflect.ValueOf(c)
+	}
+	if rv.Kind() == reflect.Map {
+		out := reflect.MakeMapWithSize(rv.Type(), rv.Len())
+		for it := rv.MapRange(); it.Next(); {
+			out.SetMapIndex(it.Key(), elem(it.Value()))
+		}
+		return out
+	}
+	out := reflect.MakeSlice(rv.Type(), rv.Len(), rv.Len())
+	for i := range rv.Len() {
+		out.Index(i).Set(elem(rv.Index(i)))
+	}
+	return out
 }

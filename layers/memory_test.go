@@ -695,14 +695,100 @@ func TestMemoryGroupSendSharesMessage(t *testing.T) {
 	m.GroupAdd(ctx, "g", "queued")
 	sent := msg("shared")
 	m.GroupSend(ctx, "g", sent)
-	ptr := reflect.ValueOf(sent).UnsafePointer()
+	// One copy for all members (the encode-once fan-out relies on it), not the sender's.
+	first := recs[0].got()
+	if len(first) != 1 {
+		t.Fatalf("member 0 got %d messages", len(first))
+	}
+	ptr := reflect.ValueOf(first[0]).UnsafePointer()
+	if ptr == reflect.ValueOf(sent).UnsafePointer() {
+		t.Error("members got the sender's map, not a copy")
+	}
 	for i, r := range recs {
 		if got := r.got(); len(got) != 1 || reflect.ValueOf(got[0]).UnsafePointer() != ptr {
-			t.Errorf("member %d did not get the same Message value", i)
+			t.Errorf("member %d did not get the same Message value as member 0", i)
 		}
 	}
 	if got := mustRecv(t, m, "queued"); reflect.ValueOf(got).UnsafePointer() != ptr {
-		t.Error("queued member got a copy")
+		t.Error("queued member got a copy of its own")
+	}
+}
+
+// TestMemoryCopiesMessage: what a receiver gets does not change when the sender
+// changes its message after Send or GroupSend, at any depth, as with Channels'
+// deepcopy and with a Redis layer.
+func TestMemoryCopiesMessage(t *testing.T) {
+	t.Parallel()
+	type nested struct{ N int }
+	tests := []struct {
+		name   string
+		value  func() any
+		mutate func(v any)
+	}{
+		{"map[string]any", func() any { return map[string]any{"a": 1} }, func(v any) { v.(map[string]any)["a"] = 2 }},
+		{"canal.Message", func() any { return canal.Message{"a": 1} }, func(v any) { v.(canal.Message)["b"] = 2 }},
+		{"[]any", func() any { return []any{"x", int64(1)} }, func(v any) { v.([]any)[0] = "y" }},
+		{"[]byte", func() any { return []byte("abc") }, func(v any) { v.([]byte)[0] = 'z' }},
+		{"[]string", func() any { return []string{"a", "b"} }, func(v any) { v.([]string)[1] = "c" }},
+		{"map[string]string", func() any { return map[string]string{"k": "v"} }, func(v any) { v.(map[string]string)["k"] = "w" }},
+		{"[]int (reflect)", func() any { return []int{1, 2} }, func(v any) { v.([]int)[0] = 9 }},
+		{"deep: map in slice in map", func() any { return map[string]any{"l": []any{map[string]any{"k": "v"}}} },
+			func(v any) { v.(map[string]any)["l"].([]any)[0].(map[string]any)["k"] = "changed" }},
+		{"typed nested: map[string][]map[string]int", func() any { return map[string][]map[string]int{"l": {{"k": 1}}} },
+			func(v any) { v.(map[string][]map[string]int)["l"][0]["k"] = 2 }},
+		{"nil element of a typed slice", func() any { return []any{nil, []byte("x")} }, func(v any) { v.([]any)[1].([]byte)[0] = 'y' }},
+		{"struct pointer is shared, its map key is not", func() any { return map[string]any{"p": &nested{1}, "m": map[string]any{}} },
+			func(v any) { v.(map[string]any)["m"].(map[string]any)["new"] = true }},
+	}
+	for _, tt := range tests {
+		for _, op := range []string{"send attached", "send queued", "group send"} {
+			t.Run(tt.name+"/"+op, func(t *testing.T) {
+				t.Parallel()
+				m := newMem(t, MemoryOptions{})
+				ctx := context.Background()
+				want := msg("x", "v", tt.value())
+				sent := msg("x", "v", tt.value())
+				var got func() canal.Message
+				switch op {
+				case "send attached", "group send":
+					ch, r, _ := attach(t, m)
+					got = func() canal.Message { return r.got()[0] }
+					if op == "group send" {
+						m.GroupAdd(ctx, "g", ch)
+						if err := m.GroupSend(ctx, "g", sent); err != nil {
+							t.Fatal(err)
+						}
+					} else {
+						mustSend(t, m, ch, sent)
+					}
+				case "send queued":
+					mustSend(t, m, "worker", sent)
+					got = func() canal.Message { return mustRecv(t, m, "worker") }
+				}
+				tt.mutate(sent["v"])
+				sent["type"] = "changed"
+				if g := got(); !reflect.DeepEqual(g, want) {
+					t.Fatalf("receiver got %#v; want %#v as sent", g, want)
+				}
+			})
+		}
+	}
+}
+
+func TestMemoryCopySelfReference(t *testing.T) {
+	t.Parallel()
+	m := newMem(t, MemoryOptions{})
+	cyclic := map[string]any{}
+	cyclic["self"] = cyclic
+	done := make(chan error, 1)
+	go func() { done <- m.Send(context.Background(), "worker", msg("x", "v", cyclic)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Send of a self-referencing map did not return")
 	}
 }
 
