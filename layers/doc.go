@@ -7,7 +7,15 @@
 //
 // All of them follow Channels' semantics: names of at most 99 characters, capacity per
 // channel (100 by default, with per-pattern overrides), ChannelFull from Send only,
-// GroupSend skipping full members, message expiry 60 s and group expiry 24 h.
+// GroupSend skipping full members, message expiry 60 s and group expiry 24 h. As in
+// Channels, a message is the sender's no more once sent: NewMemory deep-copies it
+// (GroupSend once for all members, who share that copy read-only), the Redis layers
+// serialize it.
+//
+// What other writers put in Redis is not trusted: a stored message that cannot be read
+// is skipped (Stats().Malformed), and a group member whose name is not UTF-8 is
+// skipped by GroupSend (Stats().InvalidMembers) rather than failing the send for the
+// whole group; both are logged at most once a second, never with their contents.
 //
 // # Cluster and Sentinel
 //

@@ -20,10 +20,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/ratelog"
 )
 
 // RedisOptions configures NewRedis. The zero value gives channels_redis' defaults;
@@ -135,6 +137,12 @@ type RedisStats struct {
 	Malformed uint64
 	// GroupFull: queue keys GroupSend skipped because they were at capacity.
 	GroupFull uint64
+	// InvalidMembers: group members GroupSend skipped because their name is not valid
+	// UTF-8, so no channel can have it: something other than a channel layer wrote it
+	// to "<prefix>:group:<name>". Counted at every GroupSend that meets them (they are
+	// left in place, to expire with the group); without the skip one such member
+	// would make every GroupSend to its group fail.
+	InvalidMembers uint64
 	// StaleMembers: group members removed because the Go process that owned them
 	// had stopped refreshing its liveness key (RedisOptions.Liveness).
 	StaleMembers uint64
@@ -260,6 +268,8 @@ type Redis struct {
 	delivered, dropped, undeliverable, groupFull, reconnects atomic.Uint64
 	malformed                                                malformedCounter
 	staleMembers                                             atomic.Uint64
+	invalidMembers                                           atomic.Uint64
+	invalidMembersLog                                        ratelog.Limiter
 }
 
 var _ canal.Layer = (*Redis)(nil)
@@ -500,13 +510,14 @@ func dialHost(ctx context.Context, name string, opt rueidis.ClientOption, hook f
 // Stats returns the receive loop's counters.
 func (r *Redis) Stats() RedisStats {
 	st := RedisStats{
-		Delivered:     r.delivered.Load(),
-		Dropped:       r.dropped.Load(),
-		Undeliverable: r.undeliverable.Load(),
-		Malformed:     r.malformed.count(),
-		GroupFull:     r.groupFull.Load(),
-		StaleMembers:  r.staleMembers.Load(),
-		Reconnects:    r.reconnects.Load(),
+		Delivered:      r.delivered.Load(),
+		Dropped:        r.dropped.Load(),
+		Undeliverable:  r.undeliverable.Load(),
+		Malformed:      r.malformed.count(),
+		GroupFull:      r.groupFull.Load(),
+		InvalidMembers: r.invalidMembers.Load(),
+		StaleMembers:   r.staleMembers.Load(),
+		Reconnects:     r.reconnects.Load(),
 	}
 	if r.live != nil {
 		st.LivenessLapses = r.live.lapses.Load()
@@ -1455,6 +1466,7 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 	if err != nil {
 		return r.fail("group send", err)
 	}
+	members = r.skipInvalidMembers(group, members)
 	if len(members) == 0 {
 		return nil
 	}
@@ -1555,6 +1567,33 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// skipInvalidMembers returns members without the names that are not valid UTF-8,
+// counting and logging them (rate-limited; the group, never the bytes). Such a name
+// cannot be encoded for Django (msgpack strings are UTF-8) and is no channel's, so it
+// must cost that member only, not the group send. It allocates only when it skips.
+func (r *Redis) skipInvalidMembers(group string, members []string) []string {
+	bad := 0
+	for _, ch := range members {
+		if !utf8.ValidString(ch) {
+			bad++
+		}
+	}
+	if bad == 0 {
+		return members
+	}
+	kept := make([]string, 0, len(members)-bad)
+	for _, ch := range members {
+		if utf8.ValidString(ch) {
+			kept = append(kept, ch)
+		}
+	}
+	n := r.invalidMembers.Add(uint64(bad))
+	r.invalidMembersLog.Log(r.log, slog.LevelWarn, group,
+		"layers: redis: group send skipped members whose names are not UTF-8 (not written by a channel layer)",
+		"group", group, "skipped", bad, "invalid_members_total", n)
+	return kept
 }
 
 // groupSendSHA is redisGroupSendScript's SHA-1, for groupSendEach's EVALSHA.

@@ -1049,3 +1049,54 @@ func TestRedisConcurrentGroups(t *testing.T) {
 	wg.Wait()
 	waitFor(t, "deliveries", func() bool { return delivered.Load() > 0 })
 }
+
+// TestRedisInvalidGroupMember: a member that is not UTF-8, written to a group's key by
+// something other than a channel layer, costs that member only: GroupSend reaches the
+// others, counts it and logs one line without its bytes.
+func TestRedisInvalidGroupMember(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"msgpack", "json"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			srv := canaltest.StartRedis(t)
+			var logs lockedBuffer
+			l := newRedisLayer(t, srv, RedisOptions{SerializerFormat: format, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			c := srv.Client(t)
+			ctx := context.Background()
+			a, inA := attachInbox(t, l)
+			b, inB := attachInbox(t, l)
+			for _, ch := range []string{a, b} {
+				if err := l.GroupAdd(ctx, "room", ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const marker = "HOSTILE"
+			for _, bad := range [][]byte{[]byte("specific.\xff\xfe!" + marker), []byte("\xc3(" + marker)} {
+				zadd(t, c, "asgi:group:room", nowf(), bad)
+			}
+			for i := range 2 {
+				if err := l.GroupSend(ctx, "room", msg("hello")); err != nil {
+					t.Fatalf("GroupSend %d: %v", i, err)
+				}
+				for _, in := range []inbox{inA, inB} {
+					if got := in.next(t); got.Type() != "hello" {
+						t.Fatalf("got %v", got)
+					}
+				}
+			}
+			if n := l.Stats().InvalidMembers; n != 4 {
+				t.Fatalf("InvalidMembers %d; want 4 (2 members, 2 sends)", n)
+			}
+			out := logs.String()
+			if n := strings.Count(out, "not UTF-8"); n != 1 {
+				t.Errorf("%d log lines; want 1:\n%s", n, out)
+			}
+			if strings.Contains(out, marker) || !strings.Contains(out, "group=room") {
+				t.Errorf("log shows the member or lacks the group:\n%s", out)
+			}
+			if got := len(zmembers(t, c, "asgi:group:room")); got != 4 {
+				t.Errorf("group holds %d members; want the 2 valid and the 2 foreign ones left in place", got)
+			}
+		})
+	}
+}
