@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,9 +11,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf8"
-
-	fws "github.com/fasthttp/websocket"
 
 	"github.com/canal-rt/canal"
 )
@@ -45,24 +41,29 @@ type item struct {
 	msg   canal.Message
 }
 
-// conn is the server side of one connection and implements canal.Conn.
+// conn is the server side of one connection and implements canal.Conn. Its code is
+// split by concern: state and the canal.Conn methods here, the inbox and session calls
+// in inbox.go, the outbox and its writer in writer.go, the socket's write side in
+// sock.go, and one file per transport (websocket.go, sse.go; wire.go encodes).
 //
 // Goroutines: the handshake runs on fasthttp's request goroutine, the read loop on the
-// hijack goroutine, and two tasks on the server's worker queue drain the inbox (session
-// calls, one at a time) and the outbox (network writes), each queued only while there
-// is work. An idle socket has only its read loop.
+// hijack goroutine; a task on the session workers drains the inbox (session calls, one
+// at a time) and a task on the write workers drains the outbox, each queued only while
+// there is work; a peer that does not take what it is sent gets a flusher goroutine
+// (sock) until it does or is dropped. An idle socket has only its read loop.
 // All fields below mu are guarded by it.
 type conn struct {
 	srv    *Server
 	scope  *canal.Scope
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // worker and writer goroutines
+	wg     sync.WaitGroup // session task, writer task and flusher
 
 	decided chan struct{} // closed when the handshake is accepted or rejected
 
 	mu        sync.Mutex
 	space     sync.Cond // signalled when the inbox has room for a client frame
+	outSpace  sync.Cond // signalled when the writer empties the outbox, or on close
 	state     connState
 	accept    canal.AcceptOptions
 	status    int // HTTP status when rejected
@@ -80,6 +81,7 @@ type conn struct {
 	wire      wire // nil until the socket is upgraded or the stream opened
 	pinger    *time.Timer
 	pingDue   bool // the writer owes the peer a ping
+	stalled   bool // the writer waits for the socket's flusher (the peer is behind)
 
 	// c.work and c.write as func values, made once: a method value passed to
 	// workers.run would be allocated on every kick, that is for every message.
@@ -90,6 +92,7 @@ func newConn(s *Server, scope *canal.Scope) *conn {
 	c := &conn{srv: s, scope: scope, decided: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.space.L = &c.mu
+	c.outSpace.L = &c.mu
 	c.workTask, c.writeTask = c.work, c.write
 	return c
 }
@@ -147,9 +150,15 @@ func (c *conn) Accept(opts canal.AcceptOptions) error {
 	}
 }
 
+// Send queues f. When frames come faster than the writer takes them (SendQueue is
+// full), it waits for the writer, which never waits for the network: a busy handler
+// is slowed down, a slow peer is the socket's business (Options.SendBuffer).
 func (c *conn) Send(f canal.Frame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for len(c.outbox) >= c.srv.opts.SendQueue && c.state == stateAccepted && c.wire != nil && !c.stalled {
+		c.outSpace.Wait()
+	}
 	return c.sendLocked(f)
 }
 
@@ -165,9 +174,9 @@ func (c *conn) sendLocked(f canal.Frame) error {
 		return canal.ErrClosed
 	}
 	if len(c.outbox) >= c.srv.opts.SendQueue {
-		c.outbox = nil
-		c.closeLocked(canal.CloseTryAgainLater, "slow consumer")
-		c.log().Warn("canal: slow consumer closed", "queue", c.srv.opts.SendQueue)
+		// The writer waits for the peer (stalled), or the socket is not open yet and
+		// Connect queued more than it could ever be sent at once.
+		c.slowLocked("send queue full behind a client that does not read")
 		return fmt.Errorf("%w: slow consumer", canal.ErrClosed)
 	}
 	c.outbox = append(c.outbox, f)
@@ -195,7 +204,11 @@ func (c *conn) Close(code int, reason string) error {
 func (c *conn) Deliver(m canal.Message) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state >= stateRejected || c.events >= c.srv.opts.EventQueue {
+	if c.state >= stateRejected {
+		return false
+	}
+	if c.events >= c.srv.opts.EventQueue {
+		c.srv.stats.eventsRefused.Add(1)
 		return false
 	}
 	c.events++
@@ -204,16 +217,29 @@ func (c *conn) Deliver(m canal.Message) bool {
 	return true
 }
 
-// DeliverFrame implements canal.FrameDeliverer. With the inbox empty and no session call
-// running, nothing can come before f, so it goes straight to the outbox: no session call,
-// no worker hand-off. Otherwise it waits its turn in the inbox.
+// DeliverFrame implements canal.FrameDeliverer. With the inbox empty, no session call
+// running and room in the outbox, nothing can come before f, so it goes straight to
+// the outbox: no session call, no worker hand-off. Otherwise it waits its turn in the
+// inbox (it never waits here: this runs on the layer's goroutine).
 func (c *conn) DeliverFrame(m canal.Message, f canal.Frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state >= stateRejected || c.events >= c.srv.opts.EventQueue {
+	if c.state >= stateRejected {
 		return false
 	}
-	if c.state == stateAccepted && c.session != nil && !c.working && len(c.inbox) == 0 {
+	if c.events >= c.srv.opts.EventQueue {
+		if c.stalled {
+			// The peer is behind by SendBuffer bytes, SendQueue frames and EventQueue
+			// events: a slow client, not a slow hook.
+			c.slowLocked("event queue full behind a client that does not read")
+			return false
+		}
+		c.srv.stats.eventsRefused.Add(1)
+		return false
+	}
+	c.srv.stats.frames.Add(1)
+	if c.state == stateAccepted && c.session != nil && !c.working && len(c.inbox) == 0 && len(c.outbox) < c.srv.opts.SendQueue {
+		c.srv.stats.framesDirect.Add(1)
 		// The event was taken, so the answer is true whatever Send says. Its failures end
 		// the connection as they would through Session.Event: a slow consumer is closed
 		// inside sendLocked, anything else (a binary frame on an event stream) is a
@@ -280,6 +306,7 @@ func (c *conn) closeLocked(code int, reason string) {
 	c.state = stateClosing
 	c.closeCode, c.closeText, c.discCode = code, reason, code
 	c.space.Broadcast()
+	c.outSpace.Broadcast()
 	c.kickWriter()
 }
 
@@ -292,7 +319,7 @@ func (c *conn) abort() {
 	}
 	c.mu.Unlock()
 	if w != nil {
-		_ = w.netConn().Close()
+		_ = w.sock().Conn.Close()
 	}
 }
 
@@ -319,219 +346,14 @@ func (c *conn) queueDisconnectLocked() {
 	}
 }
 
-// --- inbox: session calls, one at a time ---
+// --- opening and ending ---
 
-func (c *conn) kickWorker() {
-	if c.working || c.session == nil || len(c.inbox) == 0 {
-		return
-	}
-	c.working = true
-	c.wg.Add(1)
-	c.srv.workers.run(c.workTask)
-}
-
-func (c *conn) work() {
-	defer c.wg.Done()
-	for {
-		c.mu.Lock()
-		if len(c.inbox) == 0 {
-			c.working = false
-			c.mu.Unlock()
-			return
-		}
-		it := c.inbox[0]
-		c.inbox[0] = item{}
-		c.inbox = c.inbox[1:]
-		switch it.kind {
-		case kindFrame:
-			c.frames--
-			c.space.Signal()
-		case kindEvent, kindSend:
-			c.events--
-		}
-		// After a close request the session gets nothing but its Disconnect.
-		skip := it.kind != kindDisconnect && c.state >= stateRejected
-		sess := c.session
-		c.mu.Unlock()
-		if !skip {
-			c.dispatch(sess, it)
-		}
-	}
-}
-
-func (c *conn) dispatch(sess canal.Session, it item) {
-	var err error
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.log().Error("canal: panic in session", "panic", v, "stack", string(debug.Stack()))
-				err = &canal.CloseError{Code: canal.CloseInternalError}
-			}
-		}()
-		switch it.kind {
-		case kindFrame:
-			err = sess.Receive(c.ctx, c, it.frame)
-		case kindEvent:
-			err = sess.Event(c.ctx, c, it.msg)
-		case kindSend:
-			err = c.Send(it.frame)
-		case kindDisconnect:
-			sess.Disconnect(context.WithoutCancel(c.ctx), c, it.code)
-		}
-	}()
-	if err == nil {
-		return
-	}
-	var ce *canal.CloseError
-	if errors.As(err, &ce) {
-		c.closeWith(ce.Code, ce.Reason)
-		return
-	}
-	if errors.Is(err, canal.ErrClosed) {
-		return
-	}
-	c.log().Error("canal: session error", "err", err)
-	c.mu.Lock()
-	if c.state == stateHandshake {
-		c.rejectLocked(http.StatusInternalServerError)
-	} else {
-		c.closeLocked(canal.CloseInternalError, "")
-	}
-	c.mu.Unlock()
-}
-
-// --- outbox: network writes ---
-
-func (c *conn) kickWriter() {
-	if c.writing || c.wire == nil || (len(c.outbox) == 0 && !c.pingDue && (c.closeCode == 0 || c.closeSent)) {
-		return
-	}
-	c.writing = true
-	c.wg.Add(1)
-	c.srv.workers.run(c.writeTask)
-}
-
-func (c *conn) write() {
-	defer c.wg.Done()
-	for {
-		c.mu.Lock()
-		w := c.wire
-		if len(c.outbox) > 0 {
-			batch := c.outbox
-			c.outbox = nil
-			c.mu.Unlock()
-			if err := w.writeFrames(batch); err != nil {
-				c.abort()
-				c.mu.Lock()
-				c.writing = false
-				c.outbox = nil
-				c.mu.Unlock()
-				return
-			}
-			continue
-		}
-		if c.pingDue {
-			c.pingDue = false
-			if c.state == stateAccepted {
-				c.mu.Unlock()
-				// A failed ping needs no handling here: the read deadline drops the peer.
-				_ = w.ping()
-				continue
-			}
-		}
-		if c.closeCode != 0 && !c.closeSent {
-			c.closeSent = true
-			code, text := c.closeCode, c.closeText
-			c.mu.Unlock()
-			w.writeClose(code, text)
-			continue
-		}
-		c.writing = false
-		c.mu.Unlock()
-		return
-	}
-}
-
-// wire is the protocol spoken on an open connection: WebSocket frames (wsWire) or a
-// Server-Sent Events stream (sseWire). Its methods are called by one goroutine at a
-// time, except ping, which the library or the stream serializes with writes.
-type wire interface {
-	// writeFrames writes frames in order, with one system call where they fit in the
-	// batch buffer, bounded by the write timeout.
-	writeFrames(frames []canal.Frame) error
-	// writeClose tells the peer that the connection ends with code; best effort.
-	writeClose(code int, reason string)
-	// ping keeps an idle connection alive. Only the writer calls it.
-	ping() error
-	// netConn is the socket.
-	netConn() net.Conn
-}
-
-type wsWire struct {
-	ws    *fws.Conn
-	batch *batchConn
-	opts  *Options
-}
-
-func (w *wsWire) writeFrames(frames []canal.Frame) error {
-	_ = w.ws.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	return w.batch.inBatch(func() error { return writeMessages(w.ws, frames) })
-}
-
-func writeMessages(ws *fws.Conn, frames []canal.Frame) error {
-	for _, f := range frames {
-		if err := ws.WriteMessage(messageType(f), f.Data); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (w *wsWire) writeClose(code int, reason string) {
-	deadline := time.Now().Add(w.opts.WriteTimeout)
-	_ = w.ws.WriteControl(fws.CloseMessage, fws.FormatCloseMessage(code, reason), deadline)
-	// The read loop ends when the client answers, or at this deadline.
-	_ = w.ws.SetReadDeadline(time.Now().Add(w.opts.CloseTimeout))
-}
-
-// wsPing is a server's ping frame with no payload: FIN and opcode 9, unmasked, length 0.
-var wsPing = []byte{0x89, 0x00}
-
-// ping writes the frame itself rather than through the library, which allocates for
-// every message it writes. It is safe because only the writer goroutine writes data
-// frames, and the library's own control frames (pongs, the close echo) reach the
-// socket in single writes that batchConn serializes with this one.
-func (w *wsWire) ping() error {
-	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	_, err := w.batch.Write(wsPing)
-	return err
-}
-
-func (w *wsWire) netConn() net.Conn { return w.ws.NetConn() }
-
-// --- the socket ---
-
-// upgrade answers 101 on the socket fasthttp handed over. On failure it closes the
-// socket, ends the connection and returns nil.
-func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fws.Conn, *batchConn) {
-	bc := &batchConn{Conn: raw, slack: c.srv.opts.WriteTimeout / 2}
-	// One write for the 101 and the frames Connect queued (a greeting, usually).
-	_ = bc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	var ws *fws.Conn
-	err := bc.inBatch(func() (err error) {
-		ws, err = c.srv.upgrader.Upgrade(&hijacker{conn: bc, br: bufio.NewReaderSize(bc, c.srv.opts.ReadBufferSize)}, req, header)
-		if err != nil {
-			return err
-		}
-		_ = ws.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-		return writeMessages(ws, c.takeOutbox())
-	})
-	if err != nil {
-		c.openFailed(raw, err)
-		return nil, nil
-	}
-	_ = bc.SetWriteDeadline(time.Time{})
-	return ws, bc
+// newSock wraps the socket fasthttp handed over.
+func (c *conn) newSock(raw net.Conn) *sock {
+	s := newSock(raw, &c.srv.opts, c.srv.budget, c.writeFailed)
+	s.wg = &c.wg
+	s.drained = c.flushed
+	return s
 }
 
 // takeOutbox returns the frames queued so far, for the first write.
@@ -540,6 +362,7 @@ func (c *conn) takeOutbox() []canal.Frame {
 	defer c.mu.Unlock()
 	early := c.outbox
 	c.outbox = nil
+	c.outSpace.Broadcast()
 	return early
 }
 
@@ -548,23 +371,6 @@ func (c *conn) openFailed(raw net.Conn, err error) {
 	c.log().Info("canal: opening the connection failed", "type", c.scope.Type, "err", err)
 	_ = raw.Close()
 	c.teardown(canal.CloseAbnormal)
-}
-
-func messageType(f canal.Frame) int {
-	if f.Binary {
-		return fws.BinaryMessage
-	}
-	return fws.TextMessage
-}
-
-// serve runs an upgraded WebSocket until it ends.
-func (c *conn) serve(ws *fws.Conn, bc *batchConn) {
-	o := c.srv.opts
-	ws.SetReadLimit(o.ReadLimit)
-	alive := func() { _ = ws.SetReadDeadline(time.Now().Add(o.PingInterval + o.PongTimeout)) }
-	alive()
-	ws.SetPongHandler(func(string) error { alive(); return nil })
-	c.run(&wsWire{ws: ws, batch: bc, opts: &c.srv.opts}, func() int { return c.readLoop(ws, alive) })
 }
 
 // run starts writing and pinging on w, then runs readLoop until the peer is gone,
@@ -580,7 +386,7 @@ func (c *conn) run(w wire, readLoop func() int) {
 	c.mu.Lock()
 	c.pinger.Stop()
 	c.mu.Unlock()
-	_ = w.netConn().Close() // unblocks a writer stuck on a dead peer
+	_ = w.sock().Conn.Close() // ends a flusher blocked on a dead peer
 	c.teardown(code)
 }
 
@@ -597,6 +403,7 @@ func (c *conn) teardown(code int) {
 	c.state = stateClosed
 	c.outbox = nil
 	c.space.Broadcast()
+	c.outSpace.Broadcast()
 	c.queueDisconnectLocked()
 	c.mu.Unlock()
 
@@ -605,59 +412,31 @@ func (c *conn) teardown(code int) {
 	c.srv.remove(c)
 }
 
-// readLoop reads client frames into the inbox until the socket ends, and returns the
-// close code the client gave (1005 none, 1006 dropped, 1009 too big).
-func (c *conn) readLoop(ws *fws.Conn, alive func()) int {
-	for {
-		typ, data, err := ws.ReadMessage()
-		if err != nil {
-			var ce *fws.CloseError
-			switch {
-			case errors.As(err, &ce):
-				return ce.Code
-			case errors.Is(err, fws.ErrReadLimit):
-				// The library has sent the 1009 close frame itself.
-				c.mu.Lock()
-				if c.state == stateAccepted {
-					c.closeSent = true
-					c.closeLocked(canal.CloseMessageTooBig, "")
-				}
-				c.mu.Unlock()
-				return canal.CloseMessageTooBig
-			default:
-				return canal.CloseAbnormal
-			}
-		}
-		alive()
-		f := canal.Frame{Binary: typ == fws.BinaryMessage, Data: data}
-		if !f.Binary && !utf8.Valid(data) {
-			c.closeWith(canal.CloseInvalidPayload, "invalid UTF-8")
-			continue
-		}
-		c.mu.Lock()
-		for c.frames >= c.srv.opts.FrameQueue && c.state == stateAccepted {
-			c.space.Wait()
-		}
-		if c.state == stateAccepted {
-			c.frames++
-			c.inbox = append(c.inbox, item{kind: kindFrame, frame: f})
-			c.kickWorker()
-		}
-		c.mu.Unlock()
-	}
-}
-
-// ping runs on the keepalive timer. The writer sends the ping, in line with the
-// frames, so that it can write it without allocating (the library's WriteControl
-// allocates; at 19,000 sockets that garbage filled the GC's headroom: +30 MB of RSS in
-// the first minutes of a soak).
-func (c *conn) ping() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// slowLocked drops a connection whose client does not read what it is sent: nothing
+// more goes out (there is no room for a close frame), the socket is closed, and
+// Disconnect gets 1013.
+func (c *conn) slowLocked(why string) {
 	if c.state != stateAccepted {
 		return
 	}
-	c.pingDue = true
+	c.outbox = nil
+	c.state = stateClosing
+	c.closeSent = true
+	c.discCode = canal.CloseTryAgainLater
+	c.space.Broadcast()
+	c.outSpace.Broadcast()
+	c.srv.stats.slowConsumers.Add(1)
+	c.srv.logLimited("slow", "canal: slow consumer dropped", "path", c.scope.Path, "why", why)
+	if c.wire != nil {
+		// Closing ends the read loop, which tears the connection down.
+		_ = c.wire.sock().Conn.Close()
+	}
+}
+
+// flushed runs when the socket's flusher has written everything: the writer resumes.
+func (c *conn) flushed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stalled = false
 	c.kickWriter()
-	c.pinger.Reset(c.srv.opts.PingInterval)
 }

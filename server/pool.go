@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// workers runs connections' short tasks (session calls, writes) from one FIFO queue on
-// a few long-lived goroutines.
+// workers runs connections' tasks from one FIFO queue on a few long-lived goroutines,
+// never more than max. A server has two: one for session calls, which may block (a
+// handler waiting on a database), and one for writes, which never block (see sock).
 //
 // Why a queue and not a goroutine per task: a group message to 1,000 idle sockets is
 // 1,000 tiny write tasks. New goroutines start with a small stack and grow it on the
@@ -21,7 +22,9 @@ import (
 // whole stall period without starting, it adds goroutines: as many as are running when
 // no task at all finished in that period (everything is blocked), else keep more
 // (the tasks are slow, or the CPU is busy and more goroutines would not help much),
-// and never more than there are tasks waiting.
+// never more than there are tasks waiting, and never more than max in all: past max,
+// tasks wait their turn (the server gets slower, not bigger). The queue itself is
+// bounded by construction: a connection has at most one task of each kind queued.
 // Blocked tasks therefore delay the others by about one stall period. The extra
 // goroutines stay while work keeps coming (handlers that wait on a database need them
 // again soon) and are retired once the queue has been empty for a linger period.
@@ -36,6 +39,8 @@ type workers struct {
 	running  int    // goroutines alive
 	idle     int    // goroutines waiting on wake
 	keep     int    // goroutines that stay when the queue is empty
+	max      int    // goroutines ever alive at once (closed pools aside)
+	peak     int    // most goroutines alive at once so far
 	queued   uint64 // tasks ever queued
 	started  uint64 // tasks ever taken from the queue
 	finished uint64 // tasks ever completed
@@ -54,10 +59,20 @@ const (
 	lingerPeriod = time.Second
 )
 
-func newWorkers() *workers {
-	w := &workers{keep: max(2, runtime.GOMAXPROCS(0)), stall: stallPeriod, linger: lingerPeriod, quit: make(chan struct{})}
+// newWorkers returns a pool that keeps max(2, GOMAXPROCS) goroutines warm and grows
+// past them, when tasks block, up to limit (at least the warm ones).
+func newWorkers(limit int) *workers {
+	keep := max(2, runtime.GOMAXPROCS(0))
+	w := &workers{keep: min(keep, max(limit, 1)), max: max(limit, 1), stall: stallPeriod, linger: lingerPeriod, quit: make(chan struct{})}
 	w.wake.L = &w.mu
 	return w
+}
+
+// size returns the goroutines alive now and the most ever alive at once.
+func (w *workers) size() (running, peak int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running, w.peak
 }
 
 // run queues task. It never blocks.
@@ -76,7 +91,7 @@ func (w *workers) run(task func()) {
 	case w.running < w.keep:
 		w.spawnLocked(1)
 	}
-	if !w.watching {
+	if !w.watching && w.max > w.keep {
 		w.watching = true
 		go w.watch()
 	}
@@ -85,6 +100,7 @@ func (w *workers) run(task func()) {
 func (w *workers) spawnLocked(n int) {
 	for range n {
 		w.running++
+		w.peak = max(w.peak, w.running)
 		go w.loop()
 	}
 }
@@ -158,7 +174,7 @@ func (w *workers) watch() {
 			// Never more new goroutines than waiting tasks: when nothing finishes because
 			// the CPU or a lock is saturated (thousands of sockets closing at once), more
 			// goroutines cannot help, and doubling each period would run away.
-			w.spawnLocked(min(n, len(w.queue)-w.head))
+			w.spawnLocked(max(0, min(n, len(w.queue)-w.head, w.max-w.running)))
 		}
 		queued, finished = w.queued, w.finished
 		w.mu.Unlock()

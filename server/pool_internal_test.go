@@ -11,7 +11,7 @@ import (
 // queued, all of them run, and close leaves no goroutine behind (TestMain checks).
 func TestWorkersRunEveryTaskInOrder(t *testing.T) {
 	t.Parallel()
-	w := newWorkers()
+	w := newWorkers(1 << 20)
 	w.keep, w.stall = 1, time.Hour // one goroutine, never grown: start order is run order
 	const n = 10000
 	var mu sync.Mutex
@@ -51,7 +51,7 @@ func TestWorkersGrowPastBlockedTasks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorkers()
+			w := newWorkers(1 << 20)
 			w.keep = 2
 			release := make(chan struct{})
 			var entered atomic.Int32
@@ -87,7 +87,7 @@ func TestWorkersGrowPastBlockedTasks(t *testing.T) {
 // coming and are retired once the queue has been empty for the linger period.
 func TestWorkersRetireExtras(t *testing.T) {
 	t.Parallel()
-	w := newWorkers()
+	w := newWorkers(1 << 20)
 	w.keep, w.linger = 2, 100*time.Millisecond
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -128,7 +128,7 @@ func (w *workers) count() int {
 // bounded by the tasks waiting, however little finishes per period.
 func TestWorkersGrowthBounded(t *testing.T) {
 	t.Parallel()
-	w := newWorkers()
+	w := newWorkers(1 << 20)
 	w.keep = 2
 	const tasks = 2000
 	var wg sync.WaitGroup
@@ -153,7 +153,7 @@ func TestWorkersGrowthBounded(t *testing.T) {
 // TestWorkersAfterClose: run after close still runs the task.
 func TestWorkersAfterClose(t *testing.T) {
 	t.Parallel()
-	w := newWorkers()
+	w := newWorkers(1 << 20)
 	w.close()
 	done := make(chan struct{})
 	w.run(func() { close(done) })
@@ -179,5 +179,65 @@ func waitIdle(t *testing.T, w *workers) {
 			t.Fatalf("%d workers still running after close (watchdog running: %v)", running, watching)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWorkersHardLimit: a flood with every goroutine blocked (handlers stuck on a
+// database) never gets more than the pool's limit, however long it lasts and however
+// busy the CPU; the tasks beyond it wait their turn, in order, and all run once the
+// blocked ones return.
+func TestWorkersHardLimit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		limit, tasks int
+	}{
+		{"limit below warm goroutines", 1, 50},
+		{"small limit", 8, 2000},
+		{"default limit", 256, 5000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorkers(tt.limit)
+			release := make(chan struct{})
+			var ran atomic.Int32
+			var order []int
+			var mu sync.Mutex
+			for i := range tt.tasks {
+				w.run(func() {
+					<-release
+					mu.Lock()
+					order = append(order, i)
+					mu.Unlock()
+					ran.Add(1)
+				})
+			}
+			// Forty stall periods with nothing finishing: growth stops at the limit.
+			time.Sleep(40 * w.stall)
+			if running, peak := w.size(); running > tt.limit || peak > tt.limit {
+				t.Fatalf("%d goroutines running (peak %d), limit %d", running, peak, tt.limit)
+			}
+			close(release)
+			deadline := time.Now().Add(10 * time.Second)
+			for int(ran.Load()) < tt.tasks {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d tasks ran", ran.Load(), tt.tasks)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if _, peak := w.size(); peak > tt.limit {
+				t.Fatalf("peak %d goroutines, limit %d", peak, tt.limit)
+			}
+			if tt.limit == 1 {
+				for i, v := range order {
+					if v != i {
+						t.Fatalf("one goroutine ran task %d in place %d", v, i)
+					}
+				}
+			}
+			w.close()
+			waitIdle(t, w)
+		})
 	}
 }

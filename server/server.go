@@ -21,14 +21,20 @@ import (
 
 // Server runs a canal.Handler for the WebSocket requests of a Fiber app.
 //
-// Concurrency: a Server is safe for concurrent use; it keeps a goroutine per open
-// socket (the read loop) and starts short-lived ones to run sessions and writes.
+// Concurrency: a Server is safe for concurrent use. Its goroutines are bounded by
+// construction: one per open socket (the read loop), at most SessionWorkers running
+// session calls, max(2, GOMAXPROCS) writing, and one per socket whose peer does not
+// take what it is sent (until it does, or is dropped as a slow consumer).
 type Server struct {
 	root     canal.Handler
 	opts     Options
 	upgrader fws.Upgrader
 
-	workers *workers
+	sessions *workers // session calls; may block
+	writers  *workers // socket writes; never block
+	budget   *budget  // bytes held for peers, all sockets (MaxBufferedBytes)
+	stats    counters
+	logs     logLimiter
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -45,7 +51,11 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}), workers: newWorkers()}
+	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}),
+		sessions: newWorkers(o.SessionWorkers),
+		writers:  newWorkers(0), // the warm ones only: writes never block
+		budget:   &budget{max: o.MaxBufferedBytes},
+	}
 	s.upgrader = fws.Upgrader{
 		// Zero: the library reuses the reader handed over by hijacker, sized by
 		// Options.ReadBufferSize.
@@ -79,9 +89,9 @@ func (s *Server) Handler() fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		switch {
 		case websocket.IsWebSocketUpgrade(c):
-			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, false)
+			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, transportWebSocket)
 		case s.opts.EventStreams && isEventStream(c.Context()):
-			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, true)
+			s.handshake(c.Context(), c.App().Server().KeepHijackedConns, transportSSE)
 		case s.opts.HTTP != nil:
 			return s.opts.HTTP(c)
 		default:
@@ -121,7 +131,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		c.closeWith(canal.CloseGoingAway, "server shutdown")
 	}
-	defer s.workers.close()
+	defer s.sessions.close()
+	defer s.writers.close()
 	select {
 	case <-idle:
 		return nil
@@ -159,8 +170,8 @@ func (s *Server) remove(c *conn) {
 // handshake runs on fasthttp's request goroutine: it decides the handshake and either
 // answers an HTTP status or upgrades (or opens the event stream), handing the socket
 // to a hijack goroutine.
-func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool) {
-	if !stream && !validUpgrade(fctx) {
+func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t transport) {
+	if t == transportWebSocket && !validUpgrade(fctx) {
 		fctx.SetStatusCode(http.StatusBadRequest)
 		return
 	}
@@ -169,9 +180,7 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool)
 		fctx.SetStatusCode(status)
 		return
 	}
-	if stream {
-		scope.Type = ScopeTypeSSE
-	}
+	scope.Type = t.scopeType()
 	c := newConn(s, scope)
 	if !s.add(c) {
 		fctx.SetStatusCode(http.StatusServiceUnavailable)
@@ -223,7 +232,7 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool)
 		header[http.CanonicalHeaderKey(k)] = vs
 	}
 	raw := fctx.Conn()
-	if stream {
+	if t == transportSSE {
 		fctx.HijackSetNoResponse(true) // openStream writes the 200 itself
 		fctx.Hijack(func(net.Conn) {
 			w := c.openStream(raw, header)
@@ -244,7 +253,7 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool)
 	req := &http.Request{Method: http.MethodGet, Header: c.scope.Headers, Host: string(fctx.Host())}
 	fctx.HijackSetNoResponse(true) // the library writes the 101 itself
 	fctx.Hijack(func(net.Conn) {
-		ws, bc := c.upgrade(raw, req, header)
+		ws, w := c.upgrade(raw, req, header)
 		if ws == nil {
 			return
 		}
@@ -252,11 +261,11 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked, stream bool)
 			// Return at once: fasthttp then recycles its request context and read
 			// buffer, and leaves the socket open. The read loop starts on a fresh
 			// goroutine, whose stack stays as small as the loop needs.
-			go c.serve(ws, bc)
+			go c.serve(ws, w)
 			return
 		}
 		// Without KeepHijackedConns fasthttp closes the socket when this returns.
-		c.serve(ws, bc)
+		c.serve(ws, w)
 	})
 }
 

@@ -6,10 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
@@ -35,30 +33,6 @@ func isEventStream(fctx *fasthttp.RequestCtx) bool {
 	return fctx.IsGet() && bytes.Contains(fctx.Request.Header.Peek("Accept"), []byte("text/event-stream"))
 }
 
-// sseWire writes frames as events: each line of a frame becomes a "data:" line, and a
-// blank line ends the event. Pings are comment lines. Close sends a last event named
-// "close" whose data is {"code": C, "reason": "..."}, then the socket is closed: a
-// browser's EventSource would otherwise reconnect at once.
-type sseWire struct {
-	raw   net.Conn
-	batch *batchConn
-	opts  *Options
-}
-
-func (w *sseWire) writeFrames(frames []canal.Frame) error {
-	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	return w.batch.inBatch(func() error { return writeEvents(w.batch, frames) })
-}
-
-func writeEvents(dst io.Writer, frames []canal.Frame) error {
-	for _, f := range frames {
-		if _, err := dst.Write(lastEvent.encode(f.Data)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // eventMemo remembers the encoding of the last frame data it saw. A group message
 // reaches every stream as the same frame (consumer.Options.Frames builds it once), so
 // the writers of a fan-out encode it once, not once per stream. Frame data is not
@@ -82,24 +56,6 @@ func (m *eventMemo) encode(data []byte) []byte {
 	m.last.Store(&memoEvent{data: data, encoded: enc})
 	return enc
 }
-
-func (w *sseWire) writeClose(code int, reason string) {
-	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	data := `{"code":` + strconv.Itoa(code) + `,"reason":` + strconv.Quote(reason) + `}`
-	_, _ = w.batch.Write(encodeEvent("close", []byte(data)))
-	// There is no close handshake: the read loop ends when the socket closes.
-	_ = w.raw.Close()
-}
-
-var ssePing = []byte(": ping\n\n")
-
-func (w *sseWire) ping() error {
-	_ = w.batch.SetWriteDeadline(time.Now().Add(w.opts.WriteTimeout))
-	_, err := w.batch.Write(ssePing)
-	return err
-}
-
-func (w *sseWire) netConn() net.Conn { return w.raw }
 
 // encodeEvent formats one event. A frame's CR, LF and CRLF line breaks each start a
 // new data line, so the client's EventSource joins them back with LF.
@@ -137,8 +93,8 @@ var headerSafe = strings.NewReplacer("\r", "", "\n", "")
 // queued) on the socket fasthttp handed over. On failure it closes the socket, ends
 // the connection and returns nil.
 func (c *conn) openStream(raw net.Conn, header http.Header) *sseWire {
-	bc := &batchConn{Conn: raw, slack: c.srv.opts.WriteTimeout / 2}
-	w := &sseWire{raw: raw, batch: bc, opts: &c.srv.opts}
+	s := c.newSock(raw)
+	w := &sseWire{s: s}
 	var head strings.Builder
 	head.WriteString("HTTP/1.1 200 OK\r\n" +
 		"Content-Type: text/event-stream; charset=utf-8\r\n" +
@@ -159,18 +115,14 @@ func (c *conn) openStream(raw net.Conn, header http.Header) *sseWire {
 	}
 	head.WriteString("\r\n")
 
-	_ = bc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	err := bc.inBatch(func() error {
-		if _, err := io.WriteString(bc, head.String()); err != nil {
-			return err
-		}
-		return writeEvents(bc, c.takeOutbox())
-	})
-	if err != nil {
+	out := []byte(head.String())
+	for _, f := range c.takeOutbox() {
+		out = w.appendFrame(out, f)
+	}
+	if err := s.write(out); err != nil {
 		c.openFailed(raw, err)
 		return nil
 	}
-	_ = bc.SetWriteDeadline(time.Time{})
 	return w
 }
 
@@ -179,7 +131,7 @@ func (c *conn) openStream(raw net.Conn, header http.Header) *sseWire {
 // that sends more than ReadLimit bytes anyway is cut off.
 func (c *conn) serveStream(w *sseWire) {
 	c.run(w, func() int {
-		n, _ := io.Copy(io.Discard, io.LimitReader(w.raw, c.srv.opts.ReadLimit+1))
+		n, _ := io.Copy(io.Discard, io.LimitReader(w.s.Conn, c.srv.opts.ReadLimit+1))
 		if n > c.srv.opts.ReadLimit {
 			return canal.CloseMessageTooBig
 		}

@@ -1,0 +1,145 @@
+package server
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/canal-rt/canal"
+)
+
+// The outbox and its writer. Send puts frames in the outbox; the writer, a task on the
+// server's write workers, encodes everything due (frames, a ping, the close) into one
+// buffer and hands it to the socket in one write that never waits for the peer (sock).
+// A connection has at most one writer task queued or running (c.writing).
+//
+// Bounds: the outbox holds at most SendQueue frames. It fills only when frames come
+// faster than the writer runs (a handler sending in a loop, a burst of group events),
+// not because of the peer, since the writer never waits for the network: Send then
+// waits for the writer (back-pressure on the handler, as Channels' await send), and
+// the fan-out path leaves the frame in the inbox. What the peer does not take is the
+// socket's business: past SendBuffer bytes it is a slow consumer (1013).
+
+// writeRounds is how many buffers a busy connection writes before its writer goes to
+// the back of the queue, so one connection cannot keep a write worker to itself.
+const writeRounds = 4
+
+// writeBufs lends the writers their encode buffers. Buffers grown past maxPooledBuf by
+// a large frame are left to the garbage collector.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+const maxPooledBuf = 256 << 10
+
+func (c *conn) kickWriter() {
+	if c.writing || c.wire == nil || ((len(c.outbox) == 0 || c.stalled) && !c.pingDue && (c.closeCode == 0 || c.closeSent)) {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	c.srv.writers.run(c.writeTask)
+}
+
+func (c *conn) write() {
+	defer c.wg.Done()
+	bp := writeBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBuf {
+			*bp = (*bp)[:0]
+			writeBufs.Put(bp)
+		}
+	}()
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		if round == writeRounds {
+			c.writing = false
+			c.kickWriter() // to the back of the queue, if there is more
+			c.mu.Unlock()
+			return
+		}
+		w := c.wire
+		buf := (*bp)[:0]
+		// While the socket holds half of SendBuffer for a peer that is behind, frames
+		// stay in the outbox (they may be shared by a whole group, and cost nothing
+		// there), and the flusher resumes the writer once the peer has caught up.
+		half := c.srv.opts.SendBuffer / 2
+		c.stalled = w.sock().buffered() >= half
+		if !c.stalled && len(c.outbox) > 0 {
+			n := 0
+			for n < len(c.outbox) && (n == 0 || len(buf) < half) {
+				buf = w.appendFrame(buf, c.outbox[n])
+				c.outbox[n] = canal.Frame{}
+				n++
+			}
+			if n == len(c.outbox) {
+				// A fresh slice rather than outbox[:0]: an idle socket keeps no array.
+				c.outbox = nil
+			} else {
+				c.outbox = c.outbox[n:]
+			}
+		}
+		c.outSpace.Broadcast()
+		if c.pingDue {
+			c.pingDue = false
+			if c.state == stateAccepted {
+				buf = w.appendPing(buf)
+			}
+		}
+		closing := false
+		if c.closeCode != 0 && !c.closeSent {
+			c.closeSent, closing = true, true
+			buf = w.appendClose(buf, c.closeCode, c.closeText)
+		}
+		if len(buf) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+
+		err := w.sock().write(buf)
+		*bp = buf
+		if err != nil {
+			c.writeFailed(err)
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		if closing {
+			w.closed()
+		}
+	}
+}
+
+// writeFailed ends a connection whose socket failed or whose peer does not read (the
+// sock says errSlowConsumer, or a blocked write outlived WriteTimeout): the socket is
+// dropped at once, with no close frame (the peer takes nothing), and Disconnect gets
+// 1013. Any other failure is a vanished peer: 1006.
+func (c *conn) writeFailed(err error) {
+	c.mu.Lock()
+	if errors.Is(err, errSlowConsumer) || isTimeout(err) {
+		c.slowLocked(err.Error())
+	}
+	c.outbox = nil
+	c.outSpace.Broadcast()
+	c.mu.Unlock()
+	c.abort()
+}
+
+// ping runs on the keepalive timer. The writer sends the ping, in line with the
+// frames, so that it costs two bytes in the next write and no allocation.
+func (c *conn) ping() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateAccepted {
+		return
+	}
+	c.pingDue = true
+	c.kickWriter()
+	c.pinger.Reset(c.srv.opts.PingInterval)
+}
+
+// isTimeout reports whether err is a write deadline passing.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
