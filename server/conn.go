@@ -106,7 +106,7 @@ func (c *conn) log() *slog.Logger {
 func (c *conn) connect(ctx context.Context) (sess canal.Session, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			c.log().Error("canal: panic in Connect", "panic", v, "stack", string(debug.Stack()))
+			c.srv.logs.Log(c.log(), slog.LevelError, "panic", "canal: panic in Connect", "panic", v, "stack", string(debug.Stack()))
 			sess, err = nil, &canal.RejectError{Status: http.StatusInternalServerError, Reason: "panic"}
 		}
 	}()
@@ -245,7 +245,7 @@ func (c *conn) DeliverFrame(m canal.Message, f canal.Frame) bool {
 		// inside sendLocked, anything else (a binary frame on an event stream) is a
 		// session error.
 		if err := c.sendLocked(f); err != nil && !errors.Is(err, canal.ErrClosed) {
-			c.log().Error("canal: session error", "err", err)
+			c.srv.logs.Log(c.log(), slog.LevelError, "session error", "canal: session error", "err", err)
 			c.closeLocked(canal.CloseInternalError, "")
 		}
 		return true
@@ -368,7 +368,7 @@ func (c *conn) takeOutbox() []canal.Frame {
 
 // openFailed ends a connection whose 101 or 200 could not be written.
 func (c *conn) openFailed(raw net.Conn, err error) {
-	c.log().Info("canal: opening the connection failed", "type", c.scope.Type, "err", err)
+	c.srv.logs.Log(c.log(), slog.LevelInfo, "open failed", "canal: opening the connection failed", "type", c.scope.Type, "err", err)
 	_ = raw.Close()
 	c.teardown(canal.CloseAbnormal)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 
@@ -57,7 +58,7 @@ func (c *conn) dispatch(sess canal.Session, it item) {
 	func() {
 		defer func() {
 			if v := recover(); v != nil {
-				c.log().Error("canal: panic in session", "panic", v, "stack", string(debug.Stack()))
+				c.srv.logs.Log(c.log(), slog.LevelError, "panic", "canal: panic in session", "panic", v, "stack", string(debug.Stack()))
 				err = &canal.CloseError{Code: canal.CloseInternalError}
 			}
 		}()
@@ -83,7 +84,7 @@ func (c *conn) dispatch(sess canal.Session, it item) {
 	if errors.Is(err, canal.ErrClosed) {
 		return
 	}
-	c.log().Error("canal: session error", "err", err)
+	c.srv.logs.Log(c.log(), slog.LevelError, "session error", "canal: session error", "err", err)
 	c.mu.Lock()
 	if c.state == stateHandshake {
 		c.rejectLocked(http.StatusInternalServerError)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/ratelog"
 )
 
 // Server runs a canal.Handler for the WebSocket requests of a Fiber app.
@@ -34,7 +37,7 @@ type Server struct {
 	writers  *workers // socket writes; never block
 	budget   *budget  // bytes held for peers, all sockets (MaxBufferedBytes)
 	stats    counters
-	logs     logLimiter
+	logs     ratelog.Limiter // repeated log lines
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -206,7 +209,7 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 		if errors.As(err, &ce) {
 			code = ce.Code
 		} else {
-			c.log().Error("canal: connect failed after accept", "err", err)
+			c.srv.logs.Log(c.log(), slog.LevelError, "failed after accept", "canal: connect failed after accept", "err", err)
 		}
 		c.closeWith(code, "")
 		sess = nil
@@ -275,9 +278,12 @@ func (c *conn) refuse(fctx *fasthttp.RequestCtx, err error) {
 	var rej *canal.RejectError
 	if errors.As(err, &rej) {
 		status = rej.Status
-		c.log().Info("canal: handshake rejected", "status", status, "reason", rej.Reason)
+		// Refusals are the clients' doing (no ticket, a used one): a line per
+		// status a second, however many clients retry.
+		c.srv.logs.Log(c.log(), slog.LevelInfo, "rejected "+strconv.Itoa(status), "canal: handshake rejected",
+			"status", status, "reason", rej.Reason)
 	} else {
-		c.log().Error("canal: handshake failed", "err", err)
+		c.srv.logs.Log(c.log(), slog.LevelError, "failed", "canal: handshake failed", "err", err)
 	}
 	c.reject(status, "connect error")
 	fctx.SetStatusCode(status)

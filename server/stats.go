@@ -1,11 +1,8 @@
 package server
 
 import (
-	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Stats is a snapshot of a Server's counters and bounds, for metrics and tests.
@@ -54,48 +51,9 @@ type counters struct {
 	slowConsumers, eventsRefused, frames, framesDirect atomic.Uint64
 }
 
-// logLimiter lets one line per key through per second and counts the others, so that
-// a flood (a thousand refused handshakes, a thousand slow clients) costs a line a
-// second, not a line each. Keys are the server's own constants: the map stays small.
-type logLimiter struct {
-	mu    sync.Mutex
-	lines map[string]*limitedLine
-}
-
-type limitedLine struct {
-	last       time.Time
-	suppressed uint64
-}
-
 // logLimited logs msg at warning level unless a line with the same key went out in
-// the last second; the next line that goes out says how many were suppressed.
+// the last second (internal/ratelog): a flood of refused handshakes or slow clients
+// costs a line a second, not a line each. Keys are the server's own constants.
 func (s *Server) logLimited(key, msg string, args ...any) {
-	s.logLimitedAt(slog.LevelWarn, key, msg, args...)
-}
-
-func (s *Server) logLimitedAt(level slog.Level, key, msg string, args ...any) {
-	l := &s.logs
-	l.mu.Lock()
-	if l.lines == nil {
-		l.lines = make(map[string]*limitedLine)
-	}
-	e := l.lines[key]
-	if e == nil {
-		e = &limitedLine{}
-		l.lines[key] = e
-	}
-	now := time.Now()
-	if !e.last.IsZero() && now.Sub(e.last) < time.Second {
-		e.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	e.last = now
-	suppressed := e.suppressed
-	e.suppressed = 0
-	l.mu.Unlock()
-	if suppressed > 0 {
-		args = append(args, "suppressed", suppressed)
-	}
-	s.opts.Logger.Log(context.Background(), level, msg, args...)
+	s.logs.Log(s.opts.Logger, slog.LevelWarn, key, msg, args...)
 }

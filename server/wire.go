@@ -49,6 +49,7 @@ type wire interface {
 // of frames go out in one system call.
 type wsWire struct {
 	s       *sock
+	sniff   *frameSniffer
 	closing func() // arms the read deadline for the peer's close answer
 }
 
