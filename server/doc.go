@@ -11,18 +11,33 @@
 //
 // The handshake runs on fasthttp's request goroutine, so a refusal is an HTTP status
 // before any upgrade (403, 404, 500, 503; never 426). After the 101, one goroutine reads
-// the socket. Session calls (one at a time per connection, in arrival order) and
-// network writes are tasks on a shared queue served by a few warm goroutines, grown
-// by a watchdog when tasks block (a slow peer, a handler waiting on a database), so an
-// idle socket costs one goroutine and its buffers, and a group message to thousands of
-// sockets costs each one a queued write rather than a new goroutine. A group event
-// whose frame the consumer builds once (consumer.Options.Frames) goes straight to the
-// socket's write queue when the connection has nothing else pending.
+// the socket. Everything else is bounded by construction, not by timing:
 //
-// Every queue is bounded: client frames (FrameQueue, then TCP back-pressure), layer
-// events (EventQueue, then the layer sees a full channel), and outgoing frames
-// (SendQueue, then the slow client is closed with 1013). Keepalive pings go out every
-// PingInterval; a peer silent for PingInterval+PongTimeout is dropped.
+//   - Session calls (one at a time per connection, in arrival order) are tasks on a
+//     queue served by at most SessionWorkers goroutines: a few warm ones, more while
+//     tasks block (a handler waiting on a database), never past the limit. A
+//     connection has at most one such task queued.
+//   - Writes are tasks on max(2, GOMAXPROCS) goroutines that never wait for the
+//     network: everything due (frames, a ping, the close) is encoded into one buffer
+//     and offered to the kernel without blocking. What the kernel does not take waits
+//     in the socket's own buffer, written by a goroutine of that socket's own, within
+//     SendBuffer bytes per socket and MaxBufferedBytes for the process.
+//   - Each connection holds at most FrameQueue client frames (then TCP back-pressure),
+//     EventQueue layer events (then the layer sees a full channel, counted in Stats),
+//     and SendQueue outgoing frames (a handler's Send then waits for the writer).
+//
+// A client that stops reading is a slow consumer once it is SendBuffer bytes, SendQueue
+// frames and EventQueue events behind, or a write waited WriteTimeout: its TCP
+// connection is dropped (no close frame fits in its full buffers) and Disconnect gets
+// 1013. A busy handler is not a slow client: its events wait. So goroutines stay below
+// two per socket plus the pools, memory below the limits above, and a starved CPU
+// makes the server slower, never bigger. Stats reports the pools, buffered bytes, slow
+// consumers and refused events.
+//
+// A group event whose frame the consumer builds once (consumer.Options.Frames) goes
+// straight to the socket's outbox when the connection has nothing else pending.
+// Keepalive pings go out every PingInterval; a peer silent for PingInterval+PongTimeout
+// is dropped.
 //
 // # Server-Sent Events
 //
@@ -34,5 +49,6 @@
 // long-lived response fed by the channel layer. See ExampleOptions_eventStreams.
 //
 // Logs carry the route pattern and the decoded path, never the query string, cookies or
-// tickets.
+// tickets; lines that clients can cause (refused handshakes, slow consumers, handler
+// errors) go out at most once a second per kind, with a count of the ones held back.
 package server
