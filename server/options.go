@@ -74,6 +74,48 @@ type Options struct {
 	// EventSource sends no Origin, which Origin and AllowedHosts refuse: leave them
 	// off routes that pages reach from their own origin.
 	EventStreams bool
+
+	// MaxConnections is the most connections that Listen (or Listener) keeps open at
+	// once: sockets, streams and plain HTTP requests alike, over all the Server's
+	// listeners. A connection past it gets "503 Service Unavailable" with
+	// Connection: close, so the process stays below its file limit, where accept
+	// fails (fasthttp then stops serving and app.Listen returns). Default: the soft
+	// RLIMIT_NOFILE when New runs (on Linux Go raises it to the hard limit at start)
+	// minus 512 descriptors for everything else (Redis, logs, refusals in flight), and
+	// at least 64; no limit where the file limit is unknown (Windows) or unlimited.
+	// Raise the file limit (ulimit -n, systemd's LimitNOFILE) rather than this. It
+	// counts only connections accepted through Listen or Listener, not app.Listen's.
+	MaxConnections int
+	// Origins are the origins, besides the request's own, whose pages may open
+	// sockets and event streams. A handshake that carries an Origin header must
+	// otherwise come from the request's host: the Origin's host[:port] must equal the
+	// Host header (ignoring case; the scheme may be http or https, since behind a
+	// TLS-terminating proxy the server cannot tell which the page used). Anything else,
+	// "null" included, is answered 403 before the handler runs: a page of another site
+	// cannot open a socket with the visitor's cookies (cross-site WebSocket hijacking).
+	// Behind a proxy, forward the Host header (nginx: proxy_set_header Host $host) or
+	// list the public origin here.
+	//
+	// A request without Origin is allowed: browsers always send one on WebSocket
+	// handshakes and on cross-origin EventSource requests, so a request without it
+	// comes from a non-browser client (which holds no visitor's cookies) or from a
+	// same-origin EventSource.
+	//
+	// Patterns have middleware.Origin's syntax: "https://example.com:8443" (that
+	// scheme, host and port; a missing port is the scheme's default), "example.com" or
+	// "127.0.0.1" or "[::1]" (that host, any scheme and port), ".example.com" (the
+	// domain and its subdomains), "*.example.com" (its subdomains only), "*" (every
+	// origin) and "null" (the origin of sandboxed iframes and file: pages, of any
+	// site: name it only if you must). An invalid pattern fails New.
+	Origins []string
+	// InsecureSkipOriginCheck turns the origin check above off: every origin may open
+	// sockets. For servers no browser reaches, or whose middleware (middleware.Origin,
+	// middleware.AllowedHosts) checks origins itself.
+	InsecureSkipOriginCheck bool
+	// defense is made by withDefaults: the parsed Origins, the connection count and
+	// log rate limits, shared by the copies of these Options inside the Server.
+	defense *defense
+
 	// HTTP serves plain HTTP requests that reach the mount point. Nil passes them on
 	// to the app's other routes (c.Next).
 	HTTP fiber.Handler
@@ -141,6 +183,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxBufferedBytes == 0 {
 		o.MaxBufferedBytes = 64 << 20
 	}
+	if o.MaxConnections < 0 {
+		return o, fmt.Errorf("%w: MaxConnections is negative (%d)", ErrOptions, o.MaxConnections)
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = defaultMaxConnections()
+	}
+	origins, err := parseOrigins(o.Origins)
+	if err != nil {
+		return o, fmt.Errorf("%w: Origins: %w", ErrOptions, err)
+	}
+	o.defense = &defense{origins: origins}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

@@ -81,9 +81,19 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 // request context and 4 KiB read buffer as soon as a socket is upgraded (Canal closes
 // its sockets itself). Another hijacking handler on the same app must then close its
 // own connections; gofiber/contrib/websocket does not, so do not mount both on one app.
-// Call Mount before the app starts listening.
+// Call Mount before the app starts listening, and listen with Listen (or Listener),
+// which keeps the process alive at its file limit.
+//
+// An app with no fiber.Config.ReadTimeout gets Canal's timeouts, so that clients that
+// send their request slowly, partly or not at all (slowloris) cannot hold connections
+// forever: ReadTimeout = Options.HandshakeTimeout for each request's headers and
+// body (set your own for slow uploads on the same app), and, unless set,
+// IdleTimeout = PingInterval + PongTimeout between keep-alive requests, as long as
+// a silent socket lives. Upgraded sockets and streams are not bound by them: fasthttp
+// clears the deadlines when it hands a socket over, and Canal keeps its own.
 func (s *Server) Mount(app *fiber.App, prefix string) {
 	app.Server().KeepHijackedConns = true
+	s.setTimeouts(app.Server())
 	app.Use(prefix, s.Handler())
 }
 
@@ -176,6 +186,9 @@ func (s *Server) remove(c *conn) {
 func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t transport) {
 	if t == transportWebSocket && !validUpgrade(fctx) {
 		fctx.SetStatusCode(http.StatusBadRequest)
+		return
+	}
+	if s.refuseOrigin(fctx) { // 403 for another site's page: see Options.Origins
 		return
 	}
 	scope, status := newScope(fctx)

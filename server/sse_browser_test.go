@@ -38,6 +38,7 @@ es.onerror = () => { if (es.readyState === EventSource.CLOSED) document.getEleme
 func TestEventStreamInBrowser(t *testing.T) {
 	news, layer := newsConsumer(t)
 	o := sseOptions()
+	o.Origins = []string{"127.0.0.1"} // the page's, for the cross-origin stream on localhost
 	o.HTTP = func(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 		return c.SendString(ssePage)

@@ -59,7 +59,9 @@ func TestEventStream(t *testing.T) {
 	p.event = func(_ context.Context, c canal.Conn, m canal.Message) error {
 		return c.Send(canal.Text(m.String("text")))
 	}
-	s := canaltest.NewServer(t, p, sseOptions())
+	o := sseOptions()
+	o.Origins = []string{"https://app.example.com"} // the page is on another origin
+	s := canaltest.NewServer(t, p, o)
 	es := dialEvents(t, s, "/events/", canaltest.DialOptions{Origin: "https://app.example.com"})
 	conn := p.lastConn(t)
 

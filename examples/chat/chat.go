@@ -169,7 +169,9 @@ func newApp(cfg config) (a *app, err error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := server.New(canal.Chain{origin, auth}.Then(routes), server.Options{Logger: cfg.Logger})
+	// Origins: the server's own origin check lets the same hosts through as the
+	// AllowedHosts middleware (any port), so a page on another port can still chat.
+	srv, err := server.New(canal.Chain{origin, auth}.Then(routes), server.Options{Logger: cfg.Logger, Origins: cfg.AllowedHosts})
 	if err != nil {
 		return nil, err
 	}

@@ -34,7 +34,7 @@ func startChat(t *testing.T, cfg config) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); _ = a.fiber.Listener(ln) }()
+	go func() { defer close(done); _ = a.fiber.Listener(a.srv.Listener(ln)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -199,5 +199,5 @@ func run(addr, redisURL string, ping time.Duration, layerName string) error {
 		_ = app.ShutdownWithContext(sctx)
 		_ = layer.Close(sctx)
 	}()
-	return app.Listen(addr)
+	return srv.Listen(app, addr) // survives the file limit: 503 past MaxConnections
 }

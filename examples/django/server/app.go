@@ -262,7 +262,9 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 	}
 	stack = append(stack, auth)
 	// Channels: AllowedHostsOriginValidator(AuthMiddlewareStack(TicketAuth(URLRouter(...)))).
-	srv, err = server.New(middleware.Stack(stack...)(routes), server.Options{Logger: cfg.Logger})
+	// Origins: Django's pages are on another origin than these sockets, so the server's
+	// same-origin default must let them through too.
+	srv, err = server.New(middleware.Stack(stack...)(routes), server.Options{Logger: cfg.Logger, Origins: cfg.AllowedOrigins})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -107,7 +107,7 @@ func startStack(t *testing.T) *stack {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = app.Listener(ln)
+		_ = app.Listener(srv.Listener(ln))
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
