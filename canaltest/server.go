@@ -37,7 +37,7 @@ func NewServer(t testing.TB, h canal.Handler, opts server.Options) *Server {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = app.Listener(ln)
+		_ = app.Listener(srv.Listener(ln)) // as Server.Listen serves: MaxConnections, EMFILE handling
 	}()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

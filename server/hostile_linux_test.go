@@ -40,7 +40,7 @@ func TestHelperServer(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatalf("setrlimit: %v", err)
 	}
-	s := canaltest.NewListenServer(t, newEchoHandler(), server.Options{
+	s := canaltest.NewServer(t, newEchoHandler(), server.Options{
 		MaxConnections: maxConns,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})

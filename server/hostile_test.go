@@ -174,7 +174,7 @@ func TestLongLivedOutlastsReadTimeout(t *testing.T) {
 	o.PingInterval = time.Second
 	o.PongTimeout = time.Second
 	o.EventStreams = true
-	s := canaltest.NewListenServer(t, h, o)
+	s := canaltest.NewServer(t, h, o)
 
 	ws := mustDial(t, s, "/ws/", canaltest.DialOptions{})
 	es := dialEvents(t, s, "/events/", canaltest.DialOptions{})

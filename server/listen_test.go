@@ -42,7 +42,7 @@ func TestMaxConnections(t *testing.T) {
 	o := fastOptions()
 	o.MaxConnections = 2
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s := canaltest.NewListenServer(t, newEchoHandler(), o)
+	s := canaltest.NewServer(t, newEchoHandler(), o)
 
 	a := mustDial(t, s, "/", canaltest.DialOptions{})
 	b := mustDial(t, s, "/", canaltest.DialOptions{})

@@ -49,9 +49,9 @@ func TestLogFloodIsLimited(t *testing.T) {
 	var logs lockedBuffer
 	o := fastOptions()
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s := canaltest.NewServer(t, p, o)
 	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
+	t.Cleanup(func() { close(stop) }) // registered first, so it runs after the server's shutdown
+	s := canaltest.NewServer(t, p, o)
 	go func() { // Disconnect runs for each refusal too (1006)
 		for {
 			select {

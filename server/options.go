@@ -70,9 +70,10 @@ type Options struct {
 	//
 	// A cross-origin EventSource sends Origin and reads the stream only with CORS: an
 	// accepted stream echoes the Origin in Access-Control-Allow-Origin (credentials
-	// allowed), so put an origin check in front, as for WebSockets. A same-origin
-	// EventSource sends no Origin, which Origin and AllowedHosts refuse: leave them
-	// off routes that pages reach from their own origin.
+	// allowed). The server's origin check (Origins) applies to streams as to
+	// WebSockets, so only the origins it allows get that far. A same-origin
+	// EventSource sends no Origin, which middleware.Origin and AllowedHosts refuse:
+	// leave those off routes that pages reach from their own origin.
 	EventStreams bool
 
 	// MaxConnections is the most connections that Listen (or Listener) keeps open at

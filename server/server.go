@@ -66,8 +66,8 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 		WriteBufferSize: o.WriteBufferSize,
 		// Write buffers are lent per message, so an idle socket holds none.
 		WriteBufferPool: &writeBuffers{},
-		// Origins are checked by middleware before the upgrade; the upgrader's own
-		// check would answer 403 without telling the app why.
+		// Origins are checked before the handler runs (origin.go, Options.Origins); the
+		// upgrader's own check would answer 403 without telling the app why.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	return s, nil

@@ -49,7 +49,7 @@ var errSlowConsumer = errors.New("server: slow consumer: the client does not rea
 
 func newSock(c net.Conn, o *Options, b *budget, failed func(error)) *sock {
 	s := &sock{Conn: c, budget: b, limit: o.SendBuffer, wait: o.WriteTimeout, failed: failed}
-	if sc, ok := c.(syscall.Conn); ok {
+	if sc, ok := c.(syscall.Conn); ok && nonBlockingWrites {
 		if raw, err := sc.SyscallConn(); err == nil {
 			s.raw = raw
 		}
@@ -98,29 +98,6 @@ func (s *sock) write(p []byte) error {
 		return nil
 	}
 	return s.keepLocked(p[n:])
-}
-
-// tryWrite writes what the kernel takes at once. EAGAIN is not an error.
-func (s *sock) tryWrite(p []byte) (int, error) {
-	var n int
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), p)
-			if werr != syscall.EINTR {
-				return true // never park: the flusher does the waiting
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, err
-	case werr == syscall.EAGAIN:
-		return 0, nil
-	case werr != nil:
-		return 0, werr
-	}
-	return n, nil
 }
 
 // keepLocked queues p for the flusher, within the socket's and the process's limits.

@@ -52,7 +52,7 @@ func main() {
 		a.Close(ctx) // sockets get 1001 and leave their groups
 	}()
 	log.Printf("chat: open http://%s/ in two browser tabs", *addr)
-	if err := a.fiber.Listen(*addr); err != nil {
+	if err := a.srv.Listen(a.fiber, *addr); err != nil {
 		log.Fatal(err)
 	}
 }

@@ -54,7 +54,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	served := make(chan error, 1)
-	go func() { served <- app.Listen(*addr) }()
+	go func() { served <- srv.Listen(app, *addr) }()
 	slog.Info("canal: serving the Django demo", "addr", "ws://"+*addr+"/ws/", "origins", *origins)
 
 	select {
