@@ -351,3 +351,55 @@ func TestSessionWorkersBounded(t *testing.T) {
 		t.Fatalf("peak %d session goroutines, limit %d", st.SessionWorkersPeak, o.SessionWorkers)
 	}
 }
+
+// TestFastPathPerTransport: a ready group frame (consumer.Options.Frames) to an idle
+// connection goes straight to its outbox, with no session call, on every transport;
+// one that arrives while a session call runs waits in the inbox, after it.
+func TestFastPathPerTransport(t *testing.T) {
+	t.Parallel()
+	msg := canal.Message{"type": "room.message"}
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T, s *canaltest.Server) func() string // returns the next text frame or event
+	}{
+		{"websocket", func(t *testing.T, s *canaltest.Server) func() string {
+			c := mustDial(t, s, "/", canaltest.DialOptions{})
+			return func() string {
+				got, err := c.ReceiveText(ctxT(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+		}},
+		{"event stream", func(t *testing.T, s *canaltest.Server) func() string {
+			es := dialEvents(t, s, "/", canaltest.DialOptions{})
+			return func() string { return nextEvent(t, es).Data }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newProbe()
+			var events atomic.Int32
+			p.event = func(context.Context, canal.Conn, canal.Message) error { events.Add(1); return nil }
+			s := canaltest.NewServer(t, p, sseOptions())
+			next := tc.open(t, s)
+			fd, ok := canal.AsFrameDeliverer(p.lastConn(t))
+			if !ok {
+				t.Fatal("the server's Conn is not a FrameDeliverer")
+			}
+			for i := range 3 {
+				if !fd.DeliverFrame(msg, canal.Text(fmt.Sprint(i))) {
+					t.Fatal("DeliverFrame refused")
+				}
+				if got := next(); got != fmt.Sprint(i) {
+					t.Fatalf("got %q, want %d", got, i)
+				}
+			}
+			st := s.Stats()
+			if st.Frames != 3 || st.FramesDirect != 3 || events.Load() != 0 {
+				t.Fatalf("Stats: %d frames, %d direct; %d session calls; want 3, 3, 0", st.Frames, st.FramesDirect, events.Load())
+			}
+		})
+	}
+}
