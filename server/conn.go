@@ -73,6 +73,7 @@ type conn struct {
 	events    int // layer events in inbox
 	working   bool
 	outbox    []canal.Frame
+	one       [1]canal.Frame // the outbox's array while it holds one frame: no allocation per delivery
 	writing   bool
 	closeCode int // code of the close frame to send, 0 when none is pending
 	closeText string
@@ -178,6 +179,9 @@ func (c *conn) sendLocked(f canal.Frame) error {
 		// Connect queued more than it could ever be sent at once.
 		c.slowLocked("send queue full behind a client that does not read")
 		return fmt.Errorf("%w: slow consumer", canal.ErrClosed)
+	}
+	if c.outbox == nil {
+		c.outbox = c.one[:0]
 	}
 	c.outbox = append(c.outbox, f)
 	c.kickWriter()
@@ -360,8 +364,10 @@ func (c *conn) newSock(raw net.Conn) *sock {
 func (c *conn) takeOutbox() []canal.Frame {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	early := c.outbox
-	c.outbox = nil
+	// A copy: the outbox may be the inline array, which the next Send reuses.
+	early := append([]canal.Frame(nil), c.outbox...)
+	clear(c.outbox)
+	c.outbox, c.one = nil, [1]canal.Frame{}
 	c.outSpace.Broadcast()
 	return early
 }
@@ -401,7 +407,7 @@ func (c *conn) teardown(code int) {
 		c.discCode = code
 	}
 	c.state = stateClosed
-	c.outbox = nil
+	c.outbox, c.one = nil, [1]canal.Frame{}
 	c.space.Broadcast()
 	c.outSpace.Broadcast()
 	c.queueDisconnectLocked()
@@ -419,7 +425,7 @@ func (c *conn) slowLocked(why string) {
 	if c.state != stateAccepted {
 		return
 	}
-	c.outbox = nil
+	c.outbox, c.one = nil, [1]canal.Frame{}
 	c.state = stateClosing
 	c.closeSent = true
 	c.discCode = canal.CloseTryAgainLater

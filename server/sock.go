@@ -41,7 +41,8 @@ type sock struct {
 	flushing bool   // the flusher owns the socket's writes
 	err      error  // sticky: once a write failed, every later one fails
 	capture  *[]byte
-	closeOut bool // close the socket once pending is written
+	rw       rawWrite // the non-blocking write's arguments (sock_unix.go)
+	closeOut bool     // close the socket once pending is written
 }
 
 // errSlowConsumer: the peer does not take what it is sent (see Options.SendBuffer).

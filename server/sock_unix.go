@@ -4,18 +4,33 @@ package server
 
 import "syscall"
 
+// rawWrite is the sock's one closure for RawConn.Write, made once per socket: a closure
+// made per write would be an allocation per frame delivered. Its arguments and results
+// are sock fields, guarded by mu like the write itself.
+type rawWrite struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
 // tryWrite writes what the kernel takes at once. EAGAIN is not an error.
 func (s *sock) tryWrite(p []byte) (int, error) {
-	var n int
-	var werr error
-	err := s.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), p)
-			if werr != syscall.EINTR {
-				return true // never park: the flusher does the waiting
+	w := &s.rw
+	if w.fn == nil {
+		w.fn = func(fd uintptr) bool {
+			for {
+				w.n, w.err = syscall.Write(int(fd), w.p)
+				if w.err != syscall.EINTR {
+					return true // never park: the flusher does the waiting
+				}
 			}
 		}
-	})
+	}
+	w.p = p
+	err := s.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.p, w.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, err

@@ -70,8 +70,9 @@ func (c *conn) write() {
 				n++
 			}
 			if n == len(c.outbox) {
-				// A fresh slice rather than outbox[:0]: an idle socket keeps no array.
-				c.outbox = nil
+				// The inline one-frame array, not outbox[:0]: an idle socket keeps no
+				// grown array, and the next delivery allocates nothing.
+				c.outbox = c.one[:0]
 			} else {
 				c.outbox = c.outbox[n:]
 			}
@@ -119,7 +120,7 @@ func (c *conn) writeFailed(err error) {
 	if errors.Is(err, errSlowConsumer) || isTimeout(err) {
 		c.slowLocked(err.Error())
 	}
-	c.outbox = nil
+	c.outbox, c.one = nil, [1]canal.Frame{}
 	c.outSpace.Broadcast()
 	c.mu.Unlock()
 	c.abort()
