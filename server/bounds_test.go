@@ -168,8 +168,8 @@ func TestStalledClientsDoNotHoldUpReaders(t *testing.T) {
 				t.Fatalf("frame %d refused for reader %d", i, r)
 			}
 		}
-		if i%100 == 99 {
-			time.Sleep(50 * time.Millisecond) // bursts of 400 KB, as a busy group would get
+		if i%50 == 49 {
+			time.Sleep(50 * time.Millisecond) // bursts of 200 KB, as a busy group would get
 		}
 	}
 	for r, ch := range got {
@@ -397,6 +397,9 @@ func TestFastPathPerTransport(t *testing.T) {
 				}
 			}
 			st := s.Stats()
+			if st.WriteWorkers < 2 {
+				t.Fatalf("Stats.WriteWorkers = %d, want at least 2", st.WriteWorkers)
+			}
 			if st.Frames != 3 || st.FramesDirect != 3 || events.Load() != 0 {
 				t.Fatalf("Stats: %d frames, %d direct; %d session calls; want 3, 3, 0", st.Frames, st.FramesDirect, events.Load())
 			}

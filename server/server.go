@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	}
 	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}),
 		sessions: newWorkers(o.SessionWorkers),
-		writers:  newWorkers(0), // the warm ones only: writes never block
+		writers:  newWorkers(max(2, runtime.GOMAXPROCS(0))), // the warm ones only: writes never block
 		budget:   &budget{max: o.MaxBufferedBytes},
 	}
 	s.upgrader = fws.Upgrader{
