@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,8 +398,8 @@ func TestFastPathPerTransport(t *testing.T) {
 				}
 			}
 			st := s.Stats()
-			if st.WriteWorkers < 2 {
-				t.Fatalf("Stats.WriteWorkers = %d, want at least 2", st.WriteWorkers)
+			if st.WriteWorkers != runtime.GOMAXPROCS(0) {
+				t.Fatalf("Stats.WriteWorkers = %d, want GOMAXPROCS (%d)", st.WriteWorkers, runtime.GOMAXPROCS(0))
 			}
 			if st.Frames != 3 || st.FramesDirect != 3 || events.Load() != 0 {
 				t.Fatalf("Stats: %d frames, %d direct; %d session calls; want 3, 3, 0", st.Frames, st.FramesDirect, events.Load())

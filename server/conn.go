@@ -445,5 +445,4 @@ func (c *conn) flushed() {
 	defer c.mu.Unlock()
 	c.stalled = false
 	c.kickWriter()
-	c.kickWorker() // ready frames parked behind the stall
 }

@@ -17,7 +17,7 @@
 //     queue served by at most SessionWorkers goroutines: a few warm ones, more while
 //     tasks block (a handler waiting on a database), never past the limit. A
 //     connection has at most one such task queued.
-//   - Writes are tasks on max(2, GOMAXPROCS) goroutines that never wait for the
+//   - Writes are tasks on GOMAXPROCS goroutines that never wait for the
 //     network: everything due (frames, a ping, the close) is encoded into one buffer
 //     and offered to the kernel without blocking. What the kernel does not take waits
 //     in the socket's own buffer, written by a goroutine of that socket's own, within
@@ -26,8 +26,8 @@
 //     EventQueue layer events (then the layer sees a full channel, counted in Stats),
 //     and SendQueue outgoing frames (a handler's Send then waits for the writer).
 //
-// A client that stops reading is a slow consumer once it is SendBuffer bytes, SendQueue
-// frames and EventQueue events behind, or a write waited WriteTimeout: its TCP
+// A client that stops reading is a slow consumer once it is SendBuffer bytes and
+// SendQueue frames behind, or a write waited WriteTimeout: its TCP
 // connection is dropped (no close frame fits in its full buffers) and Disconnect gets
 // 1013. A busy handler is not a slow client: its events wait. So goroutines stay below
 // two per socket plus the pools, memory below the limits above, and a starved CPU

@@ -34,14 +34,6 @@ func (c *conn) work() {
 			return
 		}
 		it := c.inbox[0]
-		if it.kind == kindSend && c.stalled && len(c.outbox) >= c.srv.opts.SendQueue && c.state == stateAccepted {
-			// The peer is behind and the outbox full: the frame waits here, counted in
-			// EventQueue, until the socket drains (flushed wakes the worker). Sending
-			// it now would make the client a slow consumer before its budget is used.
-			c.working = false
-			c.mu.Unlock()
-			return
-		}
 		c.inbox[0] = item{}
 		c.inbox = c.inbox[1:]
 		switch it.kind {

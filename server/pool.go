@@ -59,7 +59,8 @@ const (
 	lingerPeriod = time.Second
 )
 
-// newWorkers returns a pool that keeps max(2, GOMAXPROCS) goroutines warm and grows
+// newWorkers returns a pool that keeps max(2, GOMAXPROCS) goroutines warm (fewer if
+// limit is lower) and grows
 // past them, when tasks block, up to limit (at least the warm ones).
 func newWorkers(limit int) *workers {
 	keep := max(2, runtime.GOMAXPROCS(0))

@@ -27,7 +27,7 @@ import (
 //
 // Concurrency: a Server is safe for concurrent use. Its goroutines are bounded by
 // construction: one per open socket (the read loop), at most SessionWorkers running
-// session calls, max(2, GOMAXPROCS) writing, and one per socket whose peer does not
+// session calls, GOMAXPROCS writing, and one per socket whose peer does not
 // take what it is sent (until it does, or is dropped as a slow consumer).
 type Server struct {
 	root     canal.Handler
@@ -57,8 +57,12 @@ func New(root canal.Handler, opts Options) (*Server, error) {
 	}
 	s := &Server{root: root, opts: o, conns: make(map[*conn]struct{}),
 		sessions: newWorkers(o.SessionWorkers),
-		writers:  newWorkers(max(2, runtime.GOMAXPROCS(0))), // the warm ones only: writes never block
-		budget:   &budget{max: o.MaxBufferedBytes},
+		// One writer per P, never more: writes never block, so more goroutines would
+		// only take CPU from the layer's receive loop (measured: with GOMAXPROCS=1, a
+		// second writer made the stalled-client benchmark lose group messages, as the
+		// channels_redis process queue overflowed while the layer waited for the CPU).
+		writers: newWorkers(runtime.GOMAXPROCS(0)),
+		budget:  &budget{max: o.MaxBufferedBytes},
 	}
 	s.upgrader = fws.Upgrader{
 		// Zero: the library reuses the reader handed over by hijacker, sized by

@@ -13,7 +13,7 @@ type Stats struct {
 	// SessionWorkers is the goroutines running session calls now, and
 	// SessionWorkersPeak the most at once so far; never above Options.SessionWorkers.
 	SessionWorkers, SessionWorkersPeak int
-	// WriteWorkers is the goroutines writing to sockets (fixed: max(2, GOMAXPROCS)).
+	// WriteWorkers is the goroutines writing to sockets (fixed: GOMAXPROCS).
 	WriteWorkers int
 	// Buffered is the bytes held now for peers that have not taken them (at most
 	// Options.MaxBufferedBytes).
