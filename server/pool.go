@@ -60,8 +60,7 @@ const (
 )
 
 // newWorkers returns a pool that keeps max(2, GOMAXPROCS) goroutines warm (fewer if
-// limit is lower) and grows
-// past them, when tasks block, up to limit (at least the warm ones).
+// limit is lower) and grows past them, when tasks block, up to limit.
 func newWorkers(limit int) *workers {
 	keep := max(2, runtime.GOMAXPROCS(0))
 	w := &workers{keep: min(keep, max(limit, 1)), max: max(limit, 1), stall: stallPeriod, linger: lingerPeriod, quit: make(chan struct{})}
