@@ -1,15 +1,12 @@
 package consumer_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,36 +15,6 @@ import (
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 )
-
-// logBuffer is a log sink safe for the server's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) lines(substr string) int {
-	n := 0
-	for _, l := range strings.Split(b.String(), "\n") {
-		if strings.Contains(l, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // layerKinds are the layers a group message can travel through: in memory, and
 // Redis' group_send (msgpack carries NaN, as channels_redis does from Django).
@@ -122,9 +89,9 @@ func TestBadFrameSkipped(t *testing.T) {
 			t.Run(lk.name+"/"+b.name, func(t *testing.T) {
 				t.Parallel()
 				layer := lk.make(t)
-				var logs logBuffer
+				var logs canaltest.LogBuffer
 				h, err := consumer.New(func() framed { return framed{} }, consumer.Options[framed]{
-					Layer: layer, Groups: []string{"room"}, Logger: logs.logger(),
+					Layer: layer, Groups: []string{"room"}, Logger: logs.Logger(),
 					Frames: map[string]consumer.FrameFunc{"room.message": b.frame},
 				})
 				if err != nil {
@@ -134,7 +101,7 @@ func TestBadFrameSkipped(t *testing.T) {
 				if st := h.Stats(); st.BadFrames != 1 {
 					t.Errorf("stats %+v; want BadFrames 1 for one bad message to 3 members", st)
 				}
-				if n := logs.lines("frame cannot be built"); n != 1 {
+				if n := len(logs.Lines("frame cannot be built")); n != 1 {
 					t.Errorf("%d log lines; want 1:\n%s", n, logs.String())
 				}
 				if out := logs.String(); strings.Contains(out, secret) || !strings.Contains(out, "type=room.message") {
@@ -168,9 +135,9 @@ func TestEventEncodeErrorDropped(t *testing.T) {
 		t.Run(lk.name, func(t *testing.T) {
 			t.Parallel()
 			layer := lk.make(t)
-			var logs logBuffer
+			var logs canaltest.LogBuffer
 			h, err := consumer.New(func() encoder { return encoder{} }, consumer.Options[encoder]{
-				Layer: layer, Groups: []string{"room"}, Logger: logs.logger(),
+				Layer: layer, Groups: []string{"room"}, Logger: logs.Logger(),
 				Events: map[string]consumer.EventFunc[encoder]{
 					"room.message": encoder.Message,
 					"room.strict":  encoder.Strict,
@@ -184,7 +151,7 @@ func TestEventEncodeErrorDropped(t *testing.T) {
 			if st := h.Stats(); st.BadEvents != 3 {
 				t.Errorf("stats %+v; want BadEvents 3 (one per member)", st)
 			}
-			if n := logs.lines("handler cannot encode"); n != 1 {
+			if n := len(logs.Lines("handler cannot encode")); n != 1 {
 				t.Errorf("%d log lines; want 1:\n%s", n, logs.String())
 			}
 			if strings.Contains(logs.String(), secret) {
@@ -244,9 +211,9 @@ func TestSendJSONNotEscaped(t *testing.T) {
 func TestUnhandledEventRateLimited(t *testing.T) {
 	t.Parallel()
 	layer := newLayer(t)
-	var logs logBuffer
+	var logs canaltest.LogBuffer
 	h, err := consumer.New(func() framed { return framed{} }, consumer.Options[framed]{
-		Layer: layer, Groups: []string{"room"}, Logger: logs.logger(),
+		Layer: layer, Groups: []string{"room"}, Logger: logs.Logger(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +242,7 @@ func TestUnhandledEventRateLimited(t *testing.T) {
 	}
 	secs := int(time.Since(start)/time.Second) + 1
 	for _, typ := range []string{"nobody.handles", "other.type"} {
-		if n := logs.lines("type=" + typ); n < 1 || n > secs+1 {
+		if n := len(logs.Lines("type=" + typ)); n < 1 || n > secs+1 {
 			t.Errorf("%d lines for %s over %d s; want 1 per second at most:\n%s", n, typ, secs, logs.String())
 		}
 	}

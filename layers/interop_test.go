@@ -85,28 +85,8 @@ type peer struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *lockedBuffer
+	stderr *canaltest.LogBuffer
 	mu     sync.Mutex
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<16 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startPeer starts a Django peer on url with the layer config (CONFIG of
@@ -124,7 +104,7 @@ func startPeer(t testing.TB, s pySuite, url string, config map[string]any) *peer
 		cmd.Env = append(cmd.Env, "PYTHONPATH="+s.pythonPath)
 	}
 	cmd.WaitDelay = 5 * time.Second
-	p := &peer{t: t, cmd: cmd, lines: make(chan string, 16), stderr: &lockedBuffer{}}
+	p := &peer{t: t, cmd: cmd, lines: make(chan string, 16), stderr: &canaltest.LogBuffer{}}
 	cmd.Stderr = p.stderr
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)

@@ -1014,7 +1014,7 @@ func backendPubSubCapacity(t *testing.T, b *redisBackend) {
 // backendPubSubMalformed publishes payloads that cannot be read: each is skipped,
 // counted and logged without its contents, and the channel goes on.
 func backendPubSubMalformed(t *testing.T, b *redisBackend) {
-	var logs lockedBuffer
+	var logs canaltest.LogBuffer
 	l := b.pubsub(t, RedisPubSubOptions{Prefix: b.psPrefix(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ch, _ := l.NewChannel(context.Background(), "")
 	for _, payload := range []string{"", "\xc1", "\x81\x01\x02", "\x81\xa4type\x05", "\x91\xa1x", "\x80",

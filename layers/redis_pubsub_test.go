@@ -347,7 +347,7 @@ func TestRedisPubSubEncryptionAndJSON(t *testing.T) {
 func TestRedisPubSubReconnect(t *testing.T) {
 	srv := canaltest.StartRedis(t)
 	defer goleak.VerifyNone(t, leakOpts()...)
-	var logs lockedBuffer
+	var logs canaltest.LogBuffer
 	l, err := NewRedisPubSub(context.Background(), RedisPubSubOptions{Hosts: []string{srv.URL()}, ClientOptions: fastClient,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {

@@ -612,7 +612,7 @@ func TestRedisReentrantDeliver(t *testing.T) {
 func TestRedisMalformed(t *testing.T) {
 	t.Parallel()
 	srv := canaltest.StartRedis(t)
-	var logs lockedBuffer
+	var logs canaltest.LogBuffer
 	l := newRedisLayer(t, srv, RedisOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	c := srv.Client(t)
 	ch, in := attachInbox(t, l)
@@ -747,7 +747,7 @@ func leakOpts() []goleak.Option {
 func TestRedisUnavailable(t *testing.T) {
 	srv := canaltest.StartRedis(t)
 	defer goleak.VerifyNone(t, leakOpts()...)
-	var logs lockedBuffer
+	var logs canaltest.LogBuffer
 	l, err := NewRedis(context.Background(), RedisOptions{Hosts: []string{srv.URL()}, ClientOptions: fastClient,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -1059,7 +1059,7 @@ func TestRedisInvalidGroupMember(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
 			srv := canaltest.StartRedis(t)
-			var logs lockedBuffer
+			var logs canaltest.LogBuffer
 			l := newRedisLayer(t, srv, RedisOptions{SerializerFormat: format, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			c := srv.Client(t)
 			ctx := context.Background()

@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -103,24 +102,6 @@ func (greetSession) Disconnect(context.Context, canal.Conn, int) {}
 
 // --- a server with the middleware, and its logs ---
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // ticketIssuer is a store tests can also issue from.
 type ticketIssuer interface {
 	middleware.TicketStore
@@ -135,7 +116,7 @@ type ticketEnv struct {
 	app   *greeter
 	store ticketIssuer
 	conns chan canal.Conn // the server's Conn of each handshake, when there is room
-	logs  *syncBuffer
+	logs  *canaltest.LogBuffer
 
 	mu      sync.Mutex
 	secrets []string
@@ -146,7 +127,7 @@ func newTicketEnv(t *testing.T, store ticketIssuer, opts middleware.TicketOption
 	if app == nil {
 		app = &greeter{}
 	}
-	e := &ticketEnv{app: app, store: store, conns: make(chan canal.Conn, 4), logs: &syncBuffer{}}
+	e := &ticketEnv{app: app, store: store, conns: make(chan canal.Conn, 4), logs: &canaltest.LogBuffer{}}
 	// Registered before the server's cleanup, so it runs after the shutdown.
 	t.Cleanup(func() {
 		logs := e.logs.String()
@@ -1253,7 +1234,7 @@ func TestTicketPendingAccept(t *testing.T) {
 	later := canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
 		return acceptLater{}, nil
 	})
-	e := &ticketEnv{store: store, app: &greeter{}, logs: &syncBuffer{}, conns: make(chan canal.Conn, 1)}
+	e := &ticketEnv{store: store, app: &greeter{}, logs: &canaltest.LogBuffer{}, conns: make(chan canal.Conn, 1)}
 	auth, err := middleware.Ticket(store, middleware.TicketOptions{})
 	if err != nil {
 		t.Fatal(err)

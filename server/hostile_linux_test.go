@@ -51,8 +51,8 @@ func TestHelperServer(t *testing.T) {
 // child is a TestHelperServer process.
 type child struct {
 	addr   string
-	stdout logBuffer
-	stderr logBuffer
+	stdout canaltest.LogBuffer
+	stderr canaltest.LogBuffer
 	exited chan struct{}
 	err    error // the exit status, after exited
 }

@@ -38,7 +38,7 @@ func redial(t *testing.T, s *canaltest.Server, path string) *canaltest.Communica
 // close; an upgraded socket holds its slot until Canal closes it, then gives it back.
 func TestMaxConnections(t *testing.T) {
 	t.Parallel()
-	var logs logBuffer
+	var logs canaltest.LogBuffer
 	o := fastOptions()
 	o.MaxConnections = 2
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -60,7 +60,7 @@ func TestMaxConnections(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
 		t.Fatalf("plain request past the limit: %q (%v), want 503 with Connection: close", got, err)
 	}
-	if lines := logs.lines("connection limit reached"); len(lines) != 1 || !strings.Contains(lines[0], "max_connections=2") {
+	if lines := logs.Lines("connection limit reached"); len(lines) != 1 || !strings.Contains(lines[0], "max_connections=2") {
 		t.Fatalf("want one rate-limited line naming the limit:\n%s", logs.String())
 	}
 

@@ -1,34 +1,14 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/canaltest"
 )
-
-// lockedBuffer is a log destination safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLogFloodIsLimited: a flood of handshakes the handler refuses (clients without
 // a ticket retrying in a loop) and of failing sessions costs a line a second per
@@ -46,7 +26,7 @@ func TestLogFloodIsLimited(t *testing.T) {
 	p.receive = func(context.Context, canal.Conn, canal.Frame) error {
 		return context.DeadlineExceeded // a handler error: 1011 and a log line
 	}
-	var logs lockedBuffer
+	var logs canaltest.LogBuffer
 	o := fastOptions()
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	stop := make(chan struct{})

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,42 +9,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/canal-rt/canal/canaltest"
 	"github.com/canal-rt/canal/server"
 )
-
-// logBuffer is a log destination tests read while the server writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the logged lines that contain s.
-func (b *logBuffer) lines(s string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // dialStatus dials a socket (or, with stream, an event stream) and returns the
 // handshake's HTTP status: 101 or 200 when it was accepted.
@@ -196,7 +165,7 @@ func TestOriginsValidated(t *testing.T) {
 // line counting those held back, say what to configure, and never show the query string.
 func TestOriginRefusalLog(t *testing.T) {
 	t.Parallel()
-	var logs logBuffer
+	var logs canaltest.LogBuffer
 	o := fastOptions()
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s := canaltest.NewServer(t, newEchoHandler(), o)
@@ -209,7 +178,7 @@ func TestOriginRefusalLog(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	lines := logs.lines("refused")
+	lines := logs.Lines("refused")
 	if max := int(elapsed/time.Second) + 1; len(lines) < 1 || len(lines) > max {
 		t.Fatalf("%d refusals in %v logged %d lines, want 1 to %d:\n%s", burst, elapsed, len(lines), max, logs.String())
 	}
@@ -221,7 +190,7 @@ func TestOriginRefusalLog(t *testing.T) {
 	if got := dialStatus(t, s, "/ws/room/?"+secret, false, canaltest.DialOptions{Origin: "https://evil.example"}); got != http.StatusForbidden {
 		t.Fatalf("HTTP %d, want 403", got)
 	}
-	lines = logs.lines("refused")
+	lines = logs.Lines("refused")
 	held := 0
 	for _, l := range lines {
 		if m := regexp.MustCompile(` suppressed=(\d+)`).FindStringSubmatch(l); m != nil {
