@@ -74,6 +74,7 @@ type conn struct {
 	working   bool
 	outbox    []canal.Frame
 	one       [1]canal.Frame // the outbox's array while it holds one frame: no allocation per delivery
+	arr       *[]canal.Frame // the pooled array behind a larger outbox (writer.go), or nil
 	writing   bool
 	closeCode int // code of the close frame to send, 0 when none is pending
 	closeText string
@@ -180,8 +181,11 @@ func (c *conn) sendLocked(f canal.Frame) error {
 		c.slowLocked("send queue full behind a client that does not read")
 		return fmt.Errorf("%w: slow consumer", canal.ErrClosed)
 	}
-	if c.outbox == nil {
+	switch {
+	case c.outbox == nil:
 		c.outbox = c.one[:0]
+	case len(c.outbox) == cap(c.outbox):
+		c.growOutbox()
 	}
 	c.outbox = append(c.outbox, f)
 	c.kickWriter()

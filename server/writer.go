@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/canal-rt/canal"
@@ -28,6 +29,57 @@ const writeRounds = 4
 var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
 const maxPooledBuf = 256 << 10
+
+// Outbox arrays. A burst to thousands of sockets fills every outbox faster than the
+// writers drain them; growing each by doubling made ~8 KiB of garbage per socket per
+// burst, which the garbage collector let pile up to the size of the live heap (its
+// headroom counts goroutine stacks). Arrays of the two usual sizes are recycled instead.
+var outboxArrays [len(outboxSizes)]sync.Pool
+
+func init() {
+	for i, n := range outboxSizes {
+		outboxArrays[i].New = func() any { a := make([]canal.Frame, 0, n); return &a }
+	}
+}
+
+// outboxSizes are the recycled capacities: steps of 4 keep the unused part of an
+// array below three quarters, and 256 is SendQueue's default.
+var outboxSizes = [...]int{16, 64, 256}
+
+// growOutbox moves the outbox to a larger array, recycling the one it leaves.
+// Pooled arrays travel with their *[]canal.Frame holder (c.arr), so recycling
+// allocates nothing.
+func (c *conn) growOutbox() {
+	i := 0
+	for i < len(outboxSizes) && outboxSizes[i] <= cap(c.outbox) {
+		i++
+	}
+	if i == len(outboxSizes) { // past the recycled sizes (SendQueue above 256)
+		c.outbox = slices.Grow(c.outbox, len(c.outbox))
+		return
+	}
+	h := outboxArrays[i].Get().(*[]canal.Frame)
+	next := append((*h)[:0], c.outbox...)
+	c.releaseOutbox()
+	c.outbox, c.arr = next, h
+}
+
+// releaseOutbox recycles the outbox's pooled array, if it has one, cleared so that it
+// keeps no frame data alive, and leaves the outbox empty on the inline array.
+func (c *conn) releaseOutbox() {
+	if h := c.arr; h != nil {
+		a := (*h)[:cap(*h)]
+		clear(a)
+		*h = a[:0]
+		for i, n := range outboxSizes {
+			if n == cap(a) {
+				outboxArrays[i].Put(h)
+			}
+		}
+		c.arr = nil
+	}
+	c.outbox = c.one[:0]
+}
 
 func (c *conn) kickWriter() {
 	if c.writing || c.wire == nil || ((len(c.outbox) == 0 || c.stalled) && !c.pingDue && (c.closeCode == 0 || c.closeSent)) {
@@ -72,7 +124,7 @@ func (c *conn) write() {
 			if n == len(c.outbox) {
 				// The inline one-frame array, not outbox[:0]: an idle socket keeps no
 				// grown array, and the next delivery allocates nothing.
-				c.outbox = c.one[:0]
+				c.releaseOutbox()
 			} else {
 				c.outbox = c.outbox[n:]
 			}
