@@ -815,6 +815,9 @@ func TestInteropPubSub(t *testing.T) {
 
 				// Normal channels both ways.
 				p.ok(map[string]any{"op": "listen", "channel": "emails"})
+				// channels_redis may answer before Redis has the subscription, and
+				// Pub/Sub keeps nothing for a channel nobody has subscribed to yet.
+				waitSubscribed(t, srv, "emails")
 				if err := l.Send(ctx, "emails", tc.want); err != nil {
 					t.Fatal(err)
 				}
@@ -828,4 +831,22 @@ func TestInteropPubSub(t *testing.T) {
 			})
 		}
 	})
+}
+
+// waitSubscribed waits until some client of srv subscribes to a Pub/Sub channel whose
+// name ends with suffix.
+func waitSubscribed(t *testing.T, srv *canaltest.Redis, suffix string) {
+	t.Helper()
+	c := srv.Client(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		chs, err := c.Do(context.Background(), c.B().PubsubChannels().Pattern("*"+suffix).Build()).AsStrSlice()
+		if err == nil && len(chs) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no subscription to *%s after 5 s (%v)", suffix, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
