@@ -212,17 +212,31 @@ func (c *conn) Close(code int, reason string) error {
 func (c *conn) Deliver(m canal.Message) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state >= stateRejected {
-		return false
-	}
-	if c.events >= c.srv.opts.EventQueue {
-		c.srv.stats.eventsRefused.Add(1)
+	if !c.eventRoomLocked() {
 		return false
 	}
 	c.events++
 	c.inbox = append(c.inbox, item{kind: kindEvent, msg: m})
 	c.kickWorker()
 	return true
+}
+
+// eventRoomLocked reports whether one more layer event fits in the inbox. A full
+// inbox is a slow hook (the layer counts the channel as full, as Channels does at
+// capacity), unless the writer is also waiting for the peer: then the client is
+// SendBuffer bytes, SendQueue frames and EventQueue events behind, a slow consumer.
+func (c *conn) eventRoomLocked() bool {
+	switch {
+	case c.state >= stateRejected:
+		return false
+	case c.events < c.srv.opts.EventQueue:
+		return true
+	case c.stalled:
+		c.slowLocked("event queue full behind a client that does not read")
+	default:
+		c.srv.stats.eventsRefused.Add(1)
+	}
+	return false
 }
 
 // DeliverFrame implements canal.FrameDeliverer. With the inbox empty, no session call
@@ -232,17 +246,7 @@ func (c *conn) Deliver(m canal.Message) bool {
 func (c *conn) DeliverFrame(m canal.Message, f canal.Frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state >= stateRejected {
-		return false
-	}
-	if c.events >= c.srv.opts.EventQueue {
-		if c.stalled {
-			// The peer is behind by SendBuffer bytes, SendQueue frames and EventQueue
-			// events: a slow client, not a slow hook.
-			c.slowLocked("event queue full behind a client that does not read")
-			return false
-		}
-		c.srv.stats.eventsRefused.Add(1)
+	if !c.eventRoomLocked() {
 		return false
 	}
 	c.srv.stats.frames.Add(1)
@@ -370,8 +374,7 @@ func (c *conn) takeOutbox() []canal.Frame {
 	defer c.mu.Unlock()
 	// A copy: the outbox may be the inline array, which the next Send reuses.
 	early := append([]canal.Frame(nil), c.outbox...)
-	clear(c.outbox)
-	c.outbox, c.one = nil, [1]canal.Frame{}
+	c.dropOutboxLocked()
 	c.outSpace.Broadcast()
 	return early
 }
@@ -411,7 +414,7 @@ func (c *conn) teardown(code int) {
 		c.discCode = code
 	}
 	c.state = stateClosed
-	c.outbox, c.one = nil, [1]canal.Frame{}
+	c.dropOutboxLocked()
 	c.space.Broadcast()
 	c.outSpace.Broadcast()
 	c.queueDisconnectLocked()
@@ -429,7 +432,7 @@ func (c *conn) slowLocked(why string) {
 	if c.state != stateAccepted {
 		return
 	}
-	c.outbox, c.one = nil, [1]canal.Frame{}
+	c.dropOutboxLocked()
 	c.state = stateClosing
 	c.closeSent = true
 	c.discCode = canal.CloseTryAgainLater

@@ -33,12 +33,11 @@ type Stats struct {
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	sw, peak := s.sessions.size()
-	ww, _ := s.writers.size()
 	return Stats{
 		Conns:              s.Conns(),
 		SessionWorkers:     sw,
 		SessionWorkersPeak: peak,
-		WriteWorkers:       max(ww, s.writers.keep),
+		WriteWorkers:       s.writers.keep, // writers never grow past the warm ones
 		Buffered:           s.budget.inUse(),
 		SlowConsumers:      s.stats.slowConsumers.Load(),
 		EventsRefused:      s.stats.eventsRefused.Load(),

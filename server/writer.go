@@ -33,7 +33,9 @@ const maxPooledBuf = 256 << 10
 // Outbox arrays. A burst to thousands of sockets fills every outbox faster than the
 // writers drain them; growing each by doubling made ~8 KiB of garbage per socket per
 // burst, which the garbage collector let pile up to the size of the live heap (its
-// headroom counts goroutine stacks). Arrays of the two usual sizes are recycled instead.
+// headroom counts goroutine stacks). Arrays of three sizes are recycled instead. The
+// pools hold no more than the arrays outboxes gave back (at most one per connection,
+// each within SendQueue), and the garbage collector empties them.
 var outboxArrays [len(outboxSizes)]sync.Pool
 
 func init() {
@@ -79,6 +81,14 @@ func (c *conn) releaseOutbox() {
 		c.arr = nil
 	}
 	c.outbox = c.one[:0]
+}
+
+// dropOutboxLocked forgets every queued frame (the connection is closing), keeping
+// no frame data alive.
+func (c *conn) dropOutboxLocked() {
+	c.releaseOutbox()
+	c.one = [1]canal.Frame{}
+	c.outbox = nil
 }
 
 func (c *conn) kickWriter() {
@@ -172,7 +182,7 @@ func (c *conn) writeFailed(err error) {
 	if errors.Is(err, errSlowConsumer) || isTimeout(err) {
 		c.slowLocked(err.Error())
 	}
-	c.outbox, c.one = nil, [1]canal.Frame{}
+	c.dropOutboxLocked()
 	c.outSpace.Broadcast()
 	c.mu.Unlock()
 	c.abort()
