@@ -18,7 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
+	"github.com/canal-rt/canal/bench/internal/format"
 	"os"
 	"path/filepath"
 	"slices"
@@ -95,45 +95,45 @@ func rows(m *meta) []rowDef {
 				Label: "W1 handshakes/s (fresh ticket each)", Kind: higher, Format: fmtRate,
 				Target: "≥ 8× Channels core, ≥ baseline", Check: ratioCheck(8, true)},
 			rowDef{Key: "w1.p99", Workload: "w1", Phase: "handshake", Metric: "p99_ms",
-				Label: "W1 handshake p99 (ms)", Kind: lower, Format: fmtMS})
+				Label: "W1 handshake p99 (ms)", Kind: lower, Format: format.MS})
 	}
 	if has("w2") {
 		for _, n := range m.W2Sizes {
-			p := fmt.Sprintf("N=%s", fmtInt(float64(n)))
+			p := fmt.Sprintf("N=%s", format.Int(float64(n)))
 			k := fmt.Sprintf("w2.%d.", n)
 			out = append(out,
 				rowDef{Key: k + "burst.rate", Workload: "w2", Param: n, Phase: "burst", Metric: "deliveries_per_s",
 					Label: "W2 burst " + p + ": deliveries/s", Kind: higher, Format: fmtRate,
 					Target: "≥ 35× Channels core, ≥ baseline", Check: ratioCheck(35, true)},
 				rowDef{Key: k + "burst.p50", Workload: "w2", Param: n, Phase: "burst", Metric: "p50_ms",
-					Label: "W2 burst " + p + ": latency p50 (ms)", Kind: lower, Format: fmtMS},
+					Label: "W2 burst " + p + ": latency p50 (ms)", Kind: lower, Format: format.MS},
 				rowDef{Key: k + "burst.p99", Workload: "w2", Param: n, Phase: "burst", Metric: "p99_ms",
-					Label: "W2 burst " + p + ": latency p99 (ms)", Kind: lower, Format: fmtMS},
+					Label: "W2 burst " + p + ": latency p99 (ms)", Kind: lower, Format: format.MS},
 				rowDef{Key: k + "burst.loss", Workload: "w2", Param: n, Phase: "burst", Metric: "loss",
-					Label: "W2 burst " + p + ": lost deliveries", Kind: exact, Format: fmtInt,
+					Label: "W2 burst " + p + ": lost deliveries", Kind: exact, Format: format.Int,
 					Target: "0", Check: canalAtMost(0)},
 				rowDef{Key: k + "paced.p50", Workload: "w2", Param: n, Phase: "paced", Metric: "p50_ms",
-					Label: "W2 paced " + p + ": latency p50 (ms)", Kind: lower, Format: fmtMS},
+					Label: "W2 paced " + p + ": latency p50 (ms)", Kind: lower, Format: format.MS},
 				rowDef{Key: k + "paced.p99", Workload: "w2", Param: n, Phase: "paced", Metric: "p99_ms",
-					Label: "W2 paced " + p + ": latency p99 (ms)", Kind: lower, Format: fmtMS,
+					Label: "W2 paced " + p + ": latency p99 (ms)", Kind: lower, Format: format.MS,
 					Target: "≤ 25 ms", Check: canalAtMost(25)},
 				rowDef{Key: k + "paced.loss", Workload: "w2", Param: n, Phase: "paced", Metric: "loss",
-					Label: "W2 paced " + p + ": lost deliveries", Kind: exact, Format: fmtInt,
+					Label: "W2 paced " + p + ": lost deliveries", Kind: exact, Format: format.Int,
 					Target: "0", Check: canalAtMost(0)},
 			)
 		}
 	}
 	if has("w3") {
 		for _, n := range m.W3Sizes {
-			p := fmt.Sprintf("N=%s", fmtInt(float64(n)))
+			p := fmt.Sprintf("N=%s", format.Int(float64(n)))
 			k := fmt.Sprintf("w3.%d.", n)
 			out = append(out,
 				rowDef{Key: k + "kib", Workload: "w3", Param: n, Phase: "idle", Metric: "kib_per_socket",
 					Label: "W3 " + p + ": server RSS per idle socket (KiB)", Kind: lower, Format: fmtKiB,
 					Target: "≤ 12 KiB", Check: canalAtMost(12)},
 				rowDef{Key: k + "held", Workload: "w3", Param: n, Phase: "idle", Metric: "held_with_pings",
-					Label: "W3 " + p + ": sockets held, pings flowing", Kind: exact, Format: fmtInt,
-					Target: "all " + fmtInt(float64(n)), Check: canalAtLeast(float64(n))},
+					Label: "W3 " + p + ": sockets held, pings flowing", Kind: exact, Format: format.Int,
+					Target: "all " + format.Int(float64(n)), Check: canalAtLeast(float64(n))},
 			)
 		}
 	}
@@ -143,18 +143,18 @@ func rows(m *meta) []rowDef {
 				Label: "W4 echo round trips/s", Kind: higher, Format: fmtRate,
 				Target: "≥ 6× Channels core", Check: ratioCheck(6, false)},
 			rowDef{Key: "w4.p99", Workload: "w4", Phase: "echo", Metric: "p99_ms",
-				Label: "W4 echo p99 (ms)", Kind: lower, Format: fmtMS})
+				Label: "W4 echo p99 (ms)", Kind: lower, Format: format.MS})
 	}
 	if m.SoakS > 0 && len(m.W3Sizes) > 0 {
 		n := slices.Max(m.W3Sizes)
-		p := fmt.Sprintf("N=%s, %s", fmtInt(float64(n)), fmtDuration(m.SoakS))
+		p := fmt.Sprintf("N=%s, %s", format.Int(float64(n)), fmtDuration(m.SoakS))
 		out = append(out,
 			rowDef{Key: "soak.growth", Workload: "soak", Param: n, Phase: "soak", Metric: "rss_growth_pct",
 				Label: "Soak " + p + ": server RSS growth (%)", Kind: lower, Format: fmtPct,
 				Target: "flat: ≤ 5 %", Check: canalAtMost(5)},
 			rowDef{Key: "soak.held", Workload: "soak", Param: n, Phase: "soak", Metric: "held_with_pings",
-				Label: "Soak " + p + ": sockets held, pings flowing", Kind: exact, Format: fmtInt,
-				Target: "all " + fmtInt(float64(n)), Check: canalAtLeast(float64(n))},
+				Label: "Soak " + p + ": sockets held, pings flowing", Kind: exact, Format: format.Int,
+				Target: "all " + format.Int(float64(n)), Check: canalAtLeast(float64(n))},
 		)
 	}
 	return out
@@ -190,36 +190,7 @@ func canalAtLeast(x float64) func(map[string]float64) (bool, bool) {
 	}
 }
 
-// Formats.
-func fmtInt(v float64) string {
-	s := strconv.FormatInt(int64(math.Round(v)), 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func fmtRate(v float64) string { return fmtInt(v) }
-
-func fmtMS(v float64) string {
-	switch {
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	}
-}
+func fmtRate(v float64) string { return format.Int(v) }
 
 func fmtKiB(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 func fmtPct(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
@@ -366,12 +337,12 @@ func run(dir, mdPath string) error {
 			}
 			switch {
 			case len(vals) > 0:
-				med := median(vals)
+				med := format.Median(vals)
 				medians[s] = med
 				sr.Values[s] = &med
 				sr.Runs[s] = len(vals)
-				cu := median(cliU)
-				sr.ServerCPU[s], sr.ClientCoreUtil[s] = median(srvU), cu
+				cu := format.Median(cliU)
+				sr.ServerCPU[s], sr.ClientCoreUtil[s] = format.Median(srvU), cu
 				disp := d.Format(med)
 				if memory {
 					disp += " †"
@@ -459,16 +430,6 @@ func orderServers(in []string) []string {
 	return out
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
 var serverTitle = map[string]string{
 	result.Canal:          "Canal",
 	result.ChannelsCore:   "Channels (core)",
@@ -516,7 +477,7 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 		for _, s := range servers {
 			w(" %s |", r.Display[s])
 		}
-		w(" %s | %s | %s | %s |\n", ratioCell(r.RatioCore), ratioCell(r.RatioBaseline), orDash(r.Target), metCell(r.Met, r.Target))
+		w(" %s | %s | %s | %s |\n", ratioCell(r.RatioCore), ratioCell(r.RatioBaseline), format.OrDash(r.Target), metCell(r.Met, r.Target))
 	}
 	w("\nRatios say how many times better Canal is: its rate divided by the other's, or the other's latency or memory divided by Canal's (above 1× Canal is ahead). Losses and sockets held are counts, with no ratio.\n")
 	if len(notes) > 0 {
@@ -547,7 +508,7 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 		seen[id] = true
 		label := strings.ToUpper(d.Workload[:1]) + d.Workload[1:]
 		if d.Param > 0 {
-			label += " N=" + fmtInt(float64(d.Param))
+			label += " N=" + format.Int(float64(d.Param))
 		}
 		label += " " + d.Phase
 		w("| %s |", label)
@@ -563,7 +524,7 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 				w(" — |")
 				continue
 			}
-			w(" %.0f %% / %.0f %% |", 100*median(su), 100*median(cu))
+			w(" %.0f %% / %.0f %% |", 100*format.Median(su), 100*format.Median(cu))
 		}
 		w("\n")
 	}
@@ -622,13 +583,6 @@ func metCell(met *bool, target string) string {
 	default:
 		return "✗"
 	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
 }
 
 func benchmarksMD(report string) string {

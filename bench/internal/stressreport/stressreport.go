@@ -8,6 +8,7 @@ package stressreport
 
 import (
 	"fmt"
+	"github.com/canal-rt/canal/bench/internal/format"
 	"math"
 	"slices"
 	"sort"
@@ -40,7 +41,7 @@ type Meta struct {
 	Params     string
 }
 
-// Metrics shown per row; each value is the median over the runs.
+// Metrics shown per row; each value is the format.Median over the runs.
 var Metrics = []string{
 	"loss", "expected", "closed", "p50_ms", "p99_ms", "rss_idle_mib", "rss_peak_mib", "rss_peak_ratio",
 	"goroutines_idle", "goroutines_peak", "nonreaders", "nonreaders_closed", "nonreaders_closed_1013",
@@ -59,7 +60,7 @@ type Row struct {
 	N         int    `json:"n"`
 	Phase     string `json:"phase"`
 	Condition string `json:"condition"`
-	// Values[metric][server] is the median over the runs that measured it.
+	// Values[metric][server] is the format.Median over the runs that measured it.
 	Values map[string]map[string]float64 `json:"values"`
 	// Status[server] is "" (measured), "n/a …", "error" or "missing".
 	Status map[string]string `json:"status"`
@@ -150,13 +151,13 @@ func Build(m *Meta, cells []*result.Cell) *Summary {
 					}
 					r.Status[s] = status
 					for k, v := range vals {
-						if k == "goroutines_idle" && median(v) < 0 {
+						if k == "goroutines_idle" && format.Median(v) < 0 {
 							continue // the server has no /debug/stats
 						}
 						if r.Values[k] == nil {
 							r.Values[k] = map[string]float64{}
 						}
-						r.Values[k][s] = median(v)
+						r.Values[k][s] = format.Median(v)
 					}
 				}
 				r.RatioP99 = ratio(r.Values["p99_ms"], true)
@@ -181,7 +182,7 @@ func codes(m map[string]float64) string {
 	sort.Strings(ks)
 	var out []string
 	for _, k := range ks {
-		out = append(out, strings.TrimPrefix(k, "nonreaders_closed_code_")+": "+fmtInt(m[k]))
+		out = append(out, strings.TrimPrefix(k, "nonreaders_closed_code_")+": "+format.Int(m[k]))
 	}
 	return strings.Join(out, ", ")
 }
@@ -306,10 +307,10 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 	for i := range sum.Rows {
 		r := &sum.Rows[i]
 		w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			fmtInt(float64(r.N)), r.Phase, conditionTitle[r.Condition],
-			cells3(m, r, "loss", fmtInt), cells3(m, r, "p50_ms", fmtMS), cells3(m, r, "p99_ms", fmtMS),
+			format.Int(float64(r.N)), r.Phase, conditionTitle[r.Condition],
+			cells3(m, r, "loss", format.Int), cells3(m, r, "p50_ms", format.MS), cells3(m, r, "p99_ms", format.MS),
 			cells3(m, r, "rss_peak_mib", fmtMiB), cells3(m, r, "rss_idle_mib", fmtMiB),
-			cells3(m, r, "rss_peak_ratio", fmtX), cells3(m, r, "goroutines_peak", fmtInt),
+			cells3(m, r, "rss_peak_ratio", fmtX), cells3(m, r, "goroutines_peak", format.Int),
 			nonReaders(m, r), fmtRatio(r.RatioP99)+", "+fmtRatio(r.RatioPeakRSS),
 			targetList(r.Targets), metCell(r.Met))
 	}
@@ -338,7 +339,7 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 			}
 			for _, s := range m.Servers {
 				if paced.Status[s] != "" {
-					w("| %s | %s | %s | | | | | |\n", fmtInt(float64(n)), titles[s], statusText(paced.Status[s]))
+					w("| %s | %s | %s | | | | | |\n", format.Int(float64(n)), titles[s], statusText(paced.Status[s]))
 					continue
 				}
 				one := func(r *Row, k string, f func(float64) string) string {
@@ -349,15 +350,15 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 				}
 				readersEnded := "—"
 				if c, ok := get(paced, "closed", s); ok {
-					readersEnded = fmtInt(c)
+					readersEnded = format.Int(c)
 					if o, ok := get(paced, "others_closed", s); ok {
-						readersEnded = fmtInt(max(c, o))
+						readersEnded = format.Int(max(c, o))
 					}
 				}
-				w("| %s | %s | %s | %s | %s | %s / %s | %s | %s, %s |\n", fmtInt(float64(n)), titles[s],
-					one(paced, "nonreaders", fmtInt), one(paced, "nonreaders_closed", fmtInt), orDash(paced.Codes[s]),
-					one(paced, "nonreaders_first_1013_ms", fmtInt), one(paced, "nonreaders_last_1013_ms", fmtInt),
-					readersEnded, one(burst, "loss", fmtInt), one(paced, "loss", fmtInt))
+				w("| %s | %s | %s | %s | %s | %s / %s | %s | %s, %s |\n", format.Int(float64(n)), titles[s],
+					one(paced, "nonreaders", format.Int), one(paced, "nonreaders_closed", format.Int), format.OrDash(paced.Codes[s]),
+					one(paced, "nonreaders_first_1013_ms", format.Int), one(paced, "nonreaders_last_1013_ms", format.Int),
+					readersEnded, one(burst, "loss", format.Int), one(paced, "loss", format.Int))
 			}
 		}
 	}
@@ -383,7 +384,7 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 		if c.Workload != "stress" {
 			continue
 		}
-		where := fmt.Sprintf("run %d, N=%s, %s", c.Run, fmtInt(float64(c.Param)), c.Condition)
+		where := fmt.Sprintf("run %d, N=%s, %s", c.Run, format.Int(float64(c.Param)), c.Condition)
 		for _, p := range c.Phases {
 			if len(p.CPU) == 0 {
 				continue
@@ -442,7 +443,7 @@ func nonReaders(m *Meta, r *Row) string {
 			parts = append(parts, "—")
 			continue
 		}
-		parts = append(parts, fmtInt(k)+" of "+fmtInt(n))
+		parts = append(parts, format.Int(k)+" of "+format.Int(n))
 	}
 	return strings.Join(parts, " / ")
 }
@@ -489,13 +490,6 @@ func plural(n int) string {
 	return "s"
 }
 
-func orDash(s string) string {
-	if s == "" {
-		return "—"
-	}
-	return s
-}
-
 // Replace puts section (from Render, markers included) into doc in place of the
 // previous one, or appends it when doc has none; everything else is kept.
 func Replace(doc, section string) string {
@@ -524,44 +518,6 @@ func Extract(doc string) string {
 		return ""
 	}
 	return doc[i:j+len(End)] + "\n"
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func fmtInt(v float64) string {
-	s := strconv.FormatInt(int64(math.Round(v)), 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func fmtMS(v float64) string {
-	switch {
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
-		return strconv.FormatFloat(v, 'f', 2, 64)
-	}
 }
 
 func fmtMiB(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
