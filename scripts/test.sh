@@ -5,7 +5,8 @@
 #   1. Installs what the suites need from Debian's packages if missing (apt-get; needs
 #      root or sudo): redis-server, python3-django (3.2), python3-django-channels,
 #      python3-channels-redis, python3-daphne, python3-redis, python3-msgpack,
-#      python3-cryptography, python3-venv, python3-pip, python3-setuptools, chromium.
+#      python3-cryptography, python3-djangorestframework, python3-djangorestframework-simplejwt,
+#      python3-jwt, python3-venv, python3-pip, python3-setuptools, chromium.
 #      Set CANAL_SKIP_INSTALL=1 to skip this step.
 #   2. go vet ./...
 #   3. The Django companion package's tests on Debian's Django 3.2 (/usr/bin/python3),
@@ -21,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(redis-server python3-django python3-django-channels python3-channels-redis
-  python3-daphne python3-redis python3-msgpack python3-cryptography python3-venv python3-pip
+  python3-daphne python3-redis python3-msgpack python3-cryptography python3-djangorestframework
+  python3-djangorestframework-simplejwt python3-jwt python3-venv python3-pip
   python3-setuptools chromium)
 
 install_deps() {
