@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Callers test them with errors.Is.
@@ -27,11 +28,27 @@ var (
 )
 
 // RejectError refuses a handshake with an HTTP status before the upgrade.
-// A Handler returns it from Connect; the client sees Status and an empty body.
+// A Handler returns it from Connect.
+//
+// The client sees Status, and Reason twice: in the X-Canal-Reason response header and
+// as the text/plain body. Reason is therefore public. Keep it a short fixed phrase that
+// says what was wrong ("invalid ticket", "missing token", "no route for path"), and
+// never put in it a credential, a query string, a cookie, or the text of an internal
+// error: the server sends at most 123 bytes of it, with any byte outside printable
+// ASCII replaced by '?'. Err, the cause, stays private: the server logs it (rate
+// limited) and sends nothing of it. A refusal that is not a *RejectError answers 500
+// with the reason "internal error".
+//
+// What a browser developer sees: the WebSocket API hides a refused upgrade's status,
+// header and body from the page, which gets an error event, then a close event with
+// code 1006 and no reason. The status and X-Canal-Reason are in the developer tools'
+// network panel, on the failed request. A page that must read the reason in its code
+// needs a refusal after the upgrade: a first-message credential's failure is a close
+// frame (4401, 4403, 4408, ...) whose reason the close event carries.
 type RejectError struct {
 	Status int
-	Reason string // logged, never sent to the client
-	Err    error  // optional cause
+	Reason string // sent to the client (X-Canal-Reason, body): short, never a secret
+	Err    error  // optional cause: logged, never sent
 }
 
 // Reject returns a *RejectError for status (403 when status is 0).
@@ -54,6 +71,57 @@ func (e *RejectError) Error() string {
 }
 
 func (e *RejectError) Unwrap() error { return e.Err }
+
+// CloseFor returns the close code and reason for err ending a connection that was
+// already open: a Connect that failed after accepting (the server then opens the
+// socket and closes it at once), or a refusal after a first-message credential.
+//
+//	*CloseError                 its Code and Reason
+//	*RejectError 4xx            4000+Status (4401, 4403, 4404, ...) and its Reason
+//	*RejectError 503            1013 (try again later) and its Reason
+//	*RejectError other status   1011 and its Reason
+//	any other error             1011 and no reason (its text may hold anything)
+//
+// The reason is cut to the 123 bytes a close frame holds. The server, middleware
+// and consumer.Disconnect all use it, so the code a client sees and the code the
+// consumer's Disconnect gets agree.
+func CloseFor(err error) (code int, reason string) {
+	var ce *CloseError
+	var rej *RejectError
+	switch {
+	case errors.As(err, &ce):
+		code, reason = ce.Code, ce.Reason
+	case errors.As(err, &rej):
+		reason = rej.Reason
+		switch {
+		case rej.Status == http.StatusServiceUnavailable:
+			code = CloseTryAgainLater
+		case rej.Status >= 400 && rej.Status <= 499:
+			code = 4000 + rej.Status
+		default:
+			code = CloseInternalError
+		}
+	default:
+		return CloseInternalError, ""
+	}
+	return code, truncateReason(reason)
+}
+
+// maxCloseReason is what a close frame's reason may hold: 125 bytes of payload less
+// the code.
+const maxCloseReason = 123
+
+// truncateReason cuts s to maxCloseReason bytes without splitting a UTF-8 sequence.
+func truncateReason(s string) string {
+	if len(s) <= maxCloseReason {
+		return s
+	}
+	n := maxCloseReason
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // CloseError closes an accepted connection with Code. Session methods return it to end
 // a connection with a chosen code; any other error closes with 1011.

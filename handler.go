@@ -9,10 +9,13 @@ import (
 //
 // Connect runs on the handshake goroutine. It inspects c.Scope(), may call c.Accept or
 // c.Close, and returns the Session that receives the connection's frames and events.
-// Returning an error refuses the handshake: a *RejectError gives its status, any other
-// error gives 500. If Connect accepted before failing, the socket is opened and closed
-// at once: with the code of a *CloseError, else 1011. Returning a Session without accepting leaves the handshake pending
-// until the session accepts (from an event) or the server's accept timeout refuses it.
+// Returning an error refuses the handshake: a *RejectError gives its status and its
+// Reason (sent to the client), any other error gives 500. If Connect accepted before
+// failing, the socket is opened and closed at once, with the code and reason
+// [CloseFor] gives the error (a *CloseError's code, 4000+status for a *RejectError's
+// 4xx, 1013 for its 503, else 1011). Returning a Session without accepting leaves the
+// handshake pending until the session accepts (from an event) or the server's accept
+// timeout refuses it.
 //
 // Handlers are shared by all connections and must be safe for concurrent use.
 type Handler interface {
@@ -32,13 +35,61 @@ type Middleware func(next Handler) Handler
 // Chain is a middleware stack.
 type Chain []Middleware
 
-// Then wraps h in the chain.
+// Then wraps h in the chain. When h is a [Matcher] (a router, or a chain around one),
+// so is the result, answering as h does: the server can then refuse a path with no
+// route before any middleware runs, whatever the order of the chain. Connect through
+// the result costs one more method call than the bare stack, and no allocation.
 func (ch Chain) Then(h Handler) Handler {
+	inner := h
 	for i := len(ch) - 1; i >= 0; i-- {
 		h = ch[i](h)
 	}
+	if m, ok := inner.(Matcher); ok && len(ch) > 0 {
+		return &chained{next: h, m: m}
+	}
 	return h
 }
+
+// Matcher is an optional Handler capability: Matches reports whether the handler has
+// something to run for the connection s describes. router.Router implements it (a
+// route matches the path), and so does the handler Chain.Then builds around one.
+//
+// The server asks its root handler before running it: a root that is a Matcher and
+// answers false gets HTTP 404 ("no route for path") before any middleware runs, so a
+// handshake to a path nobody serves neither waits for a first-message credential nor
+// consumes a single-use ticket. A root that is not a Matcher (a plain HandlerFunc, or
+// middleware applied by hand as mw(router)) gets every handshake, as before.
+//
+// The contract: Matches is a pure function of s that neither blocks nor modifies s
+// (it runs on every handshake, before origin checks and authentication, and s is the
+// scope the handler will see), and it answers true for every connection the handler
+// would not refuse for its path alone. A wrapper that cannot answer must not be a
+// Matcher.
+type Matcher interface {
+	Matches(s *Scope) bool
+}
+
+// Matches reports whether h has something to run for s: h.Matches(s) when h is a
+// [Matcher], true for any other handler.
+func Matches(h Handler, s *Scope) bool {
+	if m, ok := h.(Matcher); ok {
+		return m.Matches(s)
+	}
+	return true
+}
+
+// chained is what Chain.Then returns around a Matcher: the stack, and the Matcher it
+// ends in.
+type chained struct {
+	next Handler
+	m    Matcher
+}
+
+func (c *chained) Connect(ctx context.Context, conn Conn) (Session, error) {
+	return c.next.Connect(ctx, conn)
+}
+
+func (c *chained) Matches(s *Scope) bool { return c.m.Matches(s) }
 
 // Session receives an accepted connection's traffic. The server calls its methods one at
 // a time per connection, in arrival order: client frames and layer events are never
