@@ -30,6 +30,14 @@
 // metrics) and calls the route's handler. When nothing matches, the handshake is refused
 // with HTTP 404.
 //
+// A Router is a [canal.Matcher], and so is a canal.Chain (or middleware.Stack) around
+// one: the server asks the root handler whether a route matches before it runs any of
+// it, so a path no route serves gets 404 before the upgrade whatever the middleware
+// order, and consumes no credential (a single-use ticket stays usable). A route whose
+// handler is a Matcher (a chain around another router) matches only when that handler
+// matches the path too. Middleware applied by hand, mw(router), hides the Router: the
+// 404 then comes from Connect, after the middleware ran.
+//
 // Differences from Channels, all at construction time or in corner cases:
 //
 //   - Bad patterns are errors from [New], not surprises at the first connection. This

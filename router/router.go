@@ -131,6 +131,20 @@ func (r *Router) Connect(ctx context.Context, c canal.Conn) (canal.Session, erro
 	return l.h.Connect(ctx, c)
 }
 
+// Matches implements canal.Matcher: it reports whether a route matches s.Path and, when
+// the matched handler is itself a canal.Matcher (a chain around another router, say),
+// whether that handler matches too. It writes nothing to s and allocates nothing, so
+// the server asks it before any middleware runs and answers 404 for a path no route
+// serves.
+func (r *Router) Matches(s *canal.Scope) bool {
+	var buf [8]capture
+	i, _, ok := r.match(strings.TrimLeft(s.Path, "/"), buf[:0])
+	if !ok {
+		return false
+	}
+	return canal.Matches(r.leaves[i].h, s)
+}
+
 // Match reports the handler Connect would call for path, with the values it would
 // capture (nil when none) and the joined pattern of the matched routes.
 func (r *Router) Match(path string) (h canal.Handler, args canal.Args, pattern string, ok bool) {

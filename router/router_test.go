@@ -632,3 +632,93 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	})
 }
+
+// counter is a middleware that counts the connections it ran.
+type counter struct{ n int }
+
+func (c *counter) mw(next canal.Handler) canal.Handler {
+	return canal.HandlerFunc(func(ctx context.Context, conn canal.Conn) (canal.Session, error) {
+		c.n++
+		return next.Connect(ctx, conn)
+	})
+}
+
+// TestRouterMatches: Matches agrees with Connect on every path, through nested routers
+// and chains around routers, and leaves the scope alone.
+func TestRouterMatches(t *testing.T) {
+	t.Parallel()
+	var mw counter
+	inner := Must(Path("room/<int:id>/", h("room")))
+	r := Must(
+		Path("ws/chat/<str:room>/", h("chat")),
+		Regex(`^ws/re/(?P<slug>[a-z]+)/$`, h("re")),
+		Path("ws/nested/", Must(Path("a/", h("a")), Path("b/<slug:s>/", h("b")))),
+		// An endpoint whose handler is a chain around a router: that router sees the
+		// whole path, so it must match the whole path too.
+		Path("ws/guarded/room/<int:id>/", canal.Chain{mw.mw}.Then(Must(Path("ws/guarded/", inner)))),
+		// A chain around a router that can never match this route's path.
+		Path("ws/dead/", canal.Chain{mw.mw}.Then(Must(Path("elsewhere/", h("x"))))),
+		// A plain handler takes whatever reaches it.
+		Path("ws/plain/", canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) { return h("plain"), nil })),
+	)
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{"/ws/chat/lobby/", true},
+		{"ws/chat/lobby/", true},
+		{"/ws/chat/", false},
+		{"/ws/nope/", false},
+		{"/ws/re/abc/", true},
+		{"/ws/re/ABC/", false},
+		{"/ws/nested/a/", true},
+		{"/ws/nested//b/x-y/", true},
+		{"/ws/nested/c/", false},
+		{"/ws/guarded/room/7/", true},
+		{"/ws/guarded/room/x/", false},
+		{"/ws/dead/", false},
+		{"/ws/plain/", true},
+		{"", false},
+	}
+	for _, tt := range tests {
+		s := &canal.Scope{Type: "websocket", Path: tt.path}
+		if got := r.Matches(s); got != tt.want {
+			t.Errorf("Matches(%q) = %v, want %v", tt.path, got, tt.want)
+		}
+		if s.Route != nil || s.RoutePattern != "" {
+			t.Errorf("Matches(%q) wrote to the scope: %+v", tt.path, s)
+		}
+		// Connect agrees: it refuses with 404 exactly when Matches says no.
+		_, err := r.Connect(context.Background(), conn(tt.path))
+		var rej *canal.RejectError
+		refused := errors.As(err, &rej) && rej.Status == 404
+		if refused == tt.want {
+			t.Errorf("Connect(%q): err %v, but Matches = %v", tt.path, err, tt.want)
+		}
+	}
+	// A chain around the router is a Matcher answering as the router does, and
+	// matching runs no middleware.
+	mw.n = 0
+	root := canal.Chain{mw.mw}.Then(r)
+	if _, ok := root.(canal.Matcher); !ok {
+		t.Fatal("a chain around a Router is not a canal.Matcher")
+	}
+	if canal.Matches(root, &canal.Scope{Path: "/ws/nope/"}) || !canal.Matches(root, &canal.Scope{Path: "/ws/chat/x/"}) {
+		t.Fatal("the chain's answers differ from the router's")
+	}
+	if mw.n != 0 {
+		t.Fatalf("matching ran the middleware %d times", mw.n)
+	}
+	var zero Router
+	if zero.Matches(&canal.Scope{Path: "/"}) {
+		t.Fatal("the zero Router matched")
+	}
+}
+
+func TestRouterMatchesAllocs(t *testing.T) {
+	r := benchRouter()
+	hit, miss := &canal.Scope{Path: "/ws/chat/lobby/"}, &canal.Scope{Path: "/ws/nope/"}
+	if n := testing.AllocsPerRun(100, func() { r.Matches(hit); r.Matches(miss) }); n != 0 {
+		t.Fatalf("Matches: %v allocations", n)
+	}
+}
