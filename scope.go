@@ -81,17 +81,6 @@ func (a Args) Int(name string) (int, bool) {
 	return v, ok
 }
 
-// User is the identity attached to a connection by authentication middleware, for example
-// a Django user authorized by a ticket. The zero value is the anonymous user.
-type User struct {
-	ID       string         // Django's primary key as text ("42"); empty for anonymous
-	Username string         // Django's username
-	Attrs    map[string]any // further claims: is_staff, groups, permissions, ...
-}
-
-// Authenticated reports whether u identifies someone.
-func (u User) Authenticated() bool { return u.ID != "" || u.Username != "" }
-
 // Key is a typed key for values middleware attaches to a Scope.
 //
 //	var tenantKey = canal.NewKey[string]("tenant")
