@@ -2,8 +2,72 @@ package layers
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
+
+// GroupAdd adds channel to group, or refreshes its join time: ZADD and EXPIRE.
+func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group add: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	if r.detachedOwn(channel) {
+		return nil
+	}
+	h := r.hosts[shardIndex(group, len(r.hosts))]
+	key := r.prefix + ":group:" + group
+	score, _ := redisNow()
+	c := h.client
+	err := redisRetry(ctx, func() error {
+		for _, res := range c.DoMulti(ctx,
+			c.B().Zadd().Key(key).ScoreMember().ScoreMember(score, channel).Build(),
+			c.B().Expire().Key(key).Seconds(r.groupExpiry).Build()) {
+			if err := res.Error(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r.fail("group add", err)
+	}
+	if r.ownChannel(channel) {
+		r.remember(group, channel)
+		if r.live != nil {
+			r.live.joined(group)
+		}
+	}
+	return nil
+}
+
+// GroupDiscard removes channel from group (ZREM); silent when absent.
+func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: group discard: %w", err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	r.forget(group, channel)
+	h := r.hosts[shardIndex(group, len(r.hosts))]
+	c := h.client
+	err := redisRetry(ctx, func() error {
+		return c.Do(ctx, c.B().Zrem().Key(r.prefix+":group:"+group).Member(channel).Build()).Error()
+	})
+	if err != nil {
+		return r.fail("group discard", err)
+	}
+	return nil
+}
 
 // memberships remembers which groups this process's own channels joined, so the layer
 // can add them again when Redis comes back from an outage without its data: the

@@ -1,0 +1,127 @@
+package layers
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisOptions configures NewRedis. The zero value gives channels_redis' defaults;
+// every field must match the Django side's CHANNEL_LAYERS settings for the two to
+// talk.
+type RedisOptions struct {
+	// Hosts are the Redis servers as URLs (redis://[:password@]host:port/db,
+	// rediss://…, unix://…), in the same order as Django's "hosts": the order decides
+	// sharding. Default ["redis://localhost:6379"]. Hosts, Cluster and Sentinel are
+	// mutually exclusive.
+	Hosts []string
+	// Cluster, when set, are seed addresses ("host:port") of a Redis Cluster: the
+	// layer uses one rueidis cluster client and Redis Cluster's own sharding instead
+	// of channels_redis' client-side sharding. Django cannot use a cluster, so this
+	// mode is for Go-only deployments; key names are unchanged (no {hash tags}). See
+	// the package documentation ("Cluster and Sentinel") for what stays atomic.
+	// Credentials and TLS go through ClientOptions.
+	Cluster []string
+	// Sentinel, when set, finds the master through Redis Sentinel and follows it
+	// through failovers. Django's channels_redis can use the same master through its
+	// own Sentinel support, so this mode stays wire-compatible.
+	Sentinel *SentinelOptions
+	// OnReconnect, when set, is called after a receive loop recovers from a Redis
+	// failure, with the loop's host (its redacted URL, "cluster <seeds>" or
+	// "sentinel <master set>") and how long it had been failing. Messages that were
+	// already stored in Redis are still delivered afterwards unless Redis lost them (a
+	// restart without persistence, a failover that lost unreplicated writes): then
+	// queued messages are gone, and the hook is how the application learns that it
+	// should resync (reload state). Group memberships of this process's channels are
+	// restored by the layer itself on recovery, with a fresh join time. It runs
+	// on the loop's goroutine: it should return quickly, and may call the layer. In
+	// Cluster mode there is one loop per queue key, so one outage may call it several
+	// times. Stats().Reconnects counts the same events.
+	OnReconnect func(host string, down time.Duration)
+	// Liveness is the lifetime of this process's liveness key
+	// "<prefix>:canal:alive:<process id>" (default 30 s; negative turns the mechanism
+	// off). The layer sets it once it has made a channel and refreshes it every
+	// Liveness/3; Close deletes it. Other Go processes remove group members whose
+	// owner's key is gone, so a crashed process's members do not linger for
+	// GroupExpiry. See the package documentation ("Stale group members").
+	Liveness time.Duration
+	// Prefix is glued to every key with no separator (default "asgi").
+	Prefix string
+	// Expiry is a message's lifetime in Redis (default 60 s); GroupExpiry a group
+	// membership's (default 24 h). Redis counts in whole seconds: both are rounded up.
+	Expiry, GroupExpiry time.Duration
+	// Capacity is the number of messages one Redis queue key holds before Send returns
+	// canal.ErrChannelFull (default 100). All the process-local channels of one process
+	// share one key, so they share this capacity, as in channels_redis.
+	Capacity int
+	// ChannelCapacity overrides Capacity per channel-name glob; the first match wins.
+	ChannelCapacity []Capacity
+	// SymmetricEncryptionKeys turns on Fernet encryption of message bodies: the first
+	// key encrypts, all of them decrypt (rotation).
+	SymmetricEncryptionKeys []string
+	// SerializerFormat is "msgpack" (default) or "json" (channels_redis 4.2.1+).
+	SerializerFormat string
+	// RandomPrefixLength is the number of random bytes before each stored message
+	// (default 12). A negative value means none, which is channels_redis'
+	// random_prefix_length=0.
+	RandomPrefixLength int
+	// ClientOptions, when set, may change each host's rueidis options (timeouts,
+	// TLS, pool sizes) after the layer's defaults are applied.
+	ClientOptions func(*rueidis.ClientOption)
+	// Logger receives the layer's warnings (default slog.Default()). Messages'
+	// contents are never logged.
+	Logger *slog.Logger
+}
+
+// Defaults shared with channels_redis.
+const (
+	DefaultRedisHost          = "redis://localhost:6379"
+	DefaultRedisPrefix        = "asgi"
+	DefaultRandomPrefixLength = 12
+)
+
+// RedisPubSubOptions configures NewRedisPubSub. The zero value gives channels_redis'
+// defaults; Hosts, Prefix, SymmetricEncryptionKeys and SerializerFormat must match the
+// Django side's settings.
+type RedisPubSubOptions struct {
+	// Hosts are the Redis servers as URLs, in Django's order (default
+	// ["redis://localhost:6379"]). Hosts, Cluster and Sentinel are mutually exclusive.
+	Hosts []string
+	// Cluster, when set, are seed addresses ("host:port") of a Redis Cluster (Redis 7
+	// or later): the layer uses sharded Pub/Sub (SPUBLISH, SSUBSCRIBE), so a message
+	// goes only to the shard that owns its channel's slot instead of being broadcast
+	// to every node. Django cannot use a cluster: this mode is for Go-only
+	// deployments. Credentials and TLS go through ClientOptions.
+	Cluster []string
+	// Sentinel, when set, finds the master through Redis Sentinel and follows it
+	// through failovers.
+	Sentinel *SentinelOptions
+	// OnReconnect, when set, is called after a subscriber connection is back and
+	// subscribed again, with its host and how long it had been down: everything
+	// published to its channels meanwhile is lost, and the hook is how an application
+	// learns that it should resync. In Cluster mode it is also called when channels
+	// the server unsubscribed (their slot moved to another master) are subscribed
+	// again on their new master. It runs on a layer goroutine: it should return
+	// quickly, and may call the layer. Stats().Reconnects counts the same events.
+	OnReconnect func(host string, down time.Duration)
+	// Prefix starts channel names and group Pub/Sub channels (default "asgi").
+	Prefix string
+	// Capacity bounds each local channel's in-memory queue (default 100); the
+	// overflow is dropped and counted. Pub/Sub itself has no capacity: Send never
+	// returns canal.ErrChannelFull.
+	Capacity int
+	// ChannelCapacity overrides Capacity per channel-name glob; the first match wins.
+	ChannelCapacity []Capacity
+	// Expiry is how long a message waits in a local queue (default 60 s), and how long
+	// a channel read with Receive stays subscribed once nobody reads it.
+	Expiry time.Duration
+	// SymmetricEncryptionKeys turns on Fernet (channels_redis 4.2.1+ only).
+	SymmetricEncryptionKeys []string
+	// SerializerFormat is "msgpack" (default) or "json" (channels_redis 4.2.1+).
+	SerializerFormat string
+	// ClientOptions may change each host's rueidis options.
+	ClientOptions func(*rueidis.ClientOption)
+	// Logger receives warnings (default slog.Default()); never message contents.
+	Logger *slog.Logger
+}

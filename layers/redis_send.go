@@ -1,0 +1,317 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal"
+)
+
+// Send's and GroupSend's scripts: each runs atomically on its host, with the
+// effects of the commands channels_redis sends one by one.
+var (
+	// KEYS[1] queue; ARGV member, score, expiry, cutoff, capacity. 1 sent, 0 full.
+	redisSendScript = rueidis.NewLuaScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[4])
+if redis.call('ZCOUNT', KEYS[1], '-inf', '+inf') >= tonumber(ARGV[5]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1`)
+
+	// KEYS queue keys; ARGV members (one per key), capacities (one per key), score,
+	// expiry, cutoff. Returns how many keys were full. In Cluster mode it runs once
+	// per key (groupSendEach).
+	redisGroupSendScript = rueidis.NewLuaScript(redisGroupSendSrc)
+)
+
+const redisGroupSendSrc = `
+local n = #KEYS
+local score, expiry, cutoff = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local full = 0
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+  if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[n + i]) then
+    redis.call('ZADD', KEYS[i], score, ARGV[i])
+    redis.call('EXPIRE', KEYS[i], expiry)
+  else
+    full = full + 1
+  end
+end
+return full`
+
+// Send puts msg on channel's queue key. A process-local channel's key is its
+// process's; the message carries the channel's full name.
+func (r *Redis) Send(ctx context.Context, channel string, msg canal.Message) error {
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: send: %w", err)
+	}
+	if err := checkMessage(msg); err != nil {
+		return fmt.Errorf("layers: send to %q: %w", channel, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	var h *redisHost
+	var extra any
+	nl := nonLocal(channel)
+	if strings.IndexByte(channel, '!') >= 0 {
+		if r.detachedOwn(channel) {
+			return nil // the channel is gone: drop, as the memory layer does
+		}
+		// Where the receiving process reads (Django's send hashes the full name instead:
+		// channels_redis issue 221; Go receivers watch every host).
+		h = r.hosts[shardIndex(nl, len(r.hosts))]
+		extra = channel
+	} else {
+		h = r.hosts[int(r.sendRR.Add(1)-1)%len(r.hosts)]
+	}
+	member, err := r.encode(msg, extra)
+	if err != nil {
+		return fmt.Errorf("layers: send to %q: %w: %w", channel, canal.ErrInvalidMessage, err)
+	}
+	score, sec := redisNow()
+	capacity := capacityFor(channel, r.patterns, r.capacity)
+	args := []string{rueidis.BinaryString(member), formatScore(score), strconv.FormatInt(r.expiry, 10),
+		strconv.FormatInt(sec-r.expiry, 10), strconv.Itoa(capacity)}
+	var sent int64
+	err = redisRetry(ctx, func() (err error) {
+		sent, err = redisSendScript.Exec(ctx, h.client, []string{r.prefix + nl}, args).AsInt64()
+		return err
+	})
+	if err != nil {
+		return r.fail("send to "+strconv.Quote(channel), err)
+	}
+	if sent == 0 {
+		return fmt.Errorf("layers: send to %q: %w", channel, canal.ErrChannelFull)
+	}
+	return nil
+}
+
+// groupBucket is one queue key's share of a group_send.
+type groupBucket struct {
+	key      string
+	host     int
+	capacity int
+	channels []string // the message's __asgi_channel__ list
+}
+
+// GroupSend sends msg to every member of group, as channels_redis does: one copy per
+// queue key listing that key's member channels, added by one script per host that
+// skips full keys.
+func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if err := ValidGroupName(group); err != nil {
+		return fmt.Errorf("layers: group send: %w", err)
+	}
+	if err := checkMessage(msg); err != nil {
+		return fmt.Errorf("layers: group send to %q: %w", group, err)
+	}
+	if err := r.begin(ctx); err != nil {
+		return err
+	}
+	gh := r.hosts[shardIndex(group, len(r.hosts))]
+	gkey := r.prefix + ":group:" + group
+	score, sec := redisNow()
+	c := gh.client
+	var members []string
+	err := redisRetry(ctx, func() error {
+		res := c.DoMulti(ctx,
+			c.B().Zremrangebyscore().Key(gkey).Min("0").Max(strconv.FormatInt(sec-r.groupExpiry, 10)).Build(),
+			c.B().Zrange().Key(gkey).Min("0").Max("-1").Build())
+		if err := res[0].Error(); err != nil {
+			return err
+		}
+		var err error
+		members, err = res[1].AsStrSlice()
+		return err
+	})
+	if err != nil {
+		return r.fail("group send", err)
+	}
+	members = r.skipInvalidMembers(group, members)
+	if len(members) == 0 {
+		return nil
+	}
+
+	// Pre-encode the message's own pairs once; each key's copy adds its list.
+	var pairs []byte
+	if !r.json {
+		for k, v := range msg {
+			if pairs, err = appendString(pairs, k); err == nil {
+				pairs, err = appendValue(pairs, v, 1)
+			}
+			if err != nil {
+				return fmt.Errorf("layers: group send to %q: %w: %w (key %q)", group, canal.ErrInvalidMessage, err, k)
+			}
+		}
+	}
+
+	var buckets []*groupBucket
+	index := make(map[string]int)
+	var dead []string
+	stale := 0
+	var deadPIDs map[string]bool
+	if r.live != nil {
+		if v, anyDead := r.live.verdicts(group, members); anyDead {
+			deadPIDs = v
+		}
+	}
+	for _, ch := range members {
+		if r.detachedOwn(ch) {
+			dead = append(dead, ch)
+			continue
+		}
+		if deadPIDs != nil && deadPIDs[goProcessID(ch)] {
+			dead = append(dead, ch) // its Go process stopped refreshing its liveness key
+			stale++
+			continue
+		}
+		nl := nonLocal(ch)
+		key := r.prefix + nl
+		i, ok := index[key]
+		if !ok {
+			i = len(buckets)
+			index[key] = i
+			buckets = append(buckets, &groupBucket{key: key, host: shardIndex(nl, len(r.hosts)),
+				capacity: capacityFor(ch, r.patterns, r.capacity)})
+		}
+		buckets[i].channels = append(buckets[i].channels, ch)
+	}
+
+	expiry := strconv.FormatInt(r.expiry, 10)
+	cutoff := strconv.FormatInt(sec-r.expiry, 10)
+	var errs []error
+	for hi, h := range r.hosts {
+		var keys, bodies, caps []string
+		for _, b := range buckets {
+			if b.host != hi {
+				continue
+			}
+			body, err := r.groupMember(msg, len(msg), pairs, b.channels)
+			if err != nil {
+				return fmt.Errorf("layers: group send to %q: %w: %w", group, canal.ErrInvalidMessage, err)
+			}
+			keys = append(keys, b.key)
+			bodies = append(bodies, rueidis.BinaryString(body))
+			caps = append(caps, strconv.Itoa(b.capacity))
+		}
+		if len(keys) == 0 {
+			continue
+		}
+		var full int64
+		var err error
+		if r.cluster {
+			full, err = r.groupSendEach(ctx, h.client, keys, bodies, caps, formatScore(score), expiry, cutoff)
+		} else {
+			args := append(append(bodies, caps...), formatScore(score), expiry, cutoff)
+			err = redisRetry(ctx, func() (err error) {
+				full, err = redisGroupSendScript.Exec(ctx, h.client, keys, args).AsInt64()
+				return err
+			})
+		}
+		if err != nil {
+			errs = append(errs, r.fail("group send", err))
+			if full == 0 {
+				continue
+			}
+		}
+		if full > 0 {
+			r.groupFull.Add(uint64(full))
+			r.log.Info("layers: redis: group send skipped full channels",
+				"group", group, "full_keys", full, "members", len(members))
+		}
+	}
+	if len(dead) > 0 {
+		// Detached channels of this process never leave on their own, nor do those of
+		// dead processes: prune them.
+		if c.Do(ctx, c.B().Zrem().Key(gkey).Member(dead...).Build()).Error() == nil && stale > 0 {
+			r.staleMembers.Add(uint64(stale))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// skipInvalidMembers returns members without the names that are not valid UTF-8,
+// counting and logging them (rate-limited; the group, never the bytes). Such a name
+// cannot be encoded for Django (msgpack strings are UTF-8) and is no channel's, so it
+// must cost that member only, not the group send. It allocates only when it skips.
+func (r *Redis) skipInvalidMembers(group string, members []string) []string {
+	bad := 0
+	for _, ch := range members {
+		if !utf8.ValidString(ch) {
+			bad++
+		}
+	}
+	if bad == 0 {
+		return members
+	}
+	kept := make([]string, 0, len(members)-bad)
+	for _, ch := range members {
+		if utf8.ValidString(ch) {
+			kept = append(kept, ch)
+		}
+	}
+	n := r.invalidMembers.Add(uint64(bad))
+	r.invalidMembersLog.Log(r.log, slog.LevelWarn, group,
+		"layers: redis: group send skipped members whose names are not UTF-8 (not written by a channel layer)",
+		"group", group, "skipped", bad, "invalid_members_total", n)
+	return kept
+}
+
+// groupSendSHA is redisGroupSendScript's SHA-1, for groupSendEach's EVALSHA.
+var groupSendSHA = scriptSHA(redisGroupSendSrc)
+
+// groupSendEach runs the group send script once per key (Cluster mode: the keys are
+// in different slots), pipelined; the cluster client sends each to its node. It
+// returns how many keys were full; keys whose script failed on a connection that had
+// died idle are retried, the others reported in the error.
+func (r *Redis) groupSendEach(ctx context.Context, c rueidis.Client, keys, bodies, caps []string,
+	score, expiry, cutoff string) (int64, error) {
+	pending := make([]int, len(keys))
+	for i := range pending {
+		pending[i] = i
+	}
+	var full int64
+	var failed int
+	var firstErr error
+	for attempt := 0; len(pending) > 0; attempt++ {
+		cmds := make(rueidis.Commands, len(pending))
+		for j, i := range pending {
+			cmds[j] = c.B().Evalsha().Sha1(groupSendSHA).Numkeys(1).Key(keys[i]).
+				Arg(bodies[i], caps[i], score, expiry, cutoff).Build()
+		}
+		res := c.DoMulti(ctx, cmds...)
+		var again []int
+		for j, i := range pending {
+			n, err := res[j].AsInt64()
+			if isNoScript(err) { // first use on that node: EVAL loads it
+				n, err = c.Do(ctx, c.B().Eval().Script(redisGroupSendSrc).Numkeys(1).Key(keys[i]).
+					Arg(bodies[i], caps[i], score, expiry, cutoff).Build()).AsInt64()
+			}
+			switch {
+			case err == nil:
+				full += n
+			case redisStaleConn(err) && attempt < redisMaxStaleRetries && ctx.Err() == nil:
+				again = append(again, i)
+			default:
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		pending = again
+	}
+	if firstErr != nil {
+		return full, fmt.Errorf("%d of %d queue keys: %w", failed, len(keys), firstErr)
+	}
+	return full, nil
+}
