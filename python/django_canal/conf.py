@@ -38,8 +38,9 @@ def prefix():
 
 
 def session_token():
-    """REALTIME_SESSION_TOKEN: the secret the Go server sends to the session
-    endpoint, or None when the endpoint is off (the default)."""
+    """REALTIME_SESSION_TOKEN: the secret the Go server sends to the
+    credential endpoints (/auth/ and /session/), or None when they are off
+    (the default)."""
     value = getattr(settings, "REALTIME_SESSION_TOKEN", None)
     if value is None or value == "":
         return None
@@ -48,6 +49,16 @@ def session_token():
             "REALTIME_SESSION_TOKEN must be a string of at least 32 characters "
             "(e.g. secrets.token_urlsafe(32))"
         )
+    return value
+
+
+def seed_errors():
+    """REALTIME_TICKET_SEED_ERRORS: answer a ticket that cannot be issued
+    (anonymous user, Redis down) as django-realtime-ticket did, with 200
+    {"status": "error", "message": ...}, instead of 403/503."""
+    value = getattr(settings, "REALTIME_TICKET_SEED_ERRORS", False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured("REALTIME_TICKET_SEED_ERRORS must be True or False")
     return value
 
 
@@ -134,3 +145,91 @@ def redis_client():
             # another thread may still be using it.
             _cached = (key, _build_client(config))
         return _cached[1]
+
+
+# The kinds of credential POST /auth/ knows, with their type and default options.
+BUILTIN_KINDS = {
+    "session": {"type": "session"},
+    "drf": {"type": "drf"},
+    "simplejwt": {"type": "simplejwt"},
+    # django-sesame's ModelBackend: authenticate(request, sesame=token).
+    "sesame": {"type": "backend", "kwarg": "sesame"},
+}
+AUTH_TYPES = ("session", "drf", "simplejwt", "backend")
+
+
+def _detected_kinds():
+    """The kinds the site visibly uses: sessions always (what /session/ has
+    always answered), DRF tokens when rest_framework.authtoken is installed,
+    simplejwt when it is installed or named in DRF's authentication classes,
+    sesame when its backend is in AUTHENTICATION_BACKENDS."""
+    apps = set(settings.INSTALLED_APPS)
+    kinds = ["session"]
+    if "rest_framework.authtoken" in apps:
+        kinds.append("drf")
+    drf = getattr(settings, "REST_FRAMEWORK", None) or {}
+    classes = [c for c in drf.get("DEFAULT_AUTHENTICATION_CLASSES", ()) if isinstance(c, str)]
+    if any(a.startswith("rest_framework_simplejwt") for a in apps) or any(
+        c.startswith("rest_framework_simplejwt.") for c in classes
+    ):
+        kinds.append("simplejwt")
+    if any(b.startswith("sesame.") for b in getattr(settings, "AUTHENTICATION_BACKENDS", ())):
+        kinds.append("sesame")
+    return kinds
+
+
+def auth_kinds():
+    """REALTIME_AUTH_KINDS, normalised to {kind: {"type": ..., options}}.
+
+    The setting is a list of built-in kind names (session, drf, simplejwt,
+    sesame), or a dict {kind: options} where options may set "type" (session,
+    drf, simplejwt or backend; a built-in name is its own type), "class" (the
+    DRF authentication class of a drf or simplejwt kind) and "kwarg" (the
+    keyword a backend kind passes the credential as). Unset, it is what the
+    site visibly uses (see _detected_kinds); [] turns every kind off.
+    """
+    value = getattr(settings, "REALTIME_AUTH_KINDS", None)
+    if value is None:
+        value = _detected_kinds()
+    if isinstance(value, (list, tuple)):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured("REALTIME_AUTH_KINDS must be a list of kind names or a dict")
+    kinds = {}
+    for name, options in value.items():
+        where = "REALTIME_AUTH_KINDS[%r]" % (name,)
+        if not isinstance(name, str) or not name:
+            raise ImproperlyConfigured("REALTIME_AUTH_KINDS: kind names are non-empty strings")
+        if options is None:
+            options = {}
+        if not isinstance(options, dict):
+            raise ImproperlyConfigured("%s must be a dict of options" % where)
+        unknown = set(options) - {"type", "class", "kwarg"}
+        if unknown:
+            raise ImproperlyConfigured("%s: unknown options %s" % (where, ", ".join(sorted(unknown))))
+        merged = dict(BUILTIN_KINDS.get(name, {}))
+        if "type" in options and options["type"] != merged.get("type"):
+            merged = {}  # a built-in name given another type keeps none of its defaults
+        merged.update(options)
+        kind_type = merged.get("type")
+        if kind_type not in AUTH_TYPES:
+            raise ImproperlyConfigured(
+                "%s: \"type\" must be one of %s (a kind that is not built in needs one)"
+                % (where, ", ".join(AUTH_TYPES))
+            )
+        if kind_type == "backend":
+            kwarg = merged.get("kwarg")
+            if not isinstance(kwarg, str) or not kwarg.isidentifier() or kwarg == "request":
+                raise ImproperlyConfigured(
+                    "%s: a backend kind needs \"kwarg\", the keyword its backend's "
+                    "authenticate() takes the credential as" % where
+                )
+        elif "kwarg" in merged:
+            raise ImproperlyConfigured("%s: \"kwarg\" is for backend kinds" % where)
+        if "class" in merged and (kind_type not in ("drf", "simplejwt") or not isinstance(merged["class"], str)):
+            raise ImproperlyConfigured(
+                "%s: \"class\" is the dotted path of a DRF authentication class, for drf "
+                "and simplejwt kinds" % where
+            )
+        kinds[name] = merged
+    return kinds

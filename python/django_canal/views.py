@@ -1,17 +1,23 @@
 import hmac
 import json
-from importlib import import_module
+import logging
 
 from django.conf import settings
-from django.contrib.auth import get_user
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 
-from . import conf
+from . import conf, credentials
 from .tickets import TicketStoreUnavailable, issue_ticket, ticket_claims
+
+logger = logging.getLogger("django_canal")
+
+# The longest credential /auth/ reads: a signed-cookie session or a JWT with
+# many claims stays far below it, and a larger body is not a credential.
+MAX_CREDENTIAL = 8192
 
 
 # POST only, so that CsrfViewMiddleware guards it: a cross-site page must not
@@ -24,16 +30,18 @@ def ticket_view(request):
 
     200 {"status": "ok", "message": ticket, "ticket": ticket, "expires_in": s}
     ("message" is the seed project's field, kept for its JavaScript clients);
-    403 for anonymous users and 503 when Redis is down, both as JSON.
+    403 for anonymous users and 503 when Redis is down, both as JSON; with
+    REALTIME_TICKET_SEED_ERRORS, both are django-realtime-ticket's 200
+    {"status": "error", "message": "error while creating ticket"}.
     """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         # JSON rather than a login redirect: the caller is JavaScript.
-        return JsonResponse({"status": "error", "error": "authentication required"}, status=403)
+        return _ticket_error(403, "authentication required", "user not authenticated")
     try:
         ticket = issue_ticket(user, request)
     except TicketStoreUnavailable:
-        return JsonResponse({"status": "error", "error": "ticket store unavailable"}, status=503)
+        return _ticket_error(503, "ticket store unavailable", "ticket store unavailable")
     return JsonResponse(
         {
             "status": "ok",
@@ -44,45 +52,106 @@ def ticket_view(request):
     )
 
 
-class _SessionOnly:
-    """The part of a request django.contrib.auth.get_user reads."""
+def _ticket_error(status, error, seed_reason):
+    if conf.seed_errors():
+        # The seed's answer: always 200, the reason only under DEBUG.
+        message = "error while creating ticket"
+        if settings.DEBUG:
+            message += ": " + seed_reason
+        return JsonResponse({"status": "error", "message": message})
+    return JsonResponse({"status": "error", "error": error}, status=status)
 
-    def __init__(self, session):
-        self.session = session
+
+class _BadRequest(Exception):
+    pass
+
+
+def _bearer_ok(request):
+    token = conf.session_token()
+    presented = request.META.get("HTTP_AUTHORIZATION", "")
+    return hmac.compare_digest(presented.encode(), ("Bearer " + token).encode())
+
+
+@sensitive_variables()
+def _read_body(request):
+    """(kind, credential) from {"kind": k, "credential": c}, or ("session", key)
+    from /session/'s historical {"session_key": key}."""
+    try:
+        body = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _BadRequest("body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise _BadRequest("body is not a JSON object")
+    if "session_key" in body and "credential" not in body and "kind" not in body:
+        kind, credential = "session", body["session_key"]
+    else:
+        kind, credential = body.get("kind"), body.get("credential")
+    if not isinstance(kind, str) or not kind:
+        raise _BadRequest('want a JSON body {"kind": "...", "credential": "..."}')
+    if not isinstance(credential, str) or not credential:
+        raise _BadRequest('want a JSON body {"kind": "...", "credential": "..."}')
+    if len(credential) > MAX_CREDENTIAL:
+        raise _BadRequest("credential longer than %d characters" % MAX_CREDENTIAL)
+    return kind, credential
+
+
+@sensitive_variables()
+def _answer(request, only_kind=None):
+    if conf.session_token() is None:
+        return JsonResponse({"error": "credential endpoint disabled"}, status=404)
+    if not _bearer_ok(request):
+        return JsonResponse({"error": "bad token"}, status=401)
+    try:
+        kind, credential = _read_body(request)
+    except _BadRequest as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    if only_kind is not None and kind != only_kind:
+        return JsonResponse({"error": "this endpoint only checks %s credentials" % only_kind}, status=400)
+    try:
+        user = credentials.resolve(request, kind, credential)
+    except credentials.UnknownKind:
+        return JsonResponse({"error": "unknown kind", "kind": kind[:64]}, status=400)
+    except credentials.KindUnavailable as exc:
+        return JsonResponse({"error": "kind not available", "detail": str(exc)}, status=400)
+    except Exception as exc:
+        # Answered here rather than by Django's 500 handler: its error report
+        # would show the Authorization header, and a database error's message
+        # can quote the credential. The Go side fails closed on any 500.
+        message = str(exc).replace(credential, "***")
+        logger.error("realtime auth: checking a %r credential failed: %s: %s", kind[:64], type(exc).__name__, message)
+        return JsonResponse({"error": "internal error"}, status=500)
+    if user is None:
+        return JsonResponse({"user": None})
+    return JsonResponse({"user": ticket_claims(user)}, encoder=DjangoJSONEncoder)
 
 
 # Called by the Go server, not by browsers: no cookie, no CSRF token, a bearer
-# secret instead (so csrf_exempt is safe). POST keeps the session key out of
-# URLs and access logs.
+# secret instead (so csrf_exempt is safe). POST keeps credentials out of URLs
+# and access logs.
+@csrf_exempt
+@never_cache
+@require_POST
+def auth_view(request):
+    """Resolve a credential of any enabled kind to its user, for Canal's
+    auth.Django verifier.
+
+    Request: Authorization: Bearer <REALTIME_SESSION_TOKEN>, JSON body
+    {"kind": "session"|"drf"|"simplejwt"|"sesame"|..., "credential": "..."}
+    (kinds: REALTIME_AUTH_KINDS). Answers 200 {"user": {"id", "username",
+    ...claims}} (the object a ticket holds) when the credential identifies an
+    active user, 200 {"user": null} when it identifies nobody; 401 for a wrong
+    or missing bearer token; 404 while REALTIME_SESSION_TOKEN is unset; 400 for
+    a bad body, an unknown kind, or a kind whose package does not import; 500
+    when the check itself failed (a database that is down).
+    """
+    return _answer(request)
+
+
 @csrf_exempt
 @never_cache
 @require_POST
 def session_view(request):
-    """Resolve a session key to its user, for Canal's middleware.Session.
-
-    Request: Authorization: Bearer <REALTIME_SESSION_TOKEN>, JSON body
-    {"session_key": "..."}. Answers 200 {"user": {"id", "username", ...claims}}
-    for a logged-in session and 200 {"user": null} for anything else (expired,
-    logged out, unknown, password changed since); 401 for a wrong or missing
-    token; 404 while REALTIME_SESSION_TOKEN is unset; 400 for a bad body.
-    """
-    token = conf.session_token()
-    if token is None:
-        return JsonResponse({"error": "session endpoint disabled"}, status=404)
-    presented = request.META.get("HTTP_AUTHORIZATION", "")
-    if not hmac.compare_digest(presented.encode(), ("Bearer " + token).encode()):
-        return JsonResponse({"error": "bad token"}, status=401)
-    try:
-        body = json.loads(request.body.decode("utf-8"))
-        key = body["session_key"]
-        if not isinstance(key, str) or not key:
-            raise ValueError
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return JsonResponse({"error": "want a JSON body {\"session_key\": \"...\"}"}, status=400)
-    # The site's own session engine and checks, as for any request: expiry,
-    # the backend, and the password hash that ends sessions at a password change.
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
-    user = get_user(_SessionOnly(store))
-    if not user.is_authenticated:
-        return JsonResponse({"user": None})
-    return JsonResponse({"user": ticket_claims(user)}, encoder=DjangoJSONEncoder)
+    """The session kind of auth_view, for clients of the first session
+    endpoint: {"session_key": "..."} (or {"kind": "session", "credential":
+    "..."}), with the same answers."""
+    return _answer(request, only_kind="session")

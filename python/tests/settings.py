@@ -15,6 +15,39 @@ INSTALLED_APPS = [
     "django_canal",
 ]
 
+
+def _drf_imports():
+    # Debian bookworm's DRF and simplejwt sit beside the Django under test; on a
+    # Django they cannot import under, the tests check that /auth/ answers
+    # "kind not available" for their kinds (tests/test_auth.py).
+    try:
+        import rest_framework.authtoken  # noqa: F401
+        import rest_framework_simplejwt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+DRF = _drf_imports()
+if DRF:
+    INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken"]
+
+# Django's backend, and one of django-sesame's shape: authenticate(request, sesame).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "tests.backends.SesameShapedBackend",
+    "tests.backends.SignedTokenBackend",
+]
+
+# Every built-in kind, and a backend kind of the site's own.
+REALTIME_AUTH_KINDS = {
+    "session": {},
+    "drf": {},
+    "simplejwt": {},
+    "sesame": {},
+    "signed": {"type": "backend", "kwarg": "signed_token"},
+}
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -38,7 +71,14 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# In memory for runtests.py; a file when a Go test serves this project with
+# runserver (one connection per thread), see canaltest.StartDjango.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("CANAL_TEST_DB", ":memory:"),
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins
 USE_TZ = True

@@ -102,7 +102,7 @@ class SessionEndpointTests(TestCase):
 
     @override_settings(REALTIME_SESSION_TOKEN=None)
     def test_off_without_a_token_setting(self):
-        self.assertEqual(self.answer(self.resolve(self.session_key()), 404), {"error": "session endpoint disabled"})
+        self.assertEqual(self.answer(self.resolve(self.session_key()), 404), {"error": "credential endpoint disabled"})
 
     @override_settings(REALTIME_SESSION_TOKEN="short")
     def test_short_token_setting_is_refused(self):
