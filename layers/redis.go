@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/internal/ratelog"
+	"github.com/canal-rt/canal/internal/redisconn"
 )
 
 // Redis is a channel layer in Redis that speaks channels_redis' wire format
@@ -84,31 +83,15 @@ import (
 // the single-server guarantees; after a failover the client follows the master the
 // sentinels name, and writes the old master had not replicated are lost.
 type Redis struct {
-	hosts       []*redisHost
-	cluster     bool // Cluster mode: one host, a cluster client
-	prefix      string
-	expiry      int64 // seconds
+	*redisBase // hosts, codec, local clock, counters, shutdown (redis_base.go)
+
+	expirySec   int64 // Expiry in whole seconds, as Redis counts it
 	groupExpiry int64 // seconds
-	capacity    int
-	patterns    []Capacity
-	crypter     *fernet
-	json        bool
 	randLen     int
-	log         *slog.Logger
-	onReconnect func(host string, down time.Duration)
 	live        *liveness // nil when RedisOptions.Liveness < 0
 
 	pid     string // this process's id in channel names: 32 hex digits
 	pidPart string // "." + pid + "!"
-	seed    maphash.Seed
-
-	start time.Time // clock origin of the local buffers
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-
-	closed atomic.Bool
-	done   chan struct{}
 
 	sendRR, recvRR atomic.Uint32 // round robin over hosts for normal channels
 
@@ -124,16 +107,13 @@ type Redis struct {
 	pmu     sync.Mutex
 	pollers map[string]*redisPoller
 
-	// gmu guards members, the groups of this process's own channels (redis_rejoin.go).
+	// gmu guards members, the groups of this process's own channels (redis_group.go).
 	gmu       sync.Mutex
 	members   memberships
 	rejoining atomic.Bool
 
-	delivered, dropped, undeliverable, groupFull, reconnects atomic.Uint64
-	malformed                                                malformedCounter
-	staleMembers                                             atomic.Uint64
-	invalidMembers                                           atomic.Uint64
-	invalidMembersLog                                        ratelog.Limiter
+	groupFull, staleMembers, invalidMembers atomic.Uint64
+	invalidMembersLog                       ratelog.Limiter
 }
 
 const (
@@ -184,88 +164,36 @@ func wholeSeconds(d time.Duration) int64 {
 // wrapping canal.ErrUnavailable.
 func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	switch {
-	case opts.Expiry < 0:
-		return nil, fmt.Errorf("layers: redis: negative Expiry %v", opts.Expiry)
 	case opts.GroupExpiry < 0:
 		return nil, fmt.Errorf("layers: redis: negative GroupExpiry %v", opts.GroupExpiry)
-	case opts.Capacity < 0:
-		return nil, fmt.Errorf("layers: redis: negative Capacity %d", opts.Capacity)
 	case opts.Liveness > 0 && opts.Liveness < minLiveness:
 		return nil, fmt.Errorf("layers: redis: Liveness %v is below %v", opts.Liveness, minLiveness)
 	}
-	if err := validateCapacities(opts.ChannelCapacity); err != nil {
-		return nil, err
-	}
-	if err := checkModes("redis", opts.Hosts, opts.Cluster, opts.Sentinel); err != nil {
+	base, err := newRedisBase(ctx, "redis", opts.common())
+	if err != nil {
 		return nil, err
 	}
 	r := &Redis{
-		prefix:      cmp.Or(opts.Prefix, DefaultRedisPrefix),
-		expiry:      wholeSeconds(cmp.Or(opts.Expiry, DefaultExpiry)),
+		redisBase:   base,
+		expirySec:   wholeSeconds(base.expiry),
 		groupExpiry: wholeSeconds(cmp.Or(opts.GroupExpiry, DefaultGroupExpiry)),
-		capacity:    cmp.Or(opts.Capacity, DefaultCapacity),
-		patterns:    slices.Clone(opts.ChannelCapacity),
-		randLen:     cmp.Or(opts.RandomPrefixLength, DefaultRandomPrefixLength),
-		log:         opts.Logger,
-		onReconnect: opts.OnReconnect,
+		randLen:     max(cmp.Or(opts.RandomPrefixLength, DefaultRandomPrefixLength), 0),
 		pid:         newProcessID(),
-		seed:        maphash.MakeSeed(),
-		start:       time.Now(),
-		done:        make(chan struct{}),
 		listeners:   make(map[string]*redisListener),
 		members:     make(memberships),
 		buffers:     make(map[string]*memQueue),
 		keySet:      make(map[string]bool),
 		pollers:     make(map[string]*redisPoller),
 	}
+	// Local queues keep messages as long as Redis would: whole seconds.
+	r.expiry = time.Duration(r.expirySec) * time.Second
 	if opts.Liveness < 0 {
 		// An untagged id: other processes never take this one's members for stale.
 		for r.pid = randomHex(16); isGoProcessID(r.pid); r.pid = randomHex(16) {
 		}
 	}
 	r.pidPart = "." + r.pid + "!"
-	r.randLen = max(r.randLen, 0)
-	if r.log == nil {
-		r.log = slog.Default()
-	}
 	r.keys.Store(&[]string{})
-	var err error
-	if r.json, r.crypter, err = newCodec(opts.SerializerFormat, opts.SymmetricEncryptionKeys); err != nil {
-		return nil, fmt.Errorf("layers: redis: %w", err)
-	}
-	hosts := opts.Hosts
-	if len(hosts) == 0 {
-		hosts = []string{DefaultRedisHost}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	switch {
-	case len(opts.Cluster) > 0:
-		h, err := dialCluster(ctx, opts.Cluster, opts.ClientOptions)
-		if err != nil {
-			return nil, fmt.Errorf("layers: redis: %w", err)
-		}
-		r.hosts, r.cluster = []*redisHost{h}, true
-	case opts.Sentinel != nil:
-		h, err := dialSentinel(ctx, opts.Sentinel, opts.ClientOptions)
-		if err != nil {
-			return nil, fmt.Errorf("layers: redis: %w", err)
-		}
-		r.hosts = []*redisHost{h}
-	default:
-		for i, u := range hosts {
-			h, err := dialRedisHost(ctx, u, opts.ClientOptions)
-			if err != nil {
-				for _, h := range r.hosts {
-					h.client.Close()
-				}
-				return nil, fmt.Errorf("layers: redis: host %d: %w", i, err)
-			}
-			r.hosts = append(r.hosts, h)
-		}
-	}
-	r.ctx, r.stop = context.WithCancel(context.Background())
 	if opts.Liveness >= 0 {
 		r.live = newLiveness(r, cmp.Or(opts.Liveness, DefaultLiveness))
 		r.wg.Add(1)
@@ -276,16 +204,10 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 
 // Stats returns the receive loop's counters.
 func (r *Redis) Stats() RedisStats {
-	st := RedisStats{
-		Delivered:      r.delivered.Load(),
-		Dropped:        r.dropped.Load(),
-		Undeliverable:  r.undeliverable.Load(),
-		Malformed:      r.malformed.count(),
-		GroupFull:      r.groupFull.Load(),
-		InvalidMembers: r.invalidMembers.Load(),
-		StaleMembers:   r.staleMembers.Load(),
-		Reconnects:     r.reconnects.Load(),
-	}
+	st := r.stats()
+	st.GroupFull = r.groupFull.Load()
+	st.InvalidMembers = r.invalidMembers.Load()
+	st.StaleMembers = r.staleMembers.Load()
 	if r.live != nil {
 		st.LivenessLapses = r.live.lapses.Load()
 	}
@@ -295,19 +217,6 @@ func (r *Redis) Stats() RedisStats {
 // ProcessID returns the 32 hex digits that name this layer's process-local channels
 // ("specific.<id>!…").
 func (r *Redis) ProcessID() string { return r.pid }
-
-func (r *Redis) begin(ctx context.Context) error {
-	if r.closed.Load() {
-		return canal.ErrLayerClosed
-	}
-	return ctx.Err()
-}
-
-// fail wraps a Redis failure: canal.ErrLayerClosed once closed, the server's error
-// reply as it is, anything else (network, timeout, deadline) with canal.ErrUnavailable.
-func (r *Redis) fail(op string, err error) error { return redisFailure(r.closed.Load(), op, err) }
-
-func (r *Redis) localNow() time.Duration { return time.Since(r.start) }
 
 // nonLocal returns the part of a channel name up to and including '!', or the whole
 // name of a normal channel.
@@ -323,8 +232,6 @@ func (r *Redis) ownChannel(channel string) bool {
 	i := strings.IndexByte(channel, '!')
 	return i >= 0 && strings.HasSuffix(channel[:i+1], r.pidPart) && i+1 > len(r.pidPart)
 }
-
-func (r *Redis) attachTag(random string) string { return attachTag(r.seed, random) }
 
 // isAttachName reports whether channel was made by this layer's Attach.
 func (r *Redis) isAttachName(channel string) bool {
@@ -395,11 +302,7 @@ func (r *Redis) NewChannel(ctx context.Context, prefix string) (string, error) {
 	if err := r.begin(ctx); err != nil {
 		return "", err
 	}
-	local := randomHex(16)
-	for local[16:] == r.attachTag(local[:16]) { // 2^-64: never, but keep names apart
-		local = randomHex(16)
-	}
-	name, key, err := r.localName(prefix, local)
+	name, key, err := r.localName(prefix, r.newLocalID())
 	if err != nil {
 		return "", err
 	}
@@ -413,14 +316,10 @@ func (r *Redis) NewChannel(ctx context.Context, prefix string) (string, error) {
 // whose messages the receive loop hands to deliver. detach is idempotent and does not
 // wait for a deliver call under way.
 func (r *Redis) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginAttach(ctx, deliver); err != nil {
 		return "", nil, err
 	}
-	if deliver == nil {
-		return "", nil, errors.New("layers: attach: nil deliver func")
-	}
-	random := randomHex(8)
-	name, key, err := r.localName(prefix, random+r.attachTag(random))
+	name, key, err := r.localName(prefix, r.newAttachID())
 	if err != nil {
 		return "", nil, err
 	}
@@ -465,7 +364,7 @@ func (r *Redis) Flush(ctx context.Context) error {
 		}
 	} else {
 		for _, h := range r.hosts {
-			err := redisRetry(ctx, func() error {
+			err := redisconn.Retry(ctx, func() error {
 				return redisFlushScript.Exec(ctx, h.client, nil, []string{r.prefix + "*"}).Error()
 			})
 			if err != nil {
@@ -491,7 +390,7 @@ func (r *Redis) Flush(ctx context.Context) error {
 func (r *Redis) flushCluster(ctx context.Context) error {
 	c := r.hosts[0].client
 	var slots *clusterSlots
-	err := redisRetry(ctx, func() (err error) {
+	err := redisconn.Retry(ctx, func() (err error) {
 		slots, err = loadClusterSlots(ctx, c)
 		return err
 	})
@@ -506,7 +405,7 @@ func (r *Redis) flushCluster(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("master %s: no connection", addr))
 			continue
 		}
-		err := redisRetry(ctx, func() error {
+		err := redisconn.Retry(ctx, func() error {
 			return redisFlushEachScript.Exec(ctx, n, nil, []string{r.prefix + "*"}).Error()
 		})
 		if err != nil {
@@ -521,11 +420,10 @@ func (r *Redis) flushCluster(ctx context.Context) error {
 // its goroutines until ctx is done.
 func (r *Redis) Close(ctx context.Context) error {
 	r.mu.Lock()
-	if !r.closed.CompareAndSwap(false, true) {
+	if !r.markClosed() {
 		r.mu.Unlock()
 		return nil
 	}
-	close(r.done)
 	for _, l := range r.listeners {
 		l.detached.Store(true)
 	}
@@ -533,27 +431,11 @@ func (r *Redis) Close(ctx context.Context) error {
 	r.buffers = make(map[string]*memQueue)
 	r.mu.Unlock()
 
-	// receiveNormal starts pollers under pmu after checking closed: once we hold pmu,
-	// none will start, so wg.Wait below cannot race a wg.Add.
-	r.pmu.Lock()
-	r.pmu.Unlock()
-	r.stop() // interrupts BZPOPMIN
-	finished := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		close(finished)
-	}()
-	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
+	// receiveNormal starts pollers under pmu after checking closed.
+	err := r.shutdown(ctx, &r.pmu) // interrupts BZPOPMIN
 	if r.live != nil {
 		r.live.remove(ctx) // members left behind are now stale for the others
 	}
-	for _, h := range r.hosts {
-		h.client.Close()
-	}
+	r.closeClients()
 	return err
 }

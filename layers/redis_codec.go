@@ -20,38 +20,66 @@ func checkMessage(msg canal.Message) error {
 	return nil
 }
 
+// The codec both layers share: channels_redis' serializer_format ("msgpack", or
+// "json" in 4.2.1+), then Fernet when symmetric_encryption_keys are set. The core
+// layer wraps it in a random prefix; the Pub/Sub layer sends it bare.
+
+// marshal appends msg, plus extraKey: extra unless extraKey is empty, in the layer's
+// serializer format.
+func (b *redisBase) marshal(dst []byte, msg canal.Message, extraKey string, extra any) ([]byte, error) {
+	if b.json {
+		return appendJSONMessage(dst, msg, extraKey, extra)
+	}
+	return appendMessage(dst, msg, extraKey, extra)
+}
+
+// seal encrypts p[keep:] when encryption is on, keeping p[:keep] (a random prefix)
+// in front of the token.
+func (b *redisBase) seal(p []byte, keep int) []byte {
+	if b.crypter == nil {
+		return p
+	}
+	out := make([]byte, keep, keep+fernetTokenLen(len(p)-keep))
+	copy(out, p[:keep])
+	return b.crypter.encrypt(out, p[keep:])
+}
+
+// unmarshal decrypts body when encryption is on, refusing tokens older than ttl
+// seconds (ttl 0: no time checks, Python's ttl=None), and decodes the message.
+func (b *redisBase) unmarshal(body []byte, ttl int64) (canal.Message, error) {
+	if b.crypter != nil {
+		var now int64
+		if ttl > 0 {
+			now = time.Now().Unix()
+		}
+		var err error
+		if body, err = b.crypter.decrypt(body, ttl, now); err != nil {
+			return nil, err
+		}
+	}
+	if b.json {
+		return decodeJSONMessage(body)
+	}
+	return decodeMessage(body)
+}
+
 // encode serializes msg for Redis: random prefix, then the (encrypted) body, with
 // extra under __asgi_channel__ unless it is nil.
 func (r *Redis) encode(msg canal.Message, extra any) ([]byte, error) {
 	b := make([]byte, r.randLen, r.randLen+64)
-	r.fillRandom(b)
+	fillRandom(b)
 	extraKey := ""
 	if extra != nil {
 		extraKey = asgiChannelKey
 	}
-	var err error
-	if r.json {
-		b, err = appendJSONMessage(b, msg, extraKey, extra)
-	} else {
-		b, err = appendMessage(b, msg, extraKey, extra)
-	}
+	b, err := r.marshal(b, msg, extraKey, extra)
 	if err != nil {
 		return nil, err
 	}
-	return r.seal(b), nil
+	return r.seal(b, r.randLen), nil
 }
 
-// seal encrypts b[randLen:] when encryption is on.
-func (r *Redis) seal(b []byte) []byte {
-	if r.crypter == nil {
-		return b
-	}
-	out := make([]byte, r.randLen, r.randLen+fernetTokenLen(len(b)-r.randLen))
-	copy(out, b[:r.randLen])
-	return r.crypter.encrypt(out, b[r.randLen:])
-}
-
-func (r *Redis) fillRandom(b []byte) {
+func fillRandom(b []byte) {
 	for i := 0; i < len(b); i += 8 {
 		var w [8]byte
 		binary.LittleEndian.PutUint64(w[:], rand.Uint64())
@@ -60,30 +88,22 @@ func (r *Redis) fillRandom(b []byte) {
 }
 
 // decode reads a stored member into a message, leaving __asgi_channel__ in it.
+// Encrypted bodies older than Expiry (plus channels_redis' 10 s) are refused.
 func (r *Redis) decode(member []byte) (canal.Message, error) {
 	if len(member) < r.randLen {
 		return nil, fmt.Errorf("%d bytes, shorter than the random prefix", len(member))
 	}
-	body := member[r.randLen:]
-	if r.crypter != nil {
-		var err error
-		if body, err = r.crypter.decrypt(body, r.expiry+10, time.Now().Unix()); err != nil {
-			return nil, err
-		}
-	}
-	if r.json {
-		return decodeJSONMessage(body)
-	}
-	return decodeMessage(body)
+	return r.unmarshal(member[r.randLen:], r.expirySec+10)
 }
 
 // groupMember builds one key's stored copy: msg plus __asgi_channel__ = channels.
+// With msgpack, pairs is msg already encoded (GroupSend encodes it once).
 func (r *Redis) groupMember(msg canal.Message, n int, pairs []byte, channels []string) ([]byte, error) {
 	if r.json {
 		return r.encode(msg, channels)
 	}
 	b := make([]byte, r.randLen, r.randLen+len(pairs)+32+len(channels)*72)
-	r.fillRandom(b)
+	fillRandom(b)
 	b = appendMapHeader(b, n+1)
 	b = append(b, pairs...)
 	b, _ = appendString(b, asgiChannelKey)
@@ -94,37 +114,20 @@ func (r *Redis) groupMember(msg canal.Message, n int, pairs []byte, channels []s
 			return nil, err
 		}
 	}
-	return r.seal(b), nil
+	return r.seal(b, r.randLen), nil
 }
 
-// encode serializes msg as channels_redis.pubsub does: msgpack or JSON, maybe Fernet.
+// encode serializes msg as channels_redis.pubsub does: no random prefix, no
+// __asgi_channel__.
 func (r *RedisPubSub) encode(msg canal.Message) ([]byte, error) {
-	var b []byte
-	var err error
-	if r.json {
-		b, err = appendJSONMessage(nil, msg, "", nil)
-	} else {
-		b, err = appendMessage(nil, msg, "", nil)
-	}
+	b, err := r.marshal(nil, msg, "", nil)
 	if err != nil {
 		return nil, err
 	}
-	if r.crypter != nil {
-		b = r.crypter.encrypt(make([]byte, 0, fernetTokenLen(len(b))), b)
-	}
-	return b, nil
+	return r.seal(b, 0), nil
 }
 
+// decode reads a published message; channels_redis.pubsub decrypts with ttl=None.
 func (r *RedisPubSub) decode(payload []byte) (canal.Message, error) {
-	if r.crypter != nil {
-		var err error
-		// channels_redis.pubsub decrypts with ttl=None: no time checks.
-		if payload, err = r.crypter.decrypt(payload, 0, 0); err != nil {
-			return nil, err
-		}
-	}
-	if r.json {
-		return decodeJSONMessage(payload)
-	}
-	return decodeMessage(payload)
+	return r.unmarshal(payload, 0)
 }

@@ -2,19 +2,14 @@ package layers
 
 import (
 	"context"
-	"fmt"
 	"time"
+
+	"github.com/canal-rt/canal/internal/redisconn"
 )
 
 // GroupAdd adds channel to group, or refreshes its join time: ZADD and EXPIRE.
 func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group add: %w", err)
-	}
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: group add: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginMember(ctx, "group add", group, channel); err != nil {
 		return err
 	}
 	if r.detachedOwn(channel) {
@@ -24,7 +19,7 @@ func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
 	key := r.prefix + ":group:" + group
 	score, _ := redisNow()
 	c := h.client
-	err := redisRetry(ctx, func() error {
+	err := redisconn.Retry(ctx, func() error {
 		for _, res := range c.DoMulti(ctx,
 			c.B().Zadd().Key(key).ScoreMember().ScoreMember(score, channel).Build(),
 			c.B().Expire().Key(key).Seconds(r.groupExpiry).Build()) {
@@ -48,19 +43,13 @@ func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
 
 // GroupDiscard removes channel from group (ZREM); silent when absent.
 func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group discard: %w", err)
-	}
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: group discard: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginMember(ctx, "group discard", group, channel); err != nil {
 		return err
 	}
 	r.forget(group, channel)
 	h := r.hosts[shardIndex(group, len(r.hosts))]
 	c := h.client
-	err := redisRetry(ctx, func() error {
+	err := redisconn.Retry(ctx, func() error {
 		return c.Do(ctx, c.B().Zrem().Key(r.prefix+":group:"+group).Member(channel).Build()).Error()
 	})
 	if err != nil {

@@ -3,7 +3,6 @@ package layers
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -46,25 +45,18 @@ func (r *Redis) loop(h *redisHost, only string) {
 				failing, downSince = true, time.Now()
 				r.log.Warn("layers: redis: receive loop cannot reach Redis; retrying", append(logAttrs, "err", err)...)
 			}
-			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
-			timer.Reset(backoff/2 + rand.N(backoff/2+1))
-			select {
-			case <-timer.C:
-			case <-r.ctx.Done():
+			if !r.backoff(timer, &backoff) {
 				return
 			}
 			continue
 		}
 		if failing {
 			failing, backoff = false, 0
-			down := time.Since(downSince)
-			r.reconnects.Add(1)
-			r.log.Info("layers: redis: receive loop resumed", append(logAttrs, "down", down)...)
 			if r.rejoining.CompareAndSwap(false, true) { // Cluster mode has a loop per key
 				r.wg.Add(1)
 				go r.rejoin(slices.Index(r.hosts, h))
 			}
-			callOnReconnect(r.log, r.onReconnect, h.name, down)
+			r.reconnected(h.name, time.Since(downSince), "layers: redis: receive loop resumed", logAttrs...)
 		}
 		if err != nil { // timed out
 			r.mu.Lock()
@@ -95,13 +87,13 @@ func (r *Redis) loop(h *redisHost, only string) {
 func (r *Redis) route(key, member string) {
 	msg, err := r.decode([]byte(member))
 	if err != nil {
-		r.reportMalformed(key, len(member), err)
+		r.reportMalformed("key", key, len(member), err)
 		return
 	}
 	target, ok := msg[asgiChannelKey]
 	delete(msg, asgiChannelKey)
 	if msg.ValidateType() != nil {
-		r.reportMalformed(key, len(member), errors.New("no valid string \"type\""))
+		r.reportMalformed("key", key, len(member), errors.New("no valid string \"type\""))
 		return
 	}
 	if r.closed.Load() {
@@ -119,7 +111,7 @@ func (r *Redis) route(key, member string) {
 			}
 		}
 		if len(names) != len(t) {
-			r.reportMalformed(key, len(member), errors.New("__asgi_channel__ lists a non-string"))
+			r.reportMalformed("key", key, len(member), errors.New("__asgi_channel__ lists a non-string"))
 		}
 		r.deliverMany(names, msg, now)
 	default:
@@ -128,7 +120,7 @@ func (r *Redis) route(key, member string) {
 		} else {
 			err = fmt.Errorf("__asgi_channel__ is a %T", t)
 		}
-		r.reportMalformed(key, len(member), err)
+		r.reportMalformed("key", key, len(member), err)
 	}
 }
 
@@ -142,23 +134,12 @@ func (r *Redis) deliverMany(names []string, msg canal.Message, now time.Duration
 	}
 	r.mu.RUnlock()
 	for i, l := range ls {
-		switch {
-		case l == nil:
+		if l == nil {
 			r.deliverLocal(names[i], msg, now) // not attached: the general path
-		case l.detached.Load():
-			r.undeliverable.Add(1)
-		case r.call(l, msg):
-			r.delivered.Add(1)
-		default:
-			r.dropped.Add(1)
+		} else {
+			r.hand(l, msg)
 		}
 	}
-}
-
-// call runs l's deliver func; a panic in it is logged and counts as a drop rather
-// than killing the receive loop (and the process).
-func (r *Redis) call(l *redisListener, msg canal.Message) bool {
-	return callDeliver(r.log, l, msg)
 }
 
 // deliverLocal hands msg to a local channel without ever waiting.
@@ -173,14 +154,7 @@ func (r *Redis) deliverLocal(name string, msg canal.Message, now time.Duration) 
 	r.mu.RUnlock()
 	switch {
 	case l != nil:
-		switch {
-		case l.detached.Load():
-			r.undeliverable.Add(1)
-		case r.call(l, msg):
-			r.delivered.Add(1)
-		default:
-			r.dropped.Add(1)
-		}
+		r.hand(l, msg)
 		return
 	case r.isAttachName(name):
 		r.undeliverable.Add(1) // detached
@@ -194,14 +168,5 @@ func (r *Redis) deliverLocal(name string, msg canal.Message, now time.Duration) 
 		q = r.bufferLocked(name, now)
 		r.mu.Unlock()
 	}
-	if q.push(msg, now, time.Duration(r.expiry)*time.Second) {
-		r.delivered.Add(1)
-	} else {
-		r.dropped.Add(1)
-	}
-}
-
-// reportMalformed counts a skipped member and logs it, at most once a second.
-func (r *Redis) reportMalformed(key string, size int, err error) {
-	r.malformed.report(r.log, "layers: redis: skipped a message that cannot be read", "key", key, size, err)
+	r.enqueue(q, msg, now)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canal-rt/canal/internal/redisconn"
 	"github.com/redis/rueidis"
 )
 
@@ -78,12 +79,16 @@ func hostPort(a string) bool {
 func dialCluster(ctx context.Context, addrs []string, hook func(*rueidis.ClientOption)) (*redisHost, error) {
 	name := "cluster " + strings.Join(addrs, ",")
 	opt := rueidis.ClientOption{InitAddress: append([]string(nil), addrs...), DisableCache: true}
-	return dialHost(ctx, name, opt, hook, func(c rueidis.Client) error {
+	c, err := redisconn.Dial(ctx, name, opt, hook, func(c rueidis.Client) error {
 		if c.Mode() != rueidis.ClientModeCluster {
 			return fmt.Errorf("%v is not a Redis Cluster (use Hosts for a single server)", addrs)
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &redisHost{name: name, client: c}, nil
 }
 
 // dialSentinel connects a rueidis Sentinel client to the master of s.MasterSet.
@@ -98,7 +103,11 @@ func dialSentinel(ctx context.Context, s *SentinelOptions, hook func(*rueidis.Cl
 			TopologyRefreshInterval: sentinelRefresh,
 		},
 	}
-	return dialHost(ctx, name, opt, hook, nil)
+	c, err := redisconn.Dial(ctx, name, opt, hook, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &redisHost{name: name, client: c}, nil
 }
 
 // clusterSlots is a snapshot of which master serves each hash slot.

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -124,4 +125,48 @@ type RedisPubSubOptions struct {
 	ClientOptions func(*rueidis.ClientOption)
 	// Logger receives warnings (default slog.Default()); never message contents.
 	Logger *slog.Logger
+}
+
+// redisCommon is the subset of RedisOptions and RedisPubSubOptions that both layers
+// read the same way (redisBase). The two options structs keep their own field lists,
+// so that literals users write stay flat; they meet here.
+type redisCommon struct {
+	hosts, cluster  []string
+	sentinel        *SentinelOptions
+	onReconnect     func(host string, down time.Duration)
+	prefix          string
+	capacity        int
+	channelCapacity []Capacity
+	expiry          time.Duration
+	keys            []string // SymmetricEncryptionKeys
+	format          string   // SerializerFormat
+	clientOptions   func(*rueidis.ClientOption)
+	logger          *slog.Logger
+}
+
+func (o *RedisOptions) common() redisCommon {
+	return redisCommon{hosts: o.Hosts, cluster: o.Cluster, sentinel: o.Sentinel, onReconnect: o.OnReconnect,
+		prefix: o.Prefix, capacity: o.Capacity, channelCapacity: o.ChannelCapacity, expiry: o.Expiry,
+		keys: o.SymmetricEncryptionKeys, format: o.SerializerFormat, clientOptions: o.ClientOptions, logger: o.Logger}
+}
+
+func (o *RedisPubSubOptions) common() redisCommon {
+	return redisCommon{hosts: o.Hosts, cluster: o.Cluster, sentinel: o.Sentinel, onReconnect: o.OnReconnect,
+		prefix: o.Prefix, capacity: o.Capacity, channelCapacity: o.ChannelCapacity, expiry: o.Expiry,
+		keys: o.SymmetricEncryptionKeys, format: o.SerializerFormat, clientOptions: o.ClientOptions, logger: o.Logger}
+}
+
+// validate checks the shared options; layer ("redis", "redis pubsub") starts the errors.
+// The codec's settings are checked by newCodec.
+func (c *redisCommon) validate(layer string) error {
+	switch {
+	case c.expiry < 0:
+		return fmt.Errorf("layers: %s: negative Expiry %v", layer, c.expiry)
+	case c.capacity < 0:
+		return fmt.Errorf("layers: %s: negative Capacity %d", layer, c.capacity)
+	}
+	if err := validateCapacities(c.channelCapacity); err != nil {
+		return err
+	}
+	return checkModes(layer, c.hosts, c.cluster, c.sentinel)
 }

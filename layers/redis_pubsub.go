@@ -1,12 +1,9 @@
 package layers
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -17,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/redisconn"
 )
 
 // RedisPubSub is a channel layer on Redis Pub/Sub, wire-compatible with
@@ -66,23 +64,13 @@ import (
 // master the sentinels name; after a failover the subscriber connection is
 // re-established on the new master, and what was published meanwhile is lost.
 type RedisPubSub struct {
-	hosts    []*pubsubHost // Cluster mode: one per master met so far, under nmu
-	prefix   string
-	capacity int
-	patterns []Capacity
-	expiry   time.Duration
-	crypter  *fernet
-	json     bool
-	log      *slog.Logger
-	seed     maphash.Seed
+	// hosts (redis_base.go) publish; in Cluster mode hosts[0] is the cluster client,
+	// for SPUBLISH and CLUSTER SLOTS.
+	*redisBase
 
-	start time.Time
-	ctx   context.Context
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-
-	closed atomic.Bool
-	done   chan struct{}
+	// shards are the subscriber connections: one per host, or in Cluster mode one per
+	// master met so far, under nmu.
+	shards []*pubsubHost
 
 	mu     sync.RWMutex
 	chans  map[string]*pubsubChan
@@ -93,11 +81,7 @@ type RedisPubSub struct {
 	pending   []string
 	wake      chan struct{}
 
-	onReconnect func(host string, down time.Duration)
-
 	// Cluster mode.
-	cluster bool
-	cc      rueidis.Client              // SPUBLISH and CLUSTER SLOTS
 	hook    func(*rueidis.ClientOption) // for the masters' subscriber clients
 	slots   atomic.Pointer[clusterSlots]
 	slotsAt atomic.Int64 // last refresh attempt, Unix nanoseconds
@@ -107,9 +91,6 @@ type RedisPubSub struct {
 	// connection came back on another owner), with when they were lost; under
 	// pendingMu, handled by the janitor.
 	stray map[string]time.Time
-
-	delivered, dropped, undeliverable, reconnects atomic.Uint64
-	malformed                                     malformedCounter
 }
 
 var _ canal.Layer = (*RedisPubSub)(nil)
@@ -126,95 +107,46 @@ type pubsubChan struct {
 // NewRedisPubSub connects to every host (a client and a subscriber connection each)
 // and returns the layer. Unreachable hosts give an error wrapping canal.ErrUnavailable.
 func NewRedisPubSub(ctx context.Context, opts RedisPubSubOptions) (*RedisPubSub, error) {
-	switch {
-	case opts.Expiry < 0:
-		return nil, fmt.Errorf("layers: redis pubsub: negative Expiry %v", opts.Expiry)
-	case opts.Capacity < 0:
-		return nil, fmt.Errorf("layers: redis pubsub: negative Capacity %d", opts.Capacity)
-	}
-	if err := validateCapacities(opts.ChannelCapacity); err != nil {
+	base, err := newRedisBase(ctx, "redis pubsub", opts.common())
+	if err != nil {
 		return nil, err
 	}
-	if err := checkModes("redis pubsub", opts.Hosts, opts.Cluster, opts.Sentinel); err != nil {
-		return nil, err
-	}
+	base.opPrefix = "pubsub: "
 	r := &RedisPubSub{
-		onReconnect: opts.OnReconnect,
-		prefix:      cmp.Or(opts.Prefix, DefaultRedisPrefix),
-		capacity:    cmp.Or(opts.Capacity, DefaultCapacity),
-		patterns:    slices.Clone(opts.ChannelCapacity),
-		expiry:      cmp.Or(opts.Expiry, DefaultExpiry),
-		log:         opts.Logger,
-		seed:        maphash.MakeSeed(),
-		start:       time.Now(),
-		done:        make(chan struct{}),
-		chans:       make(map[string]*pubsubChan),
-		groups:      make(map[string]map[string]struct{}),
-		wake:        make(chan struct{}, 1),
-	}
-	if r.log == nil {
-		r.log = slog.Default()
-	}
-	var err error
-	if r.json, r.crypter, err = newCodec(opts.SerializerFormat, opts.SymmetricEncryptionKeys); err != nil {
-		return nil, fmt.Errorf("layers: redis pubsub: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r.ctx, r.stop = context.WithCancel(context.Background())
-	hosts := opts.Hosts
-	if len(hosts) == 0 {
-		hosts = []string{DefaultRedisHost}
+		redisBase: base,
+		chans:     make(map[string]*pubsubChan),
+		groups:    make(map[string]map[string]struct{}),
+		wake:      make(chan struct{}, 1),
 	}
 	fail := func(err error) (*RedisPubSub, error) {
-		r.stop()
-		for _, h := range r.hosts {
+		for _, h := range r.shards {
 			if h.dc != nil {
 				h.dc.Close()
 			}
-			h.client.Close()
 		}
-		if r.cc != nil {
-			r.cc.Close()
-		}
+		r.abort()
 		return nil, err
 	}
-	switch {
-	case len(opts.Cluster) > 0:
-		rh, err := dialCluster(ctx, opts.Cluster, opts.ClientOptions)
-		if err != nil {
-			return fail(fmt.Errorf("layers: redis pubsub: %w", err))
-		}
-		r.cc, r.cluster, r.hook = rh.client, true, opts.ClientOptions
+	if r.cluster {
+		r.hook = opts.ClientOptions
 		r.nodes = make(map[string]*pubsubHost)
-		slots, err := loadClusterSlots(ctx, r.cc)
+		slots, err := loadClusterSlots(ctx, r.hosts[0].client)
 		if err != nil {
 			return fail(fmt.Errorf("layers: redis pubsub: CLUSTER SLOTS: %w: %w", canal.ErrUnavailable, err))
 		}
 		r.slots.Store(slots)
 		// Subscriber connections are made per master on first use.
-	case opts.Sentinel != nil:
-		rh, err := dialSentinel(ctx, opts.Sentinel, opts.ClientOptions)
-		if err != nil {
-			return fail(fmt.Errorf("layers: redis pubsub: %w", err))
-		}
-		r.hosts = []*pubsubHost{newPubSubHost(rh.name, "", rh.client)}
-	default:
-		for i, u := range hosts {
-			rh, err := dialRedisHost(ctx, u, opts.ClientOptions)
-			if err != nil {
-				return fail(fmt.Errorf("layers: redis pubsub: host %d: %w", i, err))
-			}
-			r.hosts = append(r.hosts, newPubSubHost(rh.name, "", rh.client))
+	} else {
+		for _, h := range r.hosts {
+			r.shards = append(r.shards, newPubSubHost(h.name, "", h.client))
 		}
 	}
-	for i, h := range r.hosts {
+	for i, h := range r.shards {
 		if err := r.connect(ctx, h); err != nil {
 			return fail(fmt.Errorf("layers: redis pubsub: host %d: subscriber connection: %w: %w", i, canal.ErrUnavailable, err))
 		}
 	}
-	for _, h := range r.hosts {
+	for _, h := range r.shards {
 		r.wg.Add(2)
 		go r.supervise(h)
 		go r.dispatch(h)
@@ -269,21 +201,6 @@ func (r *RedisPubSub) forgetLocked(name string) []string {
 	return empty
 }
 
-func (r *RedisPubSub) localNow() time.Duration { return time.Since(r.start) }
-
-func (r *RedisPubSub) begin(ctx context.Context) error {
-	if r.closed.Load() {
-		return canal.ErrLayerClosed
-	}
-	return ctx.Err()
-}
-
-func (r *RedisPubSub) fail(op string, err error) error {
-	return redisFailure(r.closed.Load(), "pubsub: "+op, err)
-}
-
-func (r *RedisPubSub) attachTag(random string) string { return attachTag(r.seed, random) }
-
 // isAttachName reports whether name was made by this layer's Attach.
 func (r *RedisPubSub) isAttachName(name string) bool {
 	i := strings.LastIndexByte(name, '.')
@@ -333,11 +250,7 @@ func (r *RedisPubSub) NewChannel(ctx context.Context, prefix string) (string, er
 	if err := r.begin(ctx); err != nil {
 		return "", err
 	}
-	local := randomHex(16)
-	for local[16:] == r.attachTag(local[:16]) {
-		local = randomHex(16)
-	}
-	name, err := r.localName(prefix, local)
+	name, err := r.localName(prefix, r.newLocalID())
 	if err != nil {
 		return "", err
 	}
@@ -348,21 +261,13 @@ func (r *RedisPubSub) NewChannel(ctx context.Context, prefix string) (string, er
 	return name, nil
 }
 
-func (r *RedisPubSub) newQueue(name string) *memQueue {
-	return &memQueue{capacity: capacityFor(name, r.patterns, r.capacity)}
-}
-
 // Attach returns a new subscribed channel whose messages go to deliver. detach
 // removes it from its groups and unsubscribes it.
 func (r *RedisPubSub) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginAttach(ctx, deliver); err != nil {
 		return "", nil, err
 	}
-	if deliver == nil {
-		return "", nil, errors.New("layers: attach: nil deliver func")
-	}
-	random := randomHex(8)
-	name, err := r.localName(prefix, random+r.attachTag(random))
+	name, err := r.localName(prefix, r.newAttachID())
 	if err != nil {
 		return "", nil, err
 	}
@@ -404,7 +309,7 @@ func (r *RedisPubSub) publish(ctx context.Context, op, name string, msg canal.Me
 	var c rueidis.Client
 	var cmd func() rueidis.Completed
 	if r.cluster {
-		c = r.cc
+		c = r.hosts[0].client
 		cmd = func() rueidis.Completed {
 			return c.B().Spublish().Channel(name).Message(rueidis.BinaryString(payload)).Build()
 		}
@@ -414,7 +319,7 @@ func (r *RedisPubSub) publish(ctx context.Context, op, name string, msg canal.Me
 			return c.B().Publish().Channel(name).Message(rueidis.BinaryString(payload)).Build()
 		}
 	}
-	err = redisRetry(ctx, func() error { return c.Do(ctx, cmd()).Error() })
+	err = redisconn.Retry(ctx, func() error { return c.Do(ctx, cmd()).Error() })
 	if err != nil {
 		return r.fail(op, err)
 	}
@@ -424,13 +329,7 @@ func (r *RedisPubSub) publish(ctx context.Context, op, name string, msg canal.Me
 // Send publishes msg to channel. It never reports a full channel, and a message to
 // a channel nobody is subscribed to is lost, as with channels_redis.pubsub.
 func (r *RedisPubSub) Send(ctx context.Context, channel string, msg canal.Message) error {
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: send: %w", err)
-	}
-	if err := msg.ValidateType(); err != nil {
-		return fmt.Errorf("layers: send to %q: %w", channel, err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginSend(ctx, "send", channel, ValidChannelName(channel), msg.ValidateType()); err != nil {
 		return err
 	}
 	if r.isAttachName(channel) {
@@ -446,15 +345,11 @@ func (r *RedisPubSub) Send(ctx context.Context, channel string, msg canal.Messag
 
 // Receive returns the next message of channel, subscribing to it first if needed.
 func (r *RedisPubSub) Receive(ctx context.Context, channel string) (canal.Message, error) {
-	if err := ValidChannelName(channel); err != nil {
-		return nil, fmt.Errorf("layers: receive: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginReceive(ctx, channel); err != nil {
 		return nil, err
 	}
 	if r.isAttachName(channel) {
-		return nil, fmt.Errorf("layers: receive: %w: %q is an Attach channel; its messages go to its deliver func",
-			canal.ErrInvalidName, channel)
+		return nil, errReceiveAttach(channel)
 	}
 	r.mu.Lock()
 	if r.closed.Load() {
@@ -519,7 +414,7 @@ func (r *RedisPubSub) onMessage(m rueidis.PubSubMessage) {
 		err = errors.New("no valid string \"type\"")
 	}
 	if err != nil {
-		r.reportMalformed(m.Channel, len(m.Message), err)
+		r.reportMalformed("channel", m.Channel, len(m.Message), err)
 		return
 	}
 	now := r.localNow()
@@ -539,25 +434,12 @@ func (r *RedisPubSub) onMessage(m rueidis.PubSubMessage) {
 		r.undeliverable.Add(1) // unsubscribed meanwhile
 	}
 	for _, c := range targets {
-		switch {
-		case c.listener != nil && c.listener.detached.Load():
-			r.undeliverable.Add(1)
-		case c.listener != nil:
-			if callDeliver(r.log, c.listener, msg) {
-				r.delivered.Add(1)
-			} else {
-				r.dropped.Add(1)
-			}
-		case c.queue.push(msg, now, r.expiry):
-			r.delivered.Add(1)
-		default:
-			r.dropped.Add(1)
+		if c.listener != nil {
+			r.hand(c.listener, msg)
+		} else {
+			r.enqueue(c.queue, msg, now)
 		}
 	}
-}
-
-func (r *RedisPubSub) reportMalformed(channel string, size int, err error) {
-	r.malformed.report(r.log, "layers: redis pubsub: skipped a message that cannot be read", "channel", channel, size, err)
 }
 
 func (r *RedisPubSub) groupChannel(group string) string { return r.prefix + "__group__" + group }
@@ -565,13 +447,7 @@ func (r *RedisPubSub) groupChannel(group string) string { return r.prefix + "__g
 // GroupAdd adds a channel of this process to group, subscribing to the group's Pub/Sub
 // channel if it is the first local member.
 func (r *RedisPubSub) GroupAdd(ctx context.Context, group, channel string) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group add: %w", err)
-	}
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: group add: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginMember(ctx, "group add", group, channel); err != nil {
 		return err
 	}
 	g := r.groupChannel(group)
@@ -598,13 +474,7 @@ func (r *RedisPubSub) GroupAdd(ctx context.Context, group, channel string) error
 
 // GroupDiscard removes channel from group, unsubscribing when no local member is left.
 func (r *RedisPubSub) GroupDiscard(ctx context.Context, group, channel string) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group discard: %w", err)
-	}
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: group discard: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginMember(ctx, "group discard", group, channel); err != nil {
 		return err
 	}
 	g := r.groupChannel(group)
@@ -630,13 +500,7 @@ func (r *RedisPubSub) GroupDiscard(ctx context.Context, group, channel string) e
 
 // GroupSend publishes msg to the group's Pub/Sub channel.
 func (r *RedisPubSub) GroupSend(ctx context.Context, group string, msg canal.Message) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group send: %w", err)
-	}
-	if err := msg.ValidateType(); err != nil {
-		return fmt.Errorf("layers: group send to %q: %w", group, err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginSend(ctx, "group send", group, ValidGroupName(group), msg.ValidateType()); err != nil {
 		return err
 	}
 	return r.publish(ctx, "group send to "+fmt.Sprintf("%q", group), r.groupChannel(group), msg)
@@ -671,25 +535,16 @@ func (r *RedisPubSub) Flush(ctx context.Context) error {
 }
 
 // Stats returns the delivery counters (GroupFull is always 0: Pub/Sub has no capacity).
-func (r *RedisPubSub) Stats() RedisStats {
-	return RedisStats{
-		Delivered:     r.delivered.Load(),
-		Dropped:       r.dropped.Load(),
-		Undeliverable: r.undeliverable.Load(),
-		Malformed:     r.malformed.count(),
-		Reconnects:    r.reconnects.Load(),
-	}
-}
+func (r *RedisPubSub) Stats() RedisStats { return r.stats() }
 
 // Close stops deliveries, wakes blocked receivers with canal.ErrLayerClosed, and
 // closes the connections. It waits for its goroutines until ctx is done.
 func (r *RedisPubSub) Close(ctx context.Context) error {
 	r.mu.Lock()
-	if !r.closed.CompareAndSwap(false, true) {
+	if !r.markClosed() {
 		r.mu.Unlock()
 		return nil
 	}
-	close(r.done)
 	for _, c := range r.chans {
 		if c.listener != nil {
 			c.listener.detached.Store(true)
@@ -699,38 +554,22 @@ func (r *RedisPubSub) Close(ctx context.Context) error {
 	r.groups = make(map[string]map[string]struct{})
 	r.mu.Unlock()
 
-	// nodeHost starts goroutines under nmu after checking closed: once we hold nmu,
-	// none will start, so wg.Wait below cannot race a wg.Add.
+	// nodeHost starts goroutines under nmu after checking closed.
+	err := r.shutdown(ctx, &r.nmu)
 	r.nmu.Lock()
+	shards := slices.Clone(r.shards)
 	r.nmu.Unlock()
-	r.stop()
-	finished := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		close(finished)
-	}()
-	var err error
-	select {
-	case <-finished:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	r.nmu.Lock()
-	hosts := slices.Clone(r.hosts)
-	r.nmu.Unlock()
-	for _, h := range hosts {
+	for _, h := range shards {
 		h.mu.Lock()
 		if h.dc != nil {
 			h.dc.Close()
 			h.dc = nil
 		}
-		if h.client != nil {
-			h.client.Close()
+		if r.cluster && h.client != nil {
+			h.client.Close() // a master's own client (dialNode); the others are r.hosts'
 		}
 		h.mu.Unlock()
 	}
-	if r.cc != nil {
-		r.cc.Close()
-	}
+	r.closeClients()
 	return err
 }

@@ -82,7 +82,7 @@ func (r *RedisPubSub) nodeHost(addr string) *pubsubHost {
 	}
 	h := newPubSubHost(addr, addr, nil)
 	r.nodes[addr] = h
-	r.hosts = append(r.hosts, h)
+	r.shards = append(r.shards, h)
 	r.wg.Add(2)
 	go r.supervise(h)
 	go r.dispatch(h)
@@ -96,7 +96,7 @@ func (r *RedisPubSub) refreshSlots(ctx context.Context) {
 	if now-last < int64(100*time.Millisecond) || !r.slotsAt.CompareAndSwap(last, now) {
 		return
 	}
-	if s, err := loadClusterSlots(ctx, r.cc); err == nil {
+	if s, err := loadClusterSlots(ctx, r.hosts[0].client); err == nil {
 		r.slots.Store(s)
 	}
 }
@@ -169,10 +169,8 @@ func (r *RedisPubSub) resubscribeStrays() {
 		}
 	}
 	for h, gap := range gaps {
-		r.reconnects.Add(1)
-		r.log.Info("layers: redis pubsub: resubscribed channels whose slot moved (messages published meanwhile are lost)",
-			"host", h.name, "down", gap)
-		callOnReconnect(r.log, r.onReconnect, h.name, gap)
+		r.reconnected(h.name, gap,
+			"layers: redis pubsub: resubscribed channels whose slot moved (messages published meanwhile are lost)", "host", h.name)
 	}
 }
 

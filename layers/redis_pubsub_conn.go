@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -128,7 +127,7 @@ func (r *RedisPubSub) holder(name string) *pubsubHost {
 		return nil
 	}
 	r.nmu.Lock()
-	hosts := slices.Clone(r.hosts)
+	hosts := slices.Clone(r.shards)
 	r.nmu.Unlock()
 	for _, h := range hosts {
 		if h.has(name) {
@@ -171,11 +170,7 @@ func (r *RedisPubSub) supervise(h *pubsubHost) {
 		}
 		var backoff time.Duration
 		for {
-			backoff = min(max(2*backoff, 50*time.Millisecond), redisMaxBackoff)
-			timer.Reset(backoff/2 + rand.N(backoff/2+1))
-			select {
-			case <-timer.C:
-			case <-r.ctx.Done():
+			if !r.backoff(timer, &backoff) {
 				return
 			}
 			if r.cluster {
@@ -192,10 +187,7 @@ func (r *RedisPubSub) supervise(h *pubsubHost) {
 			h.mu.Unlock()
 			if err == nil {
 				if !downSince.IsZero() {
-					down := time.Since(downSince)
-					r.reconnects.Add(1)
-					r.log.Info("layers: redis pubsub: resubscribed", "host", h.name, "channels", n, "down", down)
-					callOnReconnect(r.log, r.onReconnect, h.name, down)
+					r.reconnected(h.name, time.Since(downSince), "layers: redis pubsub: resubscribed", "host", h.name, "channels", n)
 				}
 				break
 			}
@@ -242,7 +234,7 @@ func (r *RedisPubSub) janitor() {
 // mode the master that owns its slot (nil when none is known, or once closed).
 func (r *RedisPubSub) host(name string) *pubsubHost {
 	if !r.cluster {
-		return r.hosts[shardIndex(name, len(r.hosts))]
+		return r.shards[shardIndex(name, len(r.shards))]
 	}
 	addr := r.slots.Load().ownerOf(keySlot(name))
 	if addr == "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/redisconn"
 )
 
 // The scripts of Receive on a normal channel: each runs atomically on its host.
@@ -46,10 +47,7 @@ type redisRecv struct {
 // Receive returns the next message of channel: a process-local channel of this layer
 // (from NewChannel) or a normal channel.
 func (r *Redis) Receive(ctx context.Context, channel string) (canal.Message, error) {
-	if err := ValidChannelName(channel); err != nil {
-		return nil, fmt.Errorf("layers: receive: %w", err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginReceive(ctx, channel); err != nil {
 		return nil, err
 	}
 	if strings.IndexByte(channel, '!') < 0 {
@@ -59,8 +57,7 @@ func (r *Redis) Receive(ctx context.Context, channel string) (canal.Message, err
 	case !r.ownChannel(channel):
 		return nil, fmt.Errorf("layers: receive: %w: %q is another process's channel", canal.ErrInvalidName, channel)
 	case r.isAttachName(channel):
-		return nil, fmt.Errorf("layers: receive: %w: %q is an Attach channel; its messages go to its deliver func",
-			canal.ErrInvalidName, channel)
+		return nil, errReceiveAttach(channel)
 	}
 	if err := r.watch(r.prefix + nonLocal(channel)); err != nil {
 		return nil, err
@@ -79,7 +76,7 @@ func (r *Redis) receiveLocal(ctx context.Context, channel string) (canal.Message
 		q.refs--
 		q.mu.Unlock()
 	}()
-	return q.pop(ctx, r.localNow, time.Duration(r.expiry)*time.Second, r.done)
+	return q.pop(ctx, r.localNow, r.expiry, r.done)
 }
 
 // acquireBuffer returns channel's local queue, created if needed, pinned against the
@@ -104,20 +101,19 @@ func (r *Redis) bufferLocked(channel string, now time.Duration) *memQueue {
 		return q
 	}
 	r.sweepLocked(now)
-	q := &memQueue{capacity: capacityFor(channel, r.patterns, r.capacity)}
+	q := r.newQueue(channel)
 	r.buffers[channel] = q
 	return q
 }
 
 func (r *Redis) sweepLocked(now time.Duration) {
-	expiry := time.Duration(r.expiry) * time.Second
-	if now-r.lastSweep < expiry {
+	if now-r.lastSweep < r.expiry {
 		return
 	}
 	r.lastSweep = now
 	for name, q := range r.buffers {
 		q.mu.Lock()
-		q.prune(now, expiry)
+		q.prune(now, r.expiry)
 		if q.refs == 0 && q.head == len(q.items) {
 			delete(r.buffers, name)
 		}
@@ -217,7 +213,7 @@ func (r *Redis) poll(p *redisPoller) {
 			}
 		}
 		if err != nil {
-			r.reportMalformed(p.key, len(member), err)
+			r.reportMalformed("key", p.key, len(member), err)
 			r.dropBackup(h, inflight, member)
 			continue
 		}
@@ -258,7 +254,7 @@ func (r *Redis) popNormal(h *redisHost, key, inflight string, block time.Duratio
 	c := h.client
 	now, _ := redisNow()
 	cutoff := formatScore(now - redisOrphanAge.Seconds())
-	err := redisRetry(r.ctx, func() error {
+	err := redisconn.Retry(r.ctx, func() error {
 		if r.cluster {
 			return r.restoreEach(c, key, inflight, cutoff)
 		}

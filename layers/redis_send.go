@@ -12,6 +12,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/redisconn"
 )
 
 // Send's and GroupSend's scripts: each runs atomically on its host, with the
@@ -51,13 +52,7 @@ return full`
 // Send puts msg on channel's queue key. A process-local channel's key is its
 // process's; the message carries the channel's full name.
 func (r *Redis) Send(ctx context.Context, channel string, msg canal.Message) error {
-	if err := ValidChannelName(channel); err != nil {
-		return fmt.Errorf("layers: send: %w", err)
-	}
-	if err := checkMessage(msg); err != nil {
-		return fmt.Errorf("layers: send to %q: %w", channel, err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginSend(ctx, "send", channel, ValidChannelName(channel), checkMessage(msg)); err != nil {
 		return err
 	}
 	var h *redisHost
@@ -80,10 +75,10 @@ func (r *Redis) Send(ctx context.Context, channel string, msg canal.Message) err
 	}
 	score, sec := redisNow()
 	capacity := capacityFor(channel, r.patterns, r.capacity)
-	args := []string{rueidis.BinaryString(member), formatScore(score), strconv.FormatInt(r.expiry, 10),
-		strconv.FormatInt(sec-r.expiry, 10), strconv.Itoa(capacity)}
+	args := []string{rueidis.BinaryString(member), formatScore(score), strconv.FormatInt(r.expirySec, 10),
+		strconv.FormatInt(sec-r.expirySec, 10), strconv.Itoa(capacity)}
 	var sent int64
-	err = redisRetry(ctx, func() (err error) {
+	err = redisconn.Retry(ctx, func() (err error) {
 		sent, err = redisSendScript.Exec(ctx, h.client, []string{r.prefix + nl}, args).AsInt64()
 		return err
 	})
@@ -108,13 +103,7 @@ type groupBucket struct {
 // queue key listing that key's member channels, added by one script per host that
 // skips full keys.
 func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) error {
-	if err := ValidGroupName(group); err != nil {
-		return fmt.Errorf("layers: group send: %w", err)
-	}
-	if err := checkMessage(msg); err != nil {
-		return fmt.Errorf("layers: group send to %q: %w", group, err)
-	}
-	if err := r.begin(ctx); err != nil {
+	if err := r.beginSend(ctx, "group send", group, ValidGroupName(group), checkMessage(msg)); err != nil {
 		return err
 	}
 	gh := r.hosts[shardIndex(group, len(r.hosts))]
@@ -122,7 +111,7 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 	score, sec := redisNow()
 	c := gh.client
 	var members []string
-	err := redisRetry(ctx, func() error {
+	err := redisconn.Retry(ctx, func() error {
 		res := c.DoMulti(ctx,
 			c.B().Zremrangebyscore().Key(gkey).Min("0").Max(strconv.FormatInt(sec-r.groupExpiry, 10)).Build(),
 			c.B().Zrange().Key(gkey).Min("0").Max("-1").Build())
@@ -186,8 +175,8 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 		buckets[i].channels = append(buckets[i].channels, ch)
 	}
 
-	expiry := strconv.FormatInt(r.expiry, 10)
-	cutoff := strconv.FormatInt(sec-r.expiry, 10)
+	expiry := strconv.FormatInt(r.expirySec, 10)
+	cutoff := strconv.FormatInt(sec-r.expirySec, 10)
 	var errs []error
 	for hi, h := range r.hosts {
 		var keys, bodies, caps []string
@@ -212,7 +201,7 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 			full, err = r.groupSendEach(ctx, h.client, keys, bodies, caps, formatScore(score), expiry, cutoff)
 		} else {
 			args := append(append(bodies, caps...), formatScore(score), expiry, cutoff)
-			err = redisRetry(ctx, func() (err error) {
+			err = redisconn.Retry(ctx, func() (err error) {
 				full, err = redisGroupSendScript.Exec(ctx, h.client, keys, args).AsInt64()
 				return err
 			})
@@ -299,7 +288,7 @@ func (r *Redis) groupSendEach(ctx context.Context, c rueidis.Client, keys, bodie
 			switch {
 			case err == nil:
 				full += n
-			case redisStaleConn(err) && attempt < redisMaxStaleRetries && ctx.Err() == nil:
+			case redisconn.Stale(err) && attempt < redisconn.MaxStaleRetries && ctx.Err() == nil:
 				again = append(again, i)
 			default:
 				failed++

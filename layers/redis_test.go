@@ -243,13 +243,13 @@ func TestNewRedisOptions(t *testing.T) {
 	}
 
 	l := newRedisLayer(t, srv, RedisOptions{})
-	if l.prefix != "asgi" || l.expiry != 60 || l.groupExpiry != 86400 || l.capacity != 100 || l.randLen != 12 ||
+	if l.prefix != "asgi" || l.expirySec != 60 || l.groupExpiry != 86400 || l.capacity != 100 || l.randLen != 12 ||
 		l.json || l.crypter != nil {
-		t.Errorf("defaults: %q %d %d %d %d %v %v", l.prefix, l.expiry, l.groupExpiry, l.capacity, l.randLen, l.json, l.crypter)
+		t.Errorf("defaults: %q %d %d %d %d %v %v", l.prefix, l.expirySec, l.groupExpiry, l.capacity, l.randLen, l.json, l.crypter)
 	}
 	l2 := newRedisLayer(t, srv, RedisOptions{Expiry: 1500 * time.Millisecond, GroupExpiry: time.Millisecond, RandomPrefixLength: -1})
-	if l2.expiry != 2 || l2.groupExpiry != 1 || l2.randLen != 0 {
-		t.Errorf("rounding: expiry %d, group expiry %d, random prefix %d", l2.expiry, l2.groupExpiry, l2.randLen)
+	if l2.expirySec != 2 || l2.groupExpiry != 1 || l2.randLen != 0 {
+		t.Errorf("rounding: expiry %d, group expiry %d, random prefix %d", l2.expirySec, l2.groupExpiry, l2.randLen)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()

@@ -1,0 +1,104 @@
+package redisconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal"
+)
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		url     string
+		addr    string
+		db      int
+		wantErr bool
+	}{
+		{"redis://127.0.0.1:6380/2", "127.0.0.1:6380", 2, false},
+		{"redis://:hunter2@127.0.0.1:6379", "127.0.0.1:6379", 0, false},
+		{"http://u:hunter2@127.0.0.1:1", "", 0, true},
+		{"redis://:hunter2@127.0.0.1:notaport", "", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(Redact(tt.url), func(t *testing.T) {
+			opt, err := ParseURL(tt.url)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("error %q reveals the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opt.InitAddress[0] != tt.addr || opt.SelectDB != tt.db || !opt.DisableCache || !opt.ForceSingleClient {
+				t.Fatalf("options %v db %d cache off %v single %v", opt.InitAddress, opt.SelectDB, opt.DisableCache, opt.ForceSingleClient)
+			}
+		})
+	}
+	if got := Redact("redis://:hunter2@h:1/0"); strings.Contains(got, "hunter2") {
+		t.Errorf("Redact = %q", got)
+	}
+}
+
+func TestDialUnreachable(t *testing.T) {
+	hooked := false
+	_, name, err := DialURL(t.Context(), "redis://:hunter2@127.0.0.1:1/0", func(*rueidis.ClientOption) { hooked = true })
+	if !errors.Is(err, canal.ErrUnavailable) || strings.Contains(err.Error(), "hunter2") || strings.Contains(name, "hunter2") {
+		t.Fatalf("err = %v, name %q", err, name)
+	}
+	if !hooked {
+		t.Error("the hook was not called")
+	}
+}
+
+func TestStaleAndRetry(t *testing.T) {
+	tests := []struct {
+		err   error
+		stale bool
+	}{
+		{nil, false},
+		{io.EOF, true},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{net.ErrClosed, true},
+		{context.DeadlineExceeded, false},
+		{errors.New("dial tcp: connection refused"), false},
+	}
+	for _, tt := range tests {
+		if got := Stale(tt.err); got != tt.stale {
+			t.Errorf("Stale(%v) = %v", tt.err, got)
+		}
+	}
+	calls := 0
+	if err := Retry(t.Context(), func() error { calls++; return io.EOF }); !errors.Is(err, io.EOF) || calls != 1+MaxStaleRetries {
+		t.Errorf("always stale: %v after %d calls; want %d", err, calls, 1+MaxStaleRetries)
+	}
+	calls = 0
+	if err := Retry(t.Context(), func() error {
+		calls++
+		if calls < 3 {
+			return io.ErrUnexpectedEOF
+		}
+		return nil
+	}); err != nil || calls != 3 {
+		t.Errorf("stale twice: %v after %d calls", err, calls)
+	}
+	calls = 0
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	Retry(ctx, func() error { calls++; return io.EOF })
+	if calls != 1 {
+		t.Errorf("cancelled ctx: %d calls; want 1", calls)
+	}
+}
