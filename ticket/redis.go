@@ -3,14 +3,13 @@ package ticket
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
+	"fmt"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/redisconn"
 	"github.com/redis/rueidis"
 )
 
@@ -27,6 +26,10 @@ type RedisOptions struct {
 	// It is rarely needed: Consume switches to the script by itself the first time the
 	// server answers GETDEL with "unknown command".
 	DisableGETDEL bool
+	// ClientOptions, when set, may change the client's rueidis options (timeouts, TLS,
+	// pool sizes) before DialRedis connects, as in layers.RedisOptions. NewRedis,
+	// which is handed a client, ignores it.
+	ClientOptions func(*rueidis.ClientOption)
 }
 
 // consumeScript is GETDEL for servers without it. A script runs atomically, so two
@@ -43,10 +46,11 @@ return v`
 // including a ctx deadline while waiting for Redis, returns an error wrapping
 // canal.ErrUnavailable: callers fail closed.
 //
-// Concurrency: safe for concurrent use. The client is shared, not owned: closing it
-// is the caller's business.
+// Concurrency: safe for concurrent use. A store from DialRedis owns its client (Close
+// closes it); one from NewRedis shares the caller's, which the caller closes.
 type Redis struct {
 	client     rueidis.Client
+	owned      bool // DialRedis made the client
 	prefix     string
 	defaultTTL time.Duration
 	script     *rueidis.Lua
@@ -83,6 +87,39 @@ func NewRedis(client rueidis.Client, opts RedisOptions) (*Redis, error) {
 	return s, nil
 }
 
+// DialRedis connects to the Redis server at url and returns a store that keeps
+// tickets there. url takes the form the channel layers' Hosts do (layers.RedisOptions):
+// redis://[:password@]host:port/db, rediss://… for TLS, or unix://…; empty means
+// "redis://localhost:6379". Like the layers, it pings the server first: a bad URL is
+// an error that never shows the password, and a server that cannot be reached within
+// ctx gives an error wrapping canal.ErrUnavailable. Close the store to close its
+// client.
+func DialRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, error) {
+	if opts.DefaultTTL < 0 {
+		return nil, errors.New("ticket: DialRedis: negative DefaultTTL")
+	}
+	client, _, err := redisconn.DialURL(ctx, url, opts.ClientOptions)
+	if err != nil {
+		return nil, fmt.Errorf("ticket: DialRedis: %w", err)
+	}
+	s, err := NewRedis(client, opts)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// Close closes the client of a store made by DialRedis; for one made by NewRedis it
+// does nothing, since the client is the caller's. A closed store's calls fail with
+// errors wrapping canal.ErrUnavailable.
+func (s *Redis) Close() {
+	if s.owned {
+		s.client.Close()
+	}
+}
+
 // Issue implements Store with one SET key value NX PX ttl: atomic, and never
 // overwriting a live ticket. The TTL is sent in milliseconds (rounded up), so
 // sub-second lifetimes work; Django's EX seconds are the same thing coarser.
@@ -116,7 +153,7 @@ func (s *Redis) Issue(ctx context.Context, u canal.User, ttl time.Duration) (str
 			if collisions++; collisions == 3 {
 				return "", errors.New("ticket: issue: repeated ticket collisions")
 			}
-		case staleConn(err) && stale < maxStaleRetries && ctx.Err() == nil:
+		case redisconn.Stale(err) && stale < redisconn.MaxStaleRetries && ctx.Err() == nil:
 			// If the lost SET ran, its key expires unused: the retry draws a new ticket.
 			stale++
 		default:
@@ -135,7 +172,7 @@ func (s *Redis) Consume(ctx context.Context, ticket string) (canal.User, error) 
 	}
 	key := s.prefix + Hash(ticket)
 	b, err := s.getdel(ctx, key)
-	for stale := 0; staleConn(err) && stale < maxStaleRetries && ctx.Err() == nil; stale++ {
+	for stale := 0; redisconn.Stale(err) && stale < redisconn.MaxStaleRetries && ctx.Err() == nil; stale++ {
 		// Retrying cannot authenticate twice: if the lost GETDEL ran, the key is gone
 		// and the retry reports ErrInvalid, failing closed.
 		b, err = s.getdel(ctx, key)
@@ -161,27 +198,6 @@ func (s *Redis) getdel(ctx context.Context, key string) ([]byte, error) {
 		s.useScript.Store(true)
 	}
 	return s.script.Exec(ctx, s.client, []string{key}, nil).AsBytes()
-}
-
-// maxStaleRetries bounds the immediate retries of a command that failed on a dead
-// connection. After Redis restarts or fails over, each pooled connection that saw the
-// old server die fails its next command once (EOF, reset) and is then replaced; without
-// retries every server would turn away its first few clients after each Redis blip.
-// Errors that do not prove a stale connection (dial errors, timeouts) are not retried,
-// so a Redis that is really down still fails fast.
-const maxStaleRetries = 4
-
-// staleConn reports whether err shows that a pooled connection had died before use.
-func staleConn(err error) bool {
-	if err == nil || rueidis.IsRedisNil(err) {
-		return false
-	}
-	if _, ok := rueidis.IsRedisErr(err); ok {
-		return false
-	}
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, net.ErrClosed)
 }
 
 // unknownCommand reports whether err is the server refusing a command it does not

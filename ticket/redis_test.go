@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -418,4 +419,115 @@ func seedRedis(b *testing.B, c rueidis.Client, n int) []string {
 	}
 	flush()
 	return tickets
+}
+
+// TestDialRedis runs the store's behaviour on a store that dialed its own client
+// from a URL, as the channel layers do, and checks the keys Django reads.
+func TestDialRedis(t *testing.T) {
+	t.Parallel()
+	r := canaltest.StartRedis(t)
+	dial := func(t *testing.T, opts ticket.RedisOptions) *ticket.Redis {
+		t.Helper()
+		s, err := ticket.DialRedis(t.Context(), r.URL(), opts)
+		if err != nil {
+			t.Fatalf("DialRedis: %v", err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	testStore(t, func(t *testing.T) ticket.Store { return dial(t, ticket.RedisOptions{}) })
+
+	t.Run("Keys", func(t *testing.T) {
+		hooked := false
+		s := dial(t, ticket.RedisOptions{Prefix: "dial:", ClientOptions: func(o *rueidis.ClientOption) { hooked = true }})
+		if !hooked {
+			t.Error("ClientOptions was not called")
+		}
+		tk, err := s.Issue(t.Context(), canal.User{ID: "7", Username: "bob"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := r.Client(t)
+		v, err := c.Do(t.Context(), c.B().Get().Key(key("dial:", tk)).Build()).AsBytes()
+		if err != nil {
+			t.Fatalf("GET the ticket's key: %v", err)
+		}
+		if u, err := ticket.Decode(v); err != nil || u.ID != "7" || u.Username != "bob" {
+			t.Fatalf("stored value decodes to %+v, %v", u, err)
+		}
+	})
+
+	t.Run("Close", func(t *testing.T) {
+		s, err := ticket.DialRedis(t.Context(), r.URL(), ticket.RedisOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tk, err := s.Issue(t.Context(), canal.User{ID: "1", Username: "a"}, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s.Close() // idempotent
+		if _, err := s.Consume(t.Context(), tk); !errors.Is(err, canal.ErrUnavailable) {
+			t.Fatalf("Consume after Close: %v; want ErrUnavailable", err)
+		}
+	})
+
+	t.Run("SharedClientStaysOpen", func(t *testing.T) {
+		c := r.Client(t)
+		s := newRedisStore(t, c, ticket.RedisOptions{})
+		s.Close() // the client is the caller's
+		if _, err := s.Issue(t.Context(), canal.User{ID: "1", Username: "a"}, time.Minute); err != nil {
+			t.Fatalf("Issue after Close of a NewRedis store: %v", err)
+		}
+	})
+}
+
+// TestDialRedisErrors: bad options and URLs are refused with errors that never show
+// the password; an unreachable server is ErrUnavailable.
+func TestDialRedisErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		url     string
+		opts    ticket.RedisOptions
+		want    string
+		unavail bool
+	}{
+		{"negative TTL", "redis://127.0.0.1:1", ticket.RedisOptions{DefaultTTL: -time.Second}, "negative DefaultTTL", false},
+		{"bad scheme", "http://u:hunter2@127.0.0.1:1", ticket.RedisOptions{}, "bad URL", false},
+		{"bad port", "redis://:hunter2@127.0.0.1:notaport", ticket.RedisOptions{}, "bad URL", false},
+		{"unreachable", "redis://:hunter2@127.0.0.1:1/0", ticket.RedisOptions{}, "connect", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := ticket.DialRedis(t.Context(), tt.url, tt.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("DialRedis succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "ticket: ") {
+				t.Errorf("err = %q; want %q in it", err, tt.want)
+			}
+			if errors.Is(err, canal.ErrUnavailable) != tt.unavail {
+				t.Errorf("err = %v; ErrUnavailable %v", err, tt.unavail)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q reveals the password", err)
+			}
+		})
+	}
+}
+
+// ExampleDialRedis keeps tickets in the Redis Django writes them to, named by URL as
+// the channel layer's Hosts are. (Compiled, not run: it needs a Redis server.)
+func ExampleDialRedis() {
+	ctx := context.Background()
+	store, err := ticket.DialRedis(ctx, "redis://127.0.0.1:6379/0", ticket.RedisOptions{})
+	if err != nil {
+		panic(err) // a bad URL, or Redis unreachable (canal.ErrUnavailable)
+	}
+	defer store.Close()
+	u, err := store.Consume(ctx, "the-ticket-from-the-browser")
+	fmt.Println(u.Username, errors.Is(err, ticket.ErrInvalid))
 }
