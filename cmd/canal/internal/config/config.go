@@ -1,0 +1,151 @@
+package config
+
+import (
+	"time"
+
+	"github.com/canal-rt/canal/cmd/canal/internal/expr"
+)
+
+// Config is a canal configuration file, as decoded and checked by [Load]. Field
+// comments give the TOML key; see doc.go for the file's reference.
+type Config struct {
+	Listen          string   `toml:"listen"`           // CANAL_LISTEN; default "127.0.0.1:8001"
+	Origins         []string `toml:"origins"`          // server.Options.Origins
+	ShutdownTimeout Duration `toml:"shutdown_timeout"` // default 25s
+	Server          Server   `toml:"server"`
+	Log             Log      `toml:"log"`
+	Admin           Admin    `toml:"admin"`
+	Redis           Redis    `toml:"redis"`
+	Layer           Layer    `toml:"layer"`
+	Auth            Auth     `toml:"auth"`
+	Django          Django   `toml:"django"`
+	Bus             []Bus    `toml:"bus"`
+	Routes          []Route  `toml:"route"`
+
+	// Secrets, from the environment only (never from the file).
+	SessionToken string   `toml:"-"` // CANAL_SESSION_TOKEN
+	DjangoToken  string   `toml:"-"` // CANAL_DJANGO_TOKEN
+	LayerKeys    []string `toml:"-"` // CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS, comma-separated
+}
+
+// Server holds the server.Options a deployment tunes.
+type Server struct {
+	MaxConnections   int      `toml:"max_connections"`
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	ReadLimit        int64    `toml:"read_limit"`
+	EventStreams     bool     `toml:"event_streams"`
+	SessionWorkers   int      `toml:"session_workers"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `toml:"level"`  // CANAL_LOG_LEVEL: debug, info (default), warn, error
+	Format string `toml:"format"` // CANAL_LOG_FORMAT: text (default) or json
+}
+
+// Admin is the separate listener for /healthz, /readyz and /metrics.
+type Admin struct {
+	Listen string `toml:"listen"` // CANAL_ADMIN_LISTEN; "" turns it off
+}
+
+// Redis is the Redis that tickets, the bus and (by default) the layer use.
+type Redis struct {
+	URL string `toml:"url"` // CANAL_REDIS_URL
+}
+
+// Layer is the channel layer, as Django's CHANNEL_LAYERS["default"].
+type Layer struct {
+	Backend  string   `toml:"backend"` // redis (channels_redis core), pubsub, memory
+	Hosts    []string `toml:"hosts"`   // default [redis.url]
+	Prefix   string   `toml:"prefix"`  // default "asgi"
+	Capacity int      `toml:"capacity"`
+
+	hostsFromRedis bool
+}
+
+// Auth lists the credential kinds routes may use; a kind is on when its table is present.
+type Auth struct {
+	Ticket  *TicketAuth  `toml:"ticket"`
+	Session *SessionAuth `toml:"session"`
+}
+
+// TicketAuth: django_canal's single-use tickets, in Redis.
+type TicketAuth struct {
+	Transports []string `toml:"transports"` // subprotocol, query, first_message; default all
+	Prefix     string   `toml:"prefix"`     // REALTIME_TICKET_PREFIX; default "canal:ticket:"
+}
+
+// SessionAuth: Django's session cookie, checked by django_canal's session endpoint.
+type SessionAuth struct {
+	URL    string `toml:"url"`    // e.g. http://127.0.0.1:8000/session/; token: CANAL_SESSION_TOKEN
+	Cookie string `toml:"cookie"` // SESSION_COOKIE_NAME; default "sessionid"
+}
+
+// Django configures canal's calls to Django URLs (authorize, receive mode "django").
+type Django struct {
+	Timeout Duration `toml:"timeout"` // default 5s; token: CANAL_DJANGO_TOKEN
+}
+
+// Bus is a raw Redis Pub/Sub channel of JSON objects, each delivered to the sockets of
+// one group as published.
+type Bus struct {
+	Channel string `toml:"channel"`
+	Group   string `toml:"group"` // template over the message's fields
+	Redis   string `toml:"redis"` // default redis.url
+
+	GroupTemplate *expr.Template `toml:"-"`
+}
+
+// Route maps a path to what its sockets join, who may connect and what their
+// messages do.
+type Route struct {
+	Path      string   `toml:"path"`  // Django path() syntax
+	Regex     string   `toml:"regex"` // or re_path() syntax
+	Auth      []string `toml:"auth"`  // credential kinds, in order; default every configured kind
+	Anonymous bool     `toml:"anonymous"`
+	Require   []string `toml:"require"`
+	Authorize string   `toml:"authorize"`
+	Groups    []string `toml:"groups"`
+	MaxGroups int      `toml:"max_groups"` // default 256
+	Events    []string `toml:"events"`
+	Receive   Receive  `toml:"receive"`
+
+	GroupTemplates []*expr.Template  `toml:"-"`
+	Predicates     []*expr.Predicate `toml:"-"`
+	RouteNames     []string          `toml:"-"`
+}
+
+// Receive says what a client message does.
+type Receive struct {
+	Mode    string `toml:"mode"`    // refuse (default), group, worker, django
+	Group   string `toml:"group"`   // group mode: template
+	Type    string `toml:"type"`    // group and worker modes: the message type
+	Channel string `toml:"channel"` // worker mode
+	URL     string `toml:"url"`     // django mode
+
+	GroupTemplate *expr.Template `toml:"-"`
+}
+
+// The receive modes.
+const (
+	ModeRefuse = "refuse"
+	ModeGroup  = "group"
+	ModeWorker = "worker"
+	ModeDjango = "django"
+)
+
+// Duration is a time.Duration written as Go text: "10s", "1m30s".
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
