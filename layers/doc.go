@@ -131,4 +131,14 @@
 //     Stats().StaleMembers counts the removals.
 //   - Liveness < 0 turns it off: no key, no removal, and a process id without the
 //     hash, so that other processes never take this one's members for stale.
+//
+// # Where the code is
+//
+// The two Redis layers share one base, redisBase in redis_base.go, which holds their
+// clients, prefix, codec, counters and shutdown; redis.go, redis_send.go,
+// redis_receive.go, redis_loop.go, redis_group.go and redis_liveness.go hold the core
+// layer, redis_pubsub*.go the Pub/Sub layer. A new backend feature such as presence
+// or history goes in a file of its own (redis_presence.go, redis_history.go) as
+// methods on redisBase, with its options added to redisCommon in redis_options.go, so
+// that both layers take them the same way.
 package layers

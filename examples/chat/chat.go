@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/consumer"
@@ -234,23 +233,17 @@ func newLayer(cfg config) (canal.Layer, error) {
 	return nil, fmt.Errorf("chat: unknown channel layer %q (want %s, %s or %s)", kind, layerCore, layerPubSub, layerMemory)
 }
 
-// newTicketStore keeps tickets in memory, or in Redis when a URL is given.
+// newTicketStore keeps tickets in memory, or in Redis when a URL is given: the same
+// URL the channel layer's Hosts take.
 func newTicketStore(redisURL string) (ticket.Store, func(), error) {
 	if redisURL == "" {
 		return ticket.NewMemory(ticket.MemoryOptions{}), func() {}, nil
 	}
-	opt, err := rueidis.ParseURL(redisURL)
+	ctx, cancel := context.WithTimeout(context.Background(), layerTimeout)
+	defer cancel()
+	store, err := ticket.DialRedis(ctx, redisURL, ticket.RedisOptions{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("chat: redis URL: %w", err)
+		return nil, nil, fmt.Errorf("chat: %w", err)
 	}
-	client, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("chat: redis: %w", err)
-	}
-	store, err := ticket.NewRedis(client, ticket.RedisOptions{})
-	if err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	return store, client.Close, nil
+	return store, store.Close, nil
 }
