@@ -48,7 +48,9 @@
 // (5 s), and resumes at the first receive that succeeds. A closed layer ends Run.
 //
 // Run stops receiving when its context ends and waits for running handlers, at
-// most Options.DrainTimeout (10 s). Handlers' contexts are cancelled only then.
+// most Options.DrainTimeout (10 s). Handlers' contexts are cancelled only then. Give
+// Run a context from signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM) so
+// that a deploy's SIGTERM drains instead of killing handlers mid-message.
 //
 // # Delivery guarantees (Redis layer)
 //
