@@ -13,8 +13,8 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// RedisOptions configures NewRedis. The zero value matches the Django package's
-// defaults.
+// RedisOptions configures NewRedis and DialRedis. The zero value matches the Django
+// package's defaults.
 type RedisOptions struct {
 	// Prefix is prepended to the hash of a ticket to form its key (DefaultPrefix when
 	// empty). It must match the Django side's setting.
@@ -111,9 +111,9 @@ func DialRedis(ctx context.Context, url string, opts RedisOptions) (*Redis, erro
 	return s, nil
 }
 
-// Close closes the client of a store made by DialRedis; for one made by NewRedis it
-// does nothing, since the client is the caller's. A closed store's calls fail with
-// errors wrapping canal.ErrUnavailable.
+// Close closes the client of a store made by DialRedis, whose calls then fail with
+// errors wrapping canal.ErrUnavailable. For a store made by NewRedis it does nothing:
+// the client is the caller's.
 func (s *Redis) Close() {
 	if s.owned {
 		s.client.Close()
