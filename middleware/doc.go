@@ -22,9 +22,9 @@
 //     which keeps it out of URLs and access logs), or in the first message. It is
 //     consumed atomically, stripped from the scope, and never logged; a store that
 //     cannot answer gives 503 (or close 1011), never a connection.
-//   - [Session] is AuthMiddlewareStack: Django's session cookie, resolved by a
-//     [SessionLookup]; [DjangoSessionLookup] asks the site itself through
-//     django_canal's session endpoint, so any SESSION_ENGINE works. Put an origin
+//   - [Session] is AuthMiddlewareStack: Django's session cookie, checked by an
+//     auth.Verifier; auth.Django with Kind "session" asks the site itself through
+//     django_canal's credential endpoint, so any SESSION_ENGINE works. Put an origin
 //     check before it: cookies make a socket open to cross-site hijacking. A
 //     session of nobody passes as anonymous (403 with Required), and a [Ticket]
 //     later in the stack lets an already authenticated connection through without

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
 	"github.com/canal-rt/canal/middleware"
 )
 
@@ -141,16 +142,16 @@ func ExampleStack() {
 	// HTTP 503 true
 }
 
-// Session authenticates with Django's session cookie. Here the lookup is a stand-in;
-// in production it is DjangoSessionLookup, which asks the Django site.
+// Session authenticates with Django's session cookie. Here the verifier is a stand-in;
+// in production it is auth.Django with Kind "session", which asks the Django site.
 func ExampleSession() {
-	lookup := func(_ context.Context, key string) (canal.User, error) {
+	verify := func(_ context.Context, key string) (canal.User, error) {
 		if key == "k3y-of-a-live-session" {
 			return canal.User{ID: "42", Username: "ada"}, nil
 		}
-		return canal.User{}, nil // expired, logged out, unknown
+		return canal.User{}, auth.ErrInvalid // expired, logged out, unknown
 	}
-	session, err := middleware.Session(lookup, middleware.SessionOptions{Required: true})
+	session, err := middleware.Session(verify, middleware.SessionOptions{Required: true})
 	if err != nil {
 		panic(err)
 	}

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
+	"github.com/canal-rt/canal/canaltest"
 	"github.com/canal-rt/canal/middleware"
 	"github.com/canal-rt/canal/ticket"
 )
@@ -37,7 +37,7 @@ func sessionLookup(ctx context.Context, key string) (canal.User, error) {
 		<-ctx.Done()
 		return canal.User{}, ctx.Err()
 	}
-	return canal.User{}, nil // dead or unknown: a session of nobody
+	return canal.User{}, fmt.Errorf("sessions: %w", auth.ErrInvalid) // dead or unknown
 }
 
 func cookieConn(cookie string) *fakeConn {
@@ -113,77 +113,84 @@ func TestSessionOptionsInvalid(t *testing.T) {
 	if _, err := middleware.Session(sessionLookup, middleware.SessionOptions{Timeout: -time.Second}); err == nil {
 		t.Fatal("negative timeout accepted")
 	}
-	for _, o := range []middleware.DjangoSessionOptions{
-		{Token: "t"},
-		{URL: "ftp://127.0.0.1/session/", Token: "t"},
-		{URL: "http:///session/", Token: "t"},
-		{URL: "http://127.0.0.1:8000/session/"},
-	} {
-		if _, err := middleware.DjangoSessionLookup(o); err == nil {
-			t.Fatalf("DjangoSessionLookup(%+v) accepted", o)
+}
+
+// TestSessionNobodyWithoutError: a verifier that answers an anonymous user without an
+// error is read as "nobody", never as a user.
+func TestSessionNobodyWithoutError(t *testing.T) {
+	t.Parallel()
+	anonymous := func(context.Context, string) (canal.User, error) { return canal.User{}, nil }
+	for _, required := range []bool{false, true} {
+		mw, err := middleware.Session(anonymous, middleware.SessionOptions{Required: required})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reached bool
+		h := mw(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
+			reached = true
+			return nil, nil
+		}))
+		c := cookieConn("sessionid=" + liveKey)
+		_, err = h.Connect(context.Background(), c)
+		var re *canal.RejectError
+		switch {
+		case required && (!errors.As(err, &re) || re.Status != 403 || reached):
+			t.Fatalf("required: %v (next ran: %v), want 403", err, reached)
+		case !required && (err != nil || !reached || c.scope.User.Authenticated()):
+			t.Fatalf("not required: %v, user %+v; want anonymous", err, c.scope.User)
 		}
 	}
 }
 
-// TestDjangoSessionLookupAnswers covers how the lookup reads the endpoint's answers,
-// against a stand-in endpoint (the narrow edge). The real django_canal endpoint is
-// exercised end to end in examples/django and by python/tests/test_session.py.
-func TestDjangoSessionLookupAnswers(t *testing.T) {
-	t.Parallel()
-	const token = "shared-secret-0123456789abcdef0123"
-	tests := []struct {
-		name     string
-		status   int
-		body     string
-		wantUser canal.User
-		wantErr  bool
-	}{
-		{name: "user", status: 200, body: `{"user":{"id":42,"username":"ada","is_staff":true}}`, wantUser: canal.User{ID: "42", Username: "ada"}},
-		{name: "nobody", status: 200, body: `{"user":null}`},
-		{name: "no user key", status: 200, body: `{}`, wantErr: true},
-		{name: "user without username", status: 200, body: `{"user":{"id":42}}`, wantErr: true},
-		{name: "not JSON", status: 200, body: `<html>`, wantErr: true},
-		{name: "bad token", status: 401, body: `{"error":"bad token"}`, wantErr: true},
-		{name: "disabled", status: 404, body: `{"error":"session endpoint disabled"}`, wantErr: true},
-		{name: "redirect", status: 302, body: ``, wantErr: true},
-		{name: "server error", status: 500, body: `oops`, wantErr: true},
+// TestSessionWithDjango: Session over auth.Django (Kind "session") against django_canal's
+// test project served by runserver: the session lookup is one kind of the family.
+func TestSessionWithDjango(t *testing.T) {
+	site := canaltest.StartDjangoTests(t, "middleware-session-secret-"+strings.Repeat("5", 16))
+	transport := &http.Transport{Proxy: nil}
+	t.Cleanup(transport.CloseIdleConnections)
+	verify, err := auth.Django(auth.DjangoOptions{
+		URL: site.URL + "/auth/", Token: site.Secret, Kind: "session",
+		Client: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var gotAuth, gotBody string
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				gotAuth = r.Header.Get("Authorization")
-				b, _ := io.ReadAll(r.Body)
-				gotBody = string(b)
-				if tt.status == 302 {
-					w.Header().Set("Location", "/elsewhere/")
-				}
-				w.WriteHeader(tt.status)
-				_, _ = io.WriteString(w, tt.body)
-			}))
-			t.Cleanup(srv.Close)
-			lookup, err := middleware.DjangoSessionLookup(middleware.DjangoSessionOptions{URL: srv.URL + "/session/", Token: token})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := lookup(context.Background(), liveKey)
-			if gotAuth != "Bearer "+token || gotBody != `{"session_key":"`+liveKey+`"}` {
-				t.Fatalf("request had Authorization %q, body %q", gotAuth, gotBody)
-			}
-			if tt.wantErr {
-				if !errors.Is(err, canal.ErrUnavailable) {
-					t.Fatalf("got %+v, %v; want an error wrapping canal.ErrUnavailable", u, err)
-				}
-				if strings.Contains(err.Error(), liveKey) || strings.Contains(err.Error(), token) {
-					t.Fatalf("error %q carries a secret", err)
-				}
-				return
-			}
-			if err != nil || u.ID != tt.wantUser.ID || u.Username != tt.wantUser.Username {
-				t.Fatalf("got %+v, %v; want %+v", u, err, tt.wantUser)
-			}
-		})
+	mw, err := middleware.Session(verify, middleware.SessionOptions{Required: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) { return nil, nil }))
+	connect := func(cookie string) (*fakeConn, error) {
+		c := cookieConn(cookie)
+		_, err := h.Connect(context.Background(), c)
+		return c, err
+	}
+	alice, idle := site.Users["alice"]["session"], site.Users["idle"]["session"]
+
+	c, err := connect("sessionid=" + alice)
+	if err != nil || c.scope.User.Username != "alice" || c.scope.User.ID != site.Users["alice"]["id"] {
+		t.Fatalf("alice's session: user %+v, %v", c.scope.User, err)
+	}
+	if c.scope.User.Attrs["email"] != "alice@example.com" {
+		t.Fatalf("alice's claims: %+v", c.scope.User.Attrs)
+	}
+	for name, cookie := range map[string]string{"inactive user": "sessionid=" + idle, "unknown key": "sessionid=" + strings.Repeat("x", 32), "no cookie": ""} {
+		var re *canal.RejectError
+		if _, err := connect(cookie); !errors.As(err, &re) || re.Status != 403 {
+			t.Fatalf("%s: %v, want 403", name, err)
+		}
+	}
+	site.Stop()
+	_, err = connect("sessionid=" + alice)
+	var re *canal.RejectError
+	if !errors.As(err, &re) || re.Status != 503 {
+		t.Fatalf("Django down: %v, want 503", err)
+	}
+	if strings.Contains(err.Error(), alice) || strings.Contains(err.Error(), site.Secret) {
+		t.Fatalf("refusal %q carries a secret", err)
+	}
+	if log := site.Log(); strings.Contains(log, alice) || strings.Contains(log, idle) || strings.Contains(log, site.Secret) {
+		t.Fatalf("Django's log carries a secret:\n%s", log)
 	}
 }
 

@@ -1,7 +1,6 @@
 package ticket
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,10 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/userjson"
 )
 
 // Store issues and consumes tickets.
@@ -120,60 +119,11 @@ func Encode(u canal.User) ([]byte, error) {
 // and 9007199254740993 loses no digit. Every other key goes to Attrs, with numbers as
 // json.Number. Errors wrap ErrInvalid.
 func Decode(b []byte) (canal.User, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
+	u, err := userjson.Decode(b)
+	if err != nil {
 		return canal.User{}, fmt.Errorf("%w: malformed value: %v", ErrInvalid, err)
 	}
-	if m == nil {
-		return canal.User{}, fmt.Errorf("%w: malformed value: not an object", ErrInvalid)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return canal.User{}, fmt.Errorf("%w: malformed value: data after the object", ErrInvalid)
-	}
-	var u canal.User
-	switch id := m["id"].(type) {
-	case json.Number:
-		if !jsonInt(string(id)) {
-			return canal.User{}, fmt.Errorf("%w: malformed value: \"id\" is not an integer", ErrInvalid)
-		}
-		u.ID = string(id)
-	case string:
-		u.ID = id
-	}
-	if u.ID == "" {
-		return canal.User{}, fmt.Errorf("%w: malformed value: \"id\" missing, empty or not a number or string", ErrInvalid)
-	}
-	name, _ := m["username"].(string)
-	if name == "" {
-		return canal.User{}, fmt.Errorf("%w: malformed value: \"username\" missing, empty or not a string", ErrInvalid)
-	}
-	u.Username = name
-	delete(m, "id")
-	delete(m, "username")
-	if len(m) > 0 {
-		u.Attrs = m
-	}
 	return u, nil
-}
-
-// jsonInt reports whether a JSON number literal is an integer: "-"? digits, no
-// fraction or exponent. Django never writes 42.0 for a key; refusing it avoids
-// guessing whether "42.0" and "42" are the same user.
-func jsonInt(s string) bool {
-	if len(s) > 0 && s[0] == '-' {
-		s = s[1:]
-	}
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // canonicalInt reports whether s is an integer as Python's str(int) prints it, so
@@ -189,7 +139,7 @@ func canonicalInt(s string) bool {
 	if digits == "" || len(digits) > 1 && digits[0] == '0' {
 		return false
 	}
-	return jsonInt(digits)
+	return userjson.Int(digits)
 }
 
 // unavailable wraps a backing-service failure so that errors.Is finds both

@@ -95,6 +95,10 @@ LOGGING = {
     "loggers": {"django_canal": {"handlers": ["null"], "propagate": True}},
 }
 
+# Unset for runtests.py (tests set it with override_settings); set by a Go test
+# that serves this project (canaltest.StartDjangoTests).
+REALTIME_SESSION_TOKEN = os.environ.get("CANAL_TEST_SESSION_TOKEN") or None
+
 # The tests point REALTIME_TICKET_REDIS at their own redis-server.
 REALTIME_TICKET_EXPIRE = 10
 REALTIME_TICKET_CLAIMS = "tests.claims.extra_claims"

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
@@ -241,7 +242,7 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 	}
 	// All three transports: ?ticket=T, the "canal.ticket" subprotocol pair, or a
 	// {"ticket": T} first frame. 403 for a bad ticket, 503 while Redis is down.
-	auth, err := middleware.Ticket(store, middleware.TicketOptions{})
+	tickets, err := middleware.Ticket(store, middleware.TicketOptions{})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -250,17 +251,17 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 		// Django's session cookie, as Channels' AuthMiddlewareStack reads it; the browser
 		// sends it because Django and this server share the host name. Visitors without
 		// a live session fall through to the ticket.
-		lookup, err := middleware.DjangoSessionLookup(middleware.DjangoSessionOptions{URL: cfg.SessionURL, Token: cfg.SessionToken})
+		verify, err := auth.Django(auth.DjangoOptions{URL: cfg.SessionURL, Token: cfg.SessionToken, Kind: "session"})
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		session, err := middleware.Session(lookup, middleware.SessionOptions{})
+		session, err := middleware.Session(verify, middleware.SessionOptions{})
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		stack = append(stack, session)
 	}
-	stack = append(stack, auth)
+	stack = append(stack, tickets)
 	// Channels: AllowedHostsOriginValidator(AuthMiddlewareStack(TicketAuth(URLRouter(...)))).
 	// Origins: Django's pages are on another origin than these sockets, so the server's
 	// same-origin default must let them through too.
