@@ -178,6 +178,14 @@ func TestRedisTwoProcessesAndKill9(t *testing.T) {
 	mine := &recorder{}
 	w := start(t, redisLayer(t, srv.URL(), layers.RedisOptions{}),
 		worker.Channels{"thumbnails": worker.Types{"thumbnail.make": mine.Handle}}, worker.Options{Concurrency: 2})
+	// Both processes waiting in BZPOPMIN before the first send, so that neither can
+	// take everything by starting first.
+	c := srv.Client(t)
+	ctx := context.Background()
+	eventually(t, "two receivers blocked in Redis", func() bool {
+		list, err := c.Do(ctx, c.B().ClientList().Build()).ToString()
+		return err == nil && strings.Count(list, "cmd=bzpopmin") == 2
+	})
 	const n = 200
 	for i := range n {
 		send(t, sender, "thumbnails", canal.Message{"type": "thumbnail.make", "id": i})
@@ -233,8 +241,6 @@ func TestRedisTwoProcessesAndKill9(t *testing.T) {
 
 	// What the child held is gone: not in the queue, no backup in $inflight for
 	// anyone to restore. The three it had not taken are intact.
-	c := srv.Client(t)
-	ctx := context.Background()
 	if n, err := c.Do(ctx, c.B().Zcard().Key("asgithumbnails").Build()).AsInt64(); err != nil || n != 3 {
 		t.Fatalf("queue holds %d (%v), want 3", n, err)
 	}
