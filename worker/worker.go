@@ -26,9 +26,11 @@ const (
 // Options configures a Worker. The zero value is valid.
 type Options struct {
 	// Concurrency is the most messages the worker holds at once, being handled or
-	// just received: a hard cap on running handlers. Default: GOMAXPROCS, or the
-	// number of channels when larger; a value below the number of channels is an
-	// error (each channel keeps one slot while it waits for a message).
+	// just received: a hard cap on running handlers. Each channel's receive loop
+	// takes a slot before it waits for a message, so with several channels one
+	// channel's handlers get at most Concurrency - (channels - 1) slots while the
+	// others are idle. Default: GOMAXPROCS, or the number of channels when larger;
+	// a value below the number of channels is an error.
 	Concurrency int
 	// DrainTimeout is how long Run waits, once its context ends, for running
 	// handlers to finish (default 10 s). Then their contexts are cancelled and Run
