@@ -1,0 +1,245 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/rueidis"
+
+	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/cmd/canal/internal/config"
+	"github.com/canal-rt/canal/layers"
+	"github.com/canal-rt/canal/router"
+	"github.com/canal-rt/canal/server"
+)
+
+// App is a configured canal server: layer, credentials, routes and bus inputs. New
+// builds it; Serve runs it until its context ends, then shuts it down gracefully.
+type App struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	redis  map[string]rueidis.Client // by URL: tickets and buses share clients
+	layer  *localLayer
+	buses  []*bus
+	srv    *server.Server
+	fiber  *fiber.App
+	ready  atomic.Bool
+	closed sync.Once
+}
+
+// New connects to what cfg names (Redis, the layer) and builds the handler. On error
+// everything it opened is closed again.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log, redis: map[string]rueidis.Client{}}
+	defer func() {
+		if err != nil {
+			a.close(context.Background())
+		}
+	}()
+	inner, err := a.newLayer(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	a.layer = newLocalLayer(inner)
+	kinds, err := a.credentials()
+	if err != nil {
+		return nil, err
+	}
+	django := newDjangoClient(cfg.DjangoToken, time.Duration(cfg.Django.Timeout))
+	routes := make([]router.Route, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		h, err := newRouteHandler(rc, a.layer, django, log)
+		if err != nil {
+			return nil, fmt.Errorf("route[%d]: %w", i, err)
+		}
+		wrapped := chainFor(rc, kinds).Then(h)
+		if rc.Path != "" {
+			routes = append(routes, router.Path(rc.Path, wrapped))
+		} else {
+			routes = append(routes, router.Regex(rc.Regex, wrapped))
+		}
+	}
+	root, err := router.New(routes...)
+	if err != nil {
+		return nil, err
+	}
+	for _, bc := range cfg.Bus {
+		client, err := a.redisClient(bc.Redis)
+		if err != nil {
+			return nil, fmt.Errorf("bus %s: %w", bc.Channel, err)
+		}
+		a.buses = append(a.buses, &bus{cfg: bc, client: client, local: a.layer, log: log})
+	}
+	a.srv, err = server.New(root, server.Options{
+		Origins:          cfg.Origins,
+		MaxConnections:   cfg.Server.MaxConnections,
+		HandshakeTimeout: time.Duration(cfg.Server.HandshakeTimeout),
+		ReadLimit:        cfg.Server.ReadLimit,
+		EventStreams:     cfg.Server.EventStreams,
+		SessionWorkers:   cfg.Server.SessionWorkers,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.fiber = fiber.New(fiber.Config{DisableStartupMessage: true})
+	a.srv.Mount(a.fiber, "/")
+	return a, nil
+}
+
+func (a *App) newLayer(ctx context.Context) (canal.Layer, error) {
+	l := a.cfg.Layer
+	switch l.Backend {
+	case "redis":
+		return layers.NewRedis(ctx, layers.RedisOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
+			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log})
+	case "pubsub":
+		return layers.NewRedisPubSub(ctx, layers.RedisPubSubOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
+			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log})
+	}
+	return layers.NewMemory(layers.MemoryOptions{Capacity: l.Capacity})
+}
+
+// redisClient returns the client for a Redis URL, made once.
+func (a *App) redisClient(u string) (rueidis.Client, error) {
+	if c, ok := a.redis[u]; ok {
+		return c, nil
+	}
+	opt, err := rueidis.ParseURL(u)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: invalid URL", Redact(u))
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", Redact(u), err)
+	}
+	a.redis[u] = c
+	return c, nil
+}
+
+// Redact returns a URL without its password, for logs and errors.
+func Redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	u.RawQuery = ""
+	return u.String()
+}
+
+// Ready reports whether the server takes connections and every bus is subscribed.
+func (a *App) Ready() bool {
+	if !a.ready.Load() {
+		return false
+	}
+	for _, b := range a.buses {
+		if !b.subscribed.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// Serve serves sockets on ln (and health checks on admin, when not nil) until ctx
+// ends, then shuts down: new handshakes get 503, open sockets close with 1001 and
+// leave their groups, and Serve waits up to shutdown_timeout for them. It returns
+// nil after a clean shutdown.
+func (a *App) Serve(ctx context.Context, ln, admin net.Listener) error {
+	busCtx, stopBuses := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, b := range a.buses {
+		wg.Go(func() { b.run(busCtx) })
+	}
+	served := make(chan error, 2)
+	go func() { served <- a.fiber.Listener(a.srv.Listener(ln)) }()
+	var adminSrv *http.Server
+	if admin != nil {
+		adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+	a.ready.Store(true)
+	a.log.Info("canal: listening", "addr", ln.Addr().String(), "routes", len(a.cfg.Routes), "layer", a.cfg.Layer.Backend)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	a.ready.Store(false)
+	a.log.Info("canal: shutting down", "conns", a.srv.Conns())
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
+	defer cancel()
+	if err := a.srv.Shutdown(sctx); err != nil {
+		a.log.Warn("canal: shutdown timed out; remaining sockets dropped", "err", err)
+	}
+	if err := a.fiber.ShutdownWithContext(sctx); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	if adminSrv != nil {
+		_ = adminSrv.Shutdown(sctx)
+	}
+	stopBuses()
+	wg.Wait()
+	a.close(sctx)
+	a.log.Info("canal: stopped")
+	return serveErr
+}
+
+func (a *App) close(ctx context.Context) {
+	a.closed.Do(func() {
+		if a.layer != nil {
+			if err := a.layer.Close(ctx); err != nil {
+				a.log.Warn("canal: layer close", "err", err)
+			}
+		}
+		for _, c := range a.redis {
+			c.Close()
+		}
+	})
+}
+
+// adminHandler serves the health checks: /healthz is 200 while the process runs,
+// /readyz 200 while it takes connections (503 while starting or draining, or while
+// a bus is not subscribed).
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Close releases what New opened, for an App that will not Serve.
+func (a *App) Close() {
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = a.srv.Shutdown(ctx)
+	}
+	a.close(context.Background())
+}

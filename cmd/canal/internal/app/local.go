@@ -1,0 +1,116 @@
+package app
+
+import (
+	"context"
+	"sync"
+
+	"github.com/canal-rt/canal"
+)
+
+// localLayer is the channel layer plus a process-local index of its groups, for the
+// bus: a message published on a raw Redis channel reaches every canal process, so
+// each must deliver it to its own sockets only (a GroupSend through a shared Redis
+// layer would deliver it once per process). Group calls go to the layer too, so
+// Django's group_send reaches the same sockets.
+//
+// The index holds one entry per (socket, group) joined, bounded by the connection
+// limit times a route's max_groups; entries go with GroupDiscard or, at the latest,
+// when the socket's channel is detached.
+type localLayer struct {
+	canal.Layer
+
+	mu       sync.RWMutex
+	delivers map[string]func(canal.Message) bool // attached channel -> deliver
+	groups   map[string]map[string]struct{}      // group -> channels
+	joined   map[string]map[string]struct{}      // channel -> groups
+}
+
+func newLocalLayer(l canal.Layer) *localLayer {
+	return &localLayer{Layer: l,
+		delivers: map[string]func(canal.Message) bool{},
+		groups:   map[string]map[string]struct{}{},
+		joined:   map[string]map[string]struct{}{},
+	}
+}
+
+func (l *localLayer) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
+	ch, detach, err := l.Layer.Attach(ctx, prefix, deliver)
+	if err != nil {
+		return "", nil, err
+	}
+	l.mu.Lock()
+	l.delivers[ch] = deliver
+	l.mu.Unlock()
+	return ch, func() {
+		l.forget(ch)
+		detach()
+	}, nil
+}
+
+func (l *localLayer) forget(ch string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.delivers, ch)
+	for g := range l.joined[ch] {
+		l.leaveLocked(g, ch)
+	}
+	delete(l.joined, ch)
+}
+
+func (l *localLayer) GroupAdd(ctx context.Context, group, channel string) error {
+	if err := l.Layer.GroupAdd(ctx, group, channel); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.delivers[channel]; !ok {
+		return nil // not a socket of this process
+	}
+	if l.groups[group] == nil {
+		l.groups[group] = map[string]struct{}{}
+	}
+	l.groups[group][channel] = struct{}{}
+	if l.joined[channel] == nil {
+		l.joined[channel] = map[string]struct{}{}
+	}
+	l.joined[channel][group] = struct{}{}
+	return nil
+}
+
+func (l *localLayer) GroupDiscard(ctx context.Context, group, channel string) error {
+	l.mu.Lock()
+	l.leaveLocked(group, channel)
+	if j := l.joined[channel]; j != nil {
+		delete(j, group)
+	}
+	l.mu.Unlock()
+	return l.Layer.GroupDiscard(ctx, group, channel)
+}
+
+func (l *localLayer) leaveLocked(group, channel string) {
+	if m := l.groups[group]; m != nil {
+		delete(m, channel)
+		if len(m) == 0 {
+			delete(l.groups, group)
+		}
+	}
+}
+
+// publishLocal hands m to this process's members of group, without blocking
+// (deliver never blocks: a member whose queue is full misses it, as with a layer's
+// GroupSend). It returns how many members took it.
+func (l *localLayer) publishLocal(group string, m canal.Message) int {
+	l.mu.RLock()
+	members := make([]func(canal.Message) bool, 0, len(l.groups[group]))
+	for ch := range l.groups[group] {
+		members = append(members, l.delivers[ch])
+	}
+	l.mu.RUnlock()
+	n := 0
+	for _, d := range members {
+		if d(m) {
+			n++
+		}
+	}
+	return n
+}

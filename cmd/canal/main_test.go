@@ -1,0 +1,388 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/canaltest"
+	"github.com/canal-rt/canal/layers"
+)
+
+func TestCheckExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.toml", "[[route]]\npath = \"ws/<slug:room>/\"\nanonymous = true\ngroups = [\"chat_{room}\"]\n")
+	bad := write("bad.toml", "[[route]]\npath = \"ws/<slug:room>/\"\nanonymous = true\ngroups = [\"chat_{rom}\"]\nevents = [\"_x\"]\n")
+	needsSecret := write("secret.toml", "[auth.session]\nurl = \"http://127.0.0.1:8000/session/\"\n[[route]]\npath = \"ws/\"\n")
+	noEnv := func(string) string { return "" }
+	cases := []struct {
+		name       string
+		args       []string
+		env        func(string) string
+		code       int
+		out, err   string
+		errPartial bool
+	}{
+		{"valid", []string{"check", "-config", good}, noEnv, 0, good + ": ok (1 routes, 0 bus inputs, layer memory)\n", "", false},
+		{"invalid", []string{"check", "-config", bad}, noEnv, 1, "",
+			"bad.toml:4: route[0].groups[0]: {rom}: the route pattern captures only room\n" +
+				"bad.toml:5: route[0].events[0]: \"_x\" is not a message type (like \"chat.message\")\n", false},
+		{"secret from env", []string{"check", "-config", needsSecret}, func(k string) string {
+			if k == "CANAL_SESSION_TOKEN" {
+				return "a-secret-of-at-least-32-characters-long"
+			}
+			return ""
+		}, 0, needsSecret + ": ok (1 routes, 0 bus inputs, layer memory)\n", "", false},
+		{"secret missing", []string{"check", "-config", needsSecret}, noEnv, 1, "",
+			"secret.toml:1: auth.session: needs the environment variable CANAL_SESSION_TOKEN (Django's REALTIME_SESSION_TOKEN)\n", false},
+		{"CANAL_CONFIG", []string{"check"}, func(k string) string {
+			if k == "CANAL_CONFIG" {
+				return good
+			}
+			return ""
+		}, 0, good + ": ok (1 routes, 0 bus inputs, layer memory)\n", "", false},
+		{"missing file", []string{"check", "-config", filepath.Join(dir, "nope.toml")}, noEnv, 1, "", "canal: cannot read the configuration: open ", true},
+		{"no command", nil, noEnv, 2, "", "usage:", true},
+		{"unknown command", []string{"run"}, noEnv, 2, "", "canal: unknown command \"run\"", true},
+		{"unknown flag", []string{"check", "-conf", good}, noEnv, 2, "", "flag provided but not defined: -conf", true},
+		{"extra argument", []string{"check", good}, noEnv, 2, "", "canal check: unexpected argument", true},
+		{"version", []string{"--version"}, noEnv, 0, "canal (devel)\n", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(c.args, c.env, &out, &errb)
+			if code != c.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, c.code, errb.String())
+			}
+			if out.String() != c.out {
+				t.Errorf("stdout %q, want %q", out.String(), c.out)
+			}
+			if c.errPartial && !strings.Contains(errb.String(), c.err) || !c.errPartial && errb.String() != c.err {
+				t.Errorf("stderr %q, want %q", errb.String(), c.err)
+			}
+		})
+	}
+}
+
+// The binary's own exit codes, for scripts and CI.
+func TestCheckBinary(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, []byte("listen = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for args, want := range map[string]int{"check -config " + p: 1, "--version": 0, "nope": 2} {
+		err := execBinary(strings.Fields(args)...)
+		code := 0
+		var ee interface{ ExitCode() int }
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != want {
+			t.Errorf("canal %s: exit %d, want %d", args, code, want)
+		}
+	}
+}
+
+const chatConfig = `
+[redis]
+url = "%[1]s"
+[layer]
+backend = "%[2]s"
+[auth.ticket]
+[[bus]]
+channel = "events"
+group = "ct_{content_type_id}"
+
+[[route]]
+path = "ws/chat/<slug:room>/"
+groups = ["chat_{room}", "user_{user.id}", "ct_{user.content_types}"]
+events = ["chat.message", "notify"]
+[route.receive]
+mode = "group"
+group = "chat_{room}"
+type = "chat.message"
+
+[[route]]
+path = "ws/staff/"
+require = ["user.is_staff", 'user.permissions contains "app.view_x"']
+groups = ["staff"]
+
+[[route]]
+path = "ws/jobs/<int:job>/"
+groups = ["job_{job}"]
+[route.receive]
+mode = "worker"
+channel = "jobs"
+type = "job.submit"
+`
+
+var (
+	alice = canal.User{ID: "1", Username: "alice", Attrs: map[string]any{
+		"is_staff": true, "permissions": []any{"app.view_x"}, "content_types": []any{7, 9}}}
+	bob = canal.User{ID: "2", Username: "bob", Attrs: map[string]any{
+		"is_staff": false, "content_types": []any{9}}}
+)
+
+// The issue's end-to-end: the built binary, a real Redis, a Django-issued ticket
+// (written as django_canal writes it), and Django's own channels_redis group_send,
+// through the core and the Pub/Sub layer.
+func TestServeGroupSend(t *testing.T) {
+	for _, backend := range []string{"redis", "pubsub"} {
+		t.Run(backend, func(t *testing.T) {
+			r := canaltest.StartRedis(t)
+			p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), backend))
+			a := dialTicket(t, p.url("/ws/chat/lobby/"), issue(t, r, alice))
+			ctx := context.Background()
+			py := map[string]string{"redis": "core", "pubsub": "pubsub"}[backend]
+
+			groupSend(t, py, r.URL(), "chat_lobby", map[string]any{"type": "chat.message", "message": "héllo", "n": 3})
+			if got, err := a.ReceiveText(ctx); err != nil || got != `{"message":"héllo","n":3,"type":"chat.message"}` {
+				t.Fatalf("chat.message: %q, %v", got, err)
+			}
+			groupSend(t, py, r.URL(), "user_1", map[string]any{"type": "notify", "text": "for alice"})
+			if got, err := a.ReceiveText(ctx); err != nil || got != `{"text":"for alice","type":"notify"}` {
+				t.Fatalf("notify: %q, %v", got, err)
+			}
+			// A type the route does not list is dropped, and the socket stays.
+			groupSend(t, py, r.URL(), "chat_lobby", map[string]any{"type": "secret.thing", "x": 1})
+			groupSend(t, py, r.URL(), "chat_lobby", map[string]any{"type": "chat.message", "message": "after"})
+			if got, err := a.ReceiveText(ctx); err != nil || !strings.Contains(got, `"after"`) {
+				t.Fatalf("after an unlisted type: %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// A raw Pub/Sub message (the websockets guide's events bus) reaches the members of
+// the group its field names, byte for byte, and nobody else.
+func TestServeBus(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	a := dialTicket(t, p.url("/ws/chat/a/"), issue(t, r, alice)) // content types 7, 9
+	b := dialTicket(t, p.url("/ws/chat/b/"), issue(t, r, bob))   // 9
+	waitReady(t, r)
+	ctx := context.Background()
+	client := r.Client(t)
+	publish := func(payload string) {
+		if err := client.Do(ctx, client.B().Publish().Channel("events").Message(payload).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seven := `{"model": "article", "object": "Über", "content_type_id": 7,  "message": "[{\"changed\": {}}]"}`
+	publish(seven)
+	if got, err := a.ReceiveText(ctx); err != nil || got != seven {
+		t.Fatalf("alice: %q, %v; want the message as published", got, err)
+	}
+	if err := b.ExpectNothing(300 * time.Millisecond); err != nil {
+		t.Fatalf("bob got content type 7: %v", err)
+	}
+	// Bad messages are dropped and logged; the bus goes on.
+	publish("not json")
+	publish(`{"no_field": 1}`)
+	publish(`[1, 2]`)
+	nine := `{"content_type_id": "9", "object": "x"}`
+	publish(nine)
+	for _, c := range []*canaltest.Communicator{a, b} {
+		if got, err := c.ReceiveText(ctx); err != nil || got != nine {
+			t.Fatalf("content type 9: %q, %v", got, err)
+		}
+	}
+	if err := a.ExpectNothing(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// Rate-limited: one line a second per kind (not JSON twice, a missing field once).
+	if n := strings.Count(p.logs.String(), "bus: message dropped"); n != 2 {
+		t.Errorf("%d drop lines, want 2\n%s", n, p.logs)
+	}
+	if strings.Contains(p.logs.String(), "not json") {
+		t.Error("a dropped message's content reached the log")
+	}
+}
+
+// waitReady waits until the bus is subscribed (Redis counts the subscriber).
+func waitReady(t *testing.T, r *canaltest.Redis) {
+	t.Helper()
+	client := r.Client(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		res, err := client.Do(context.Background(), client.B().PubsubNumsub().Channel("events").Build()).ToArray()
+		if err == nil && len(res) == 2 {
+			if n, _ := res[1].AsInt64(); n > 0 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the bus did not subscribe within 10 s")
+}
+
+// What client messages do: refused (1008), relayed to a group, forwarded to a
+// worker channel whose Go receiver replies on reply_channel.
+func TestServeReceive(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	ctx := context.Background()
+
+	t.Run("refuse", func(t *testing.T) {
+		s := dialTicket(t, p.url("/ws/staff/"), issue(t, r, alice))
+		if err := s.SendText(`{"hello": 1}`); err != nil {
+			t.Fatal(err)
+		}
+		if code, reason, err := s.ExpectClose(ctx); err != nil || code != canal.ClosePolicyViolation || reason != "this socket takes no messages" {
+			t.Fatalf("close %d %q, %v", code, reason, err)
+		}
+	})
+
+	t.Run("group", func(t *testing.T) {
+		a := dialTicket(t, p.url("/ws/chat/room1/"), issue(t, r, alice))
+		b := dialTicket(t, p.url("/ws/chat/room1/"), issue(t, r, bob))
+		other := dialTicket(t, p.url("/ws/chat/room2/"), issue(t, r, bob))
+		// "type" and "sender" are the server's; "__asgi_channel__" is dropped.
+		if err := a.SendText(`{"message": "hi", "type": "forged", "sender": "forged", "__asgi_channel__": "x", "n": 12345678901}`); err != nil {
+			t.Fatal(err)
+		}
+		want := `{"message":"hi","n":12345678901,"sender":{"id":"1","username":"alice"},"type":"chat.message"}`
+		for _, c := range []*canaltest.Communicator{a, b} {
+			if got, err := c.ReceiveText(ctx); err != nil || got != want {
+				t.Fatalf("relayed: %q, %v; want %s", got, err, want)
+			}
+		}
+		if err := other.ExpectNothing(200 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SendText(`[1, 2]`); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, err := a.ExpectClose(ctx); err != nil || code != canal.CloseInvalidPayload {
+			t.Fatalf("a JSON array: close %d, %v; want 1007", code, err)
+		}
+	})
+
+	t.Run("worker", func(t *testing.T) {
+		worker, err := layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{r.URL()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer worker.Close(context.Background())
+		s := dialTicket(t, p.url("/ws/jobs/17/"), issue(t, r, bob))
+		if err := s.SendText(`{"size": 3}`); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		m, err := worker.Receive(rctx, "jobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		reply := m.String("reply_channel")
+		sender, _ := m["sender"].(map[string]any)
+		route, _ := m["route"].(map[string]any)
+		if m.Type() != "job.submit" || !strings.HasPrefix(reply, "specific.") || fmt.Sprint(m["size"]) != "3" ||
+			sender["username"] != "bob" || fmt.Sprint(route["job"]) != "17" {
+			t.Fatalf("worker got %v", m)
+		}
+		if err := worker.Send(ctx, reply, canal.Message{"type": "websocket.send", "text": `{"done": true}`}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.ReceiveText(ctx); err != nil || got != `{"done": true}` {
+			t.Fatalf("reply: %q, %v", got, err)
+		}
+	})
+}
+
+// require: a user whose claims fail a predicate gets 403 before the upgrade; no
+// ticket 403; an unknown path 404.
+func TestServeRefusals(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	ctx := context.Background()
+	status := func(url string, subprotocols ...string) int {
+		c, err := canaltest.Dial(ctx, url, canaltest.DialOptions{Subprotocols: subprotocols})
+		var he *canaltest.HandshakeError
+		if errors.As(err, &he) {
+			return he.Status
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Abort()
+		return http.StatusSwitchingProtocols
+	}
+	tb := issue(t, r, bob)
+	if got := status(p.url("/ws/staff/"), "canal.ticket", "canal.ticket."+tb); got != http.StatusForbidden {
+		t.Errorf("bob on the staff route: %d, want 403", got)
+	}
+	if got := status(p.url("/ws/staff/"), "canal.ticket", "canal.ticket."+tb); got != http.StatusForbidden {
+		t.Errorf("a used ticket: %d, want 403", got)
+	}
+	if got := status(p.url("/ws/staff/"), "canal.ticket", "canal.ticket."+issue(t, r, alice)); got != http.StatusSwitchingProtocols {
+		t.Errorf("alice on the staff route: %d, want 101", got)
+	}
+	noClaim := canal.User{ID: "3", Username: "carol"} // no content_types claim: refused, not put in "ct_"
+	if got := status(p.url("/ws/chat/x/"), "canal.ticket", "canal.ticket."+issue(t, r, noClaim)); got != http.StatusForbidden {
+		t.Errorf("missing claim: %d, want 403", got)
+	}
+	if got := status(p.url("/ws/nothing/")); got != http.StatusNotFound {
+		t.Errorf("unknown path: %d, want 404", got)
+	}
+	if strings.Contains(p.logs.String(), tb) {
+		t.Error("a ticket reached the log")
+	}
+}
+
+// SIGTERM: open sockets close with 1001 after their groups are left, the process
+// exits 0.
+func TestServeSIGTERM(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	s := dialTicket(t, p.url("/ws/chat/lobby/"), issue(t, r, alice))
+	client := r.Client(t)
+	ctx := context.Background()
+	members := func() int64 {
+		n, err := client.Do(ctx, client.B().Zcard().Key("asgi:group:chat_lobby").Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := members(); n != 1 {
+		t.Fatalf("%d members before, want 1", n)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- p.stop(t) }()
+	if code, _, err := s.ExpectClose(ctx); err != nil || code != canal.CloseGoingAway {
+		t.Fatalf("close %d, %v; want 1001", code, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs)
+	}
+	if n := members(); n != 0 {
+		t.Errorf("%d members after shutdown, want 0 (the group is left)", n)
+	}
+	if !strings.Contains(p.logs.String(), `"msg":"canal: stopped"`) {
+		t.Errorf("no stop line\n%s", p.logs)
+	}
+}
+
+func execBinary(args ...string) error {
+	return exec.Command(binary, args...).Run()
+}
