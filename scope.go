@@ -14,7 +14,8 @@ import (
 // Concurrency: a Scope is written by the server, routers and middleware, in that order,
 // before the handler that uses it runs (first-message authentication sets User after the
 // accept, but still before the consumer's Connect). From then on it is read-only, except
-// for values set with [Key.Set], which are safe for concurrent use.
+// for values set with [Key.Set], which are safe for concurrent use, and the user, which
+// [Scope.SetUser] may replace (see there).
 type Scope struct {
 	Type         string      // "websocket", or "sse" for a Server-Sent Events stream
 	Path         string      // percent-decoded path, e.g. "/ws/chat/café/"
@@ -26,7 +27,7 @@ type Scope struct {
 	Server       string      // local "ip:port"
 	Route        Args        // values captured by routers, typed by their converters
 	RoutePattern string      // the matched route patterns joined, e.g. "ws/chat/<str:room>/"
-	User         User        // the authenticated user; the zero User is anonymous
+	User         User        // the authenticated user; the zero User is anonymous (see SetUser)
 
 	mu     sync.RWMutex
 	values map[any]any
@@ -58,6 +59,31 @@ func (s *Scope) Header(name string) string {
 		return ""
 	}
 	return vs[len(vs)-1]
+}
+
+// CurrentUser returns the connection's user as last set: the User field, or what
+// [Scope.SetUser] stored since. Unlike the field, it is safe to call from any goroutine
+// at any time, for example from a goroutine a consumer started.
+func (s *Scope) CurrentUser() User {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.User
+}
+
+// SetUser replaces the connection's user after the handshake, as a claims refresh does
+// (package consumer calls it for "canal.refresh" events). The change is atomic: readers
+// see the old user or the new one whole, never a mix of their fields.
+//
+// The contract: SetUser is called from the connection's own session methods (its
+// Receive, Event or Disconnect, which the server runs one at a time), never from
+// another goroutine. Code in those methods may therefore keep reading the User field
+// without a lock, as all existing code does, and sees each change from the next call
+// on; any other goroutine reads [Scope.CurrentUser]. Treat a User's Attrs as read-only:
+// a refresh brings a new map, it never edits the old one in place.
+func (s *Scope) SetUser(u User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.User = u
 }
 
 // Args are the values a router captured from the path: string for str, slug, path and

@@ -20,10 +20,22 @@ type Conn struct {
 	channel string
 	detach  func()
 	groups  []string
+
+	userGroup      string // UserGroup(Scope().User.ID) when joined, else ""
+	drops          *drops
+	presence       Presence
+	presenceEvents bool
+	live           bool     // Connect returned: GroupAdd records presence at once
+	tracked        []string // groups whose presence holds this connection
 }
 
 // Scope describes the connection.
 func (c *Conn) Scope() *canal.Scope { return c.raw.Scope() }
+
+// User is the connection's user: Scope().User, which a refresh (EventRefresh) may
+// replace between two hooks. Call it from the hooks; other goroutines use
+// Scope().CurrentUser().
+func (c *Conn) User() canal.User { return c.raw.Scope().User }
 
 // Raw returns the underlying canal.Conn.
 func (c *Conn) Raw() canal.Conn { return c.raw }
@@ -72,7 +84,7 @@ func (c *Conn) ChannelName() string { return c.channel }
 // Layer is the channel layer (nil without one).
 func (c *Conn) Layer() canal.Layer { return c.layer }
 
-// Groups returns the groups the consumer is in.
+// Groups returns the groups the consumer is in, the user's own (UserGroup) included.
 func (c *Conn) Groups() []string { return slices.Clone(c.groups) }
 
 // GroupAdd joins group. The consumer leaves it automatically before Disconnect.
@@ -86,6 +98,7 @@ func (c *Conn) GroupAdd(ctx context.Context, group string) error {
 	if !slices.Contains(c.groups, group) {
 		c.groups = append(c.groups, group)
 	}
+	c.track(ctx, group)
 	return nil
 }
 
@@ -95,7 +108,9 @@ func (c *Conn) GroupDiscard(ctx context.Context, group string) error {
 		return ErrNoLayer
 	}
 	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
-	return c.layer.GroupDiscard(ctx, group, c.channel)
+	err := c.layer.GroupDiscard(ctx, group, c.channel)
+	c.untrack(ctx, group)
+	return err
 }
 
 // GroupSend sends msg to every member of group, this consumer included if it is one.
@@ -116,6 +131,7 @@ func (c *Conn) cleanup(ctx context.Context) {
 	defer cancel()
 	for _, g := range c.groups {
 		_ = c.layer.GroupDiscard(ctx, g, c.channel)
+		c.untrack(ctx, g) // after the discard: the leaver is not told it left
 	}
 	c.groups = nil
 	if c.detach != nil {

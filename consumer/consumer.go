@@ -82,6 +82,21 @@ type Options[T any] struct {
 	// Logger receives dropped events, rate-limited per event type. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// NoUserGroup keeps authenticated connections out of their user's group
+	// (UserGroup). By default each joins it, one more GroupAdd per connection, so
+	// that DisconnectUser, SendToUser and RefreshUser (and Django's
+	// django_canal.realtime) reach it from any process.
+	NoUserGroup bool
+	// Presence, when set, records the connection in every group it joins (Groups and
+	// Conn.GroupAdd; not the user's own group) once Connect has returned, and removes
+	// it when it leaves. Only authenticated connections are recorded. A failed write
+	// is logged and counted in Stats.PresenceErrors; the connection goes on.
+	Presence Presence
+	// PresenceEvents sends EventPresenceJoin and EventPresenceLeave to a group's
+	// members when a user's first connection joins it and when the last one leaves.
+	// The consumers handle them as any event (Events, Frames or Event). Needs Presence.
+	PresenceEvents bool
 }
 
 // Errors reported to OnInvalid and by group calls.
@@ -124,6 +139,9 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 		return nil, fmt.Errorf("%w: Events need a Layer", ErrNoLayer)
 	}
 	for t, fn := range opts.Events {
+		if reserved(t) {
+			return nil, fmt.Errorf("consumer: event type %q is reserved (handled by the consumer itself)", t)
+		}
 		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
 			return nil, fmt.Errorf("consumer: event handler: %w", err)
 		}
@@ -134,12 +152,21 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	if len(opts.Frames) > 0 && opts.Layer == nil {
 		return nil, fmt.Errorf("%w: Frames need a Layer", ErrNoLayer)
 	}
+	if opts.Presence != nil && opts.Layer == nil {
+		return nil, fmt.Errorf("%w: Presence needs a Layer", ErrNoLayer)
+	}
+	if opts.PresenceEvents && opts.Presence == nil {
+		return nil, errors.New("consumer: PresenceEvents needs a Presence")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	d := &drops{logger: opts.Logger}
 	memos := make(map[string]*frameMemo, len(opts.Frames))
 	for t, fn := range opts.Frames {
+		if reserved(t) {
+			return nil, fmt.Errorf("consumer: event type %q is reserved (handled by the consumer itself)", t)
+		}
 		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
 			return nil, fmt.Errorf("consumer: frame builder: %w", err)
 		}
@@ -160,13 +187,21 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 // Connect implements canal.Handler.
 func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session, error) {
 	inst := h.factory()
-	c := &Conn{raw: raw, layer: h.opts.Layer}
+	c := &Conn{raw: raw, layer: h.opts.Layer, drops: h.drops, presence: h.opts.Presence,
+		presenceEvents: h.opts.PresenceEvents}
 	if l := h.opts.Layer; l != nil {
 		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, h.deliverFunc(raw))
 		if err != nil {
 			return nil, layerReject(err)
 		}
 		c.channel, c.detach = name, detach
+		if id := raw.Scope().User.ID; id != "" && !h.opts.NoUserGroup {
+			c.userGroup = UserGroup(id)
+			if err := c.GroupAdd(ctx, c.userGroup); err != nil {
+				c.cleanup(ctx)
+				return nil, layerReject(err)
+			}
+		}
 		for _, g := range h.opts.Groups {
 			if err := c.GroupAdd(ctx, g); err != nil {
 				c.cleanup(ctx)
@@ -189,6 +224,7 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 		}
 		return nil, layerReject(err)
 	}
+	c.golive(ctx)
 	return &session[T]{h: h, inst: inst, c: c}, nil
 }
 
@@ -278,6 +314,9 @@ func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) e
 		return nil
 	}
 	t := m.Type()
+	if ok, err := s.reservedEvent(ctx, t, m); ok {
+		return err
+	}
 	if fm, ok := s.h.frames[t]; ok {
 		f, err := fm.frame(m)
 		if err != nil {

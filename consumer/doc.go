@@ -50,6 +50,26 @@
 // close code when Connect failed after accepting (a *canal.CloseError's code, else
 // 1011).
 //
+// # Users: addressing, refresh and presence
+//
+// Every authenticated connection joins its user's group, UserGroup(Scope.User.ID)
+// ("canal.user.42"), in whichever process serves it (Options.NoUserGroup opts out).
+// Anything that can group_send on the layer therefore reaches all of a user's
+// sockets: DisconnectUser closes them (4403 unless told otherwise), SendToUser sends
+// them an ordinary event, RefreshUser replaces their user. Django does the same with
+// django_canal.realtime over plain channels_redis. Two event types are reserved and
+// handled before Options.Events: EventDisconnect and EventRefresh.
+//
+// A refresh changes Scope.User between two hooks, atomically (canal.Scope.SetUser),
+// updates the connection's presence entries, then runs the UserChanged hook, so a
+// consumer that checks permissions at each event follows a permission change without
+// a reconnect. Hooks read the user with Conn.User (or Scope().User); goroutines of
+// their own read Scope().CurrentUser().
+//
+// With Options.Presence (package presence), the connection is recorded in each group
+// it joins once Connect has returned, and removed when it leaves; PresenceEvents
+// announces a user's first join and last leave to the group's members.
+//
 // The same consumer serves Server-Sent Events streams when the server has
 // Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
 // since a stream's client cannot send.

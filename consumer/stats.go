@@ -25,6 +25,9 @@ type Stats struct {
 	// Invalid: events without a usable "type" (a peer that bypassed the layer's
 	// checks). Counted once per connection.
 	Invalid uint64
+	// PresenceErrors: presence writes (Options.Presence) that failed; the connection
+	// went on without that entry or event.
+	PresenceErrors uint64
 }
 
 // drops counts and logs dropped events. Each kind has its own limiter keyed by event
@@ -34,6 +37,8 @@ type drops struct {
 	badFrames, badEvents, unhandled, invalid atomic.Uint64
 	frameLog, eventLog, unhandledLog         ratelog.Limiter
 	invalidLog                               ratelog.Limiter
+	presenceErrors                           atomic.Uint64
+	presenceLog                              ratelog.Limiter
 }
 
 func (d *drops) stats() Stats {
@@ -42,6 +47,8 @@ func (d *drops) stats() Stats {
 		BadEvents: d.badEvents.Load(),
 		Unhandled: d.unhandled.Load(),
 		Invalid:   d.invalid.Load(),
+
+		PresenceErrors: d.presenceErrors.Load(),
 	}
 }
 
@@ -69,4 +76,10 @@ func (d *drops) invalidEvent(route string, err error) {
 	n := d.invalid.Add(1)
 	d.invalidLog.Log(d.logger, slog.LevelWarn, route, "canal: dropped layer event",
 		"err", err, "route", route, "invalid_total", n)
+}
+
+func (d *drops) presenceFailed(op, group string, err error) {
+	n := d.presenceErrors.Add(1)
+	d.presenceLog.Log(d.logger, slog.LevelWarn, op, "canal: presence "+op+" failed",
+		"group", group, "err", err, "presence_errors_total", n)
 }
