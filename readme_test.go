@@ -29,6 +29,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
@@ -40,7 +41,7 @@ import (
 var (
 	ctx                        = context.Background()
 	chat, profile, files, jobs canal.Handler
-	origin, auth               canal.Middleware
+	origin, tickets            canal.Middleware
 	routes                     canal.Handler
 )
 
@@ -50,6 +51,7 @@ var (
 	_ = os.Getenv
 	_ = fiber.New
 	_ = rueidis.NewClient
+	_ = auth.Django
 	_ = consumer.New[struct{}]
 	_ = layers.NewMemory
 	_ = middleware.Origin
