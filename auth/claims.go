@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/userjson"
 )
 
 // maxToken is the longest credential SimpleJWT and Signed read, in bytes. Django's
@@ -63,7 +64,7 @@ func (c *claimMap) user(m map[string]any) (canal.User, error) {
 func (c *claimMap) id(name string, v any) (string, error) {
 	switch id := v.(type) {
 	case json.Number:
-		if integer(string(id)) {
+		if userjson.Int(string(id)) {
 			return string(id), nil
 		}
 	case string:
@@ -72,21 +73,4 @@ func (c *claimMap) id(name string, v any) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: %s: claim %q is not an integer or a non-empty string", ErrInvalid, c.what, name)
-}
-
-// integer reports whether a JSON number literal is '-'? digits: Django writes a
-// primary key so, and reading 42.0 or 4.2e1 as "42" would be a guess.
-func integer(s string) bool {
-	if len(s) > 0 && s[0] == '-' {
-		s = s[1:]
-	}
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -22,6 +22,7 @@ import (
 	"compress/zlib"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/internal/userjson"
 )
 
 // maxPayload bounds the JSON a compressed signed token may inflate to. The signature
@@ -246,7 +247,7 @@ func (v *signedVerifier) verify(ctx context.Context, token string) (canal.User, 
 			return canal.User{ID: p}, nil
 		}
 	case json.Number:
-		if integer(string(p)) {
+		if userjson.Int(string(p)) {
 			return canal.User{ID: string(p)}, nil
 		}
 	}
