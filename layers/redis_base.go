@@ -1,11 +1,5 @@
 package layers
 
-// The base of both Redis layers. Redis (channels_redis' core layer) and RedisPubSub (its
-// Pub/Sub layer) each embed a redisBase, which holds what they share: the options
-// common to both, the clients of the Redis servers, the message codec, the local
-// clock and Attach-name seed, the counters behind Stats, and the shutdown plumbing of
-// their background goroutines. A new backend feature starts from here.
-
 import (
 	"cmp"
 	"context"
@@ -26,6 +20,12 @@ import (
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/internal/redisconn"
 )
+
+// The base of both Redis layers. Redis (channels_redis' core layer) and RedisPubSub (its
+// Pub/Sub layer) each embed a redisBase, which holds what they share: the options
+// common to both, the clients of the Redis servers, the message codec, the local
+// clock and Attach-name seed, the counters behind Stats, and the shutdown plumbing of
+// their background goroutines. A new backend feature starts from here.
 
 // redisMaxBackoff bounds the wait between attempts to reach Redis while it is down.
 const redisMaxBackoff = 2 * time.Second
@@ -93,11 +93,13 @@ type redisBase struct {
 	malformed                                     malformedCounter
 }
 
+// redisHost is one Redis client: a server of Hosts, a cluster or a Sentinel master.
 type redisHost struct {
 	name   string // the URL without its password, for logs
 	client rueidis.Client
 }
 
+// redisListener is an Attach channel's deliver func.
 type redisListener struct {
 	deliver  func(canal.Message) bool
 	detached atomic.Bool
