@@ -69,6 +69,10 @@ class _BadRequest(Exception):
 def _bearer_ok(request):
     token = conf.session_token()
     presented = request.META.get("HTTP_AUTHORIZATION", "")
+    if presented:
+        # Django's error reports and its log record of a 5xx answer (which
+        # AdminEmailHandler mails) show request.META, and do not mask this header.
+        request.META["HTTP_AUTHORIZATION"] = "********"
     return hmac.compare_digest(presented.encode(), ("Bearer " + token).encode())
 
 
@@ -114,9 +118,9 @@ def _answer(request, only_kind=None):
     except credentials.KindUnavailable as exc:
         return JsonResponse({"error": "kind not available", "detail": str(exc)}, status=400)
     except Exception as exc:
-        # Answered here rather than by Django's 500 handler: its error report
-        # would show the Authorization header, and a database error's message
-        # can quote the credential. The Go side fails closed on any 500.
+        # Answered here rather than by Django's 500 handler, whose error report
+        # would quote the exception, and a database error's message can quote
+        # the credential. The Go side fails closed on any 500.
         message = str(exc).replace(credential, "***")
         logger.error("realtime auth: checking a %r credential failed: %s: %s", kind[:64], type(exc).__name__, message)
         return JsonResponse({"error": "internal error"}, status=500)

@@ -65,4 +65,5 @@ class FailingBackend(ModelBackend):
     """Fails the way a database that is down does, quoting its input."""
 
     def authenticate(self, request, failing):
-        raise RuntimeError("lookup of %r failed: database is down" % failing)
+        token = failing  # a local of a frame below the endpoint's check
+        raise RuntimeError("lookup of %r failed: database is down" % token)

@@ -25,8 +25,10 @@ class Logs(logging.Handler):
     def __init__(self):
         super().__init__(level=logging.DEBUG)
         self.messages = []
+        self.records = []
 
     def emit(self, record):
+        self.records.append(record)
         self.messages.append(record.getMessage())
 
     def __enter__(self):
@@ -200,6 +202,46 @@ class AuthEndpointTests(TestCase):
         self.assertEqual(self.answer(response, 500), {"error": "internal error"})
         self.assertTrue([m for m in logs.messages if "database is down" in m], logs.messages)
         self.assertEqual([m for m in logs.messages if credential in m or TOKEN in m], [])
+        # Django logs every 5xx answer with its request, and AdminEmailHandler mails
+        # that request's report: it holds neither the credential nor the secret.
+        from django.views.debug import ExceptionReporter
+
+        logged = [r for r in logs.records if getattr(r, "request", None) is not None]
+        self.assertTrue(logged, "Django did not log the 500")
+        for record in logged:
+            report = ExceptionReporter(record.request, None, None, None, is_email=True).get_traceback_text()
+            self.assertIn("/auth/", report)
+            self.assertNotIn(TOKEN, report)
+            self.assertNotIn(credential, report)
+
+    @override_settings(
+        AUTHENTICATION_BACKENDS=["tests.backends.FailingBackend"],
+        REALTIME_AUTH_KINDS={"failing": {"type": "backend", "kwarg": "failing"}},
+    )
+    def test_error_reports_hide_the_credential_in_our_frames(self):
+        # Django's error report (the 500 e-mail, tools reading it) shows each frame's
+        # locals: the checks are sensitive_variables(). A backend's own frames are
+        # the backend's business (Django's authenticate() marks only "credentials"),
+        # which is why the endpoint answers a failed check itself, with no report:
+        # see test_a_failing_check_is_500_and_logs_no_credential.
+        import django_canal.credentials
+        from django.test import RequestFactory
+        from django.views.debug import ExceptionReporter
+
+        credential = "credential-77c0b3e1"
+        request = RequestFactory().post("/auth/")
+        try:
+            django_canal.credentials.resolve(request, "failing", credential)
+        except RuntimeError:
+            frames = ExceptionReporter(request, *sys.exc_info()).get_traceback_data()["frames"]
+        else:
+            return self.fail("the failing backend did not fail")
+        ours = [f for f in frames if f["filename"] == django_canal.credentials.__file__]
+        self.assertEqual([f["function"] for f in ours], ["resolve", "_backend"])
+        for frame in ours:
+            self.assertTrue(frame["vars"], frame["function"])
+            for name, value in frame["vars"]:
+                self.assertNotIn(credential, str(value), "frame %s, variable %s" % (frame["function"], name))
 
     # -- the endpoint's other answers --
 
