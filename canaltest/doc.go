@@ -7,6 +7,9 @@
 //   - StartRedis starts a private redis-server (Kill and Restart it for fault tests);
 //     StartRedisCluster a local cluster of masters; StartRedisSentinel a master, a
 //     replica and a sentinel, with Failover.
+//   - StartDjango serves a Django project with runserver (DjangoCommand runs its
+//     management commands); StartDjangoTests serves django_canal's own test project
+//     (python/tests) with users and a credential of every kind, for auth.Django.
 //   - Package browser drives Debian's headless Chromium for page-level tests.
 //
 // Every process a helper starts is stopped when the test ends, every wait is bounded,
