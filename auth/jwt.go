@@ -146,8 +146,9 @@ type jwtVerifier struct {
 // SimpleJWT returns a Verifier for access tokens made by djangorestframework-simplejwt
 // (AccessToken.for_user, TokenObtainPairView), checked as simplejwt's
 // JWTAuthentication checks them: signature with the one configured algorithm, "exp"
-// present and in the future (within Leeway), "nbf" if present, audience and issuer when
-// configured, a "jti", and a token type in TokenTypes. Parsing and verification are
+// present and in the future, "nbf" and "iat" if present not in the future (all within
+// Leeway), audience and issuer when configured, a "jti", and a token type in
+// TokenTypes. Parsing and verification are
 // github.com/golang-jwt/jwt/v5's.
 //
 // The user is the user id claim (ID), the username claim (Username), and in Attrs every
@@ -160,7 +161,7 @@ type jwtVerifier struct {
 // (ACCESS_TOKEN_LIFETIME, 5 minutes by default) for that reason.
 //
 // A token that is malformed, longer than 8 KiB, tampered with, signed with another key
-// or algorithm, expired, not yet valid, for another audience or issuer, of another type,
+// or algorithm, expired, not yet valid or issued in the future, for another audience or issuer, of another type,
 // or without jti or user id gives an error wrapping [ErrInvalid]; the error says which
 // and never contains the token. SimpleJWT returns an error naming the setting when
 // opts are incomplete or contradictory.
@@ -203,6 +204,7 @@ func SimpleJWT(opts JWTOptions) (Verifier, error) {
 		jwt.WithValidMethods([]string{opts.Algorithm}),
 		jwt.WithJSONNumber(), // ids past 2^53 keep every digit
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), // PyJWT refuses an "iat" in the future too
 		jwt.WithLeeway(opts.Leeway),
 	}
 	if opts.Audience != "" {
@@ -272,6 +274,8 @@ func (v *jwtVerifier) reason(tok *jwt.Token, err error) string {
 		return "has expired"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return "is not valid yet"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "was issued in the future"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return "is not for this audience"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):

@@ -163,6 +163,7 @@ func TestSimpleJWTRefuses(t *testing.T) {
 		{"expired past leeway", auth.JWTOptions{SigningKey: testSecret, Leeway: 30 * time.Second},
 			hs(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Minute).Unix() }), "expired"},
 		{"not valid yet", hsOpts, hs(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() }), "not valid yet"},
+		{"issued in the future", hsOpts, hs(func(c jwt.MapClaims) { c["iat"] = time.Now().Add(time.Hour).Unix() }), "issued in the future"},
 		{"exp not a number", hsOpts, hs(func(c jwt.MapClaims) { c["exp"] = "tomorrow" }), "invalid claims"},
 		{"no user id", hsOpts, hs(func(c jwt.MapClaims) { delete(c, "user_id") }), `no "user_id"`},
 		{"fractional user id", hsOpts, hs(func(c jwt.MapClaims) { c["user_id"] = 42.5 }), "not an integer"},

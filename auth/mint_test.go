@@ -182,6 +182,7 @@ var jwtVerdicts = map[string]verdict{
 	"sliding accepted":           accepted("pk", "", nil),
 	"expired":                    refused(),
 	"expired within leeway":      accepted("pk", "alice", nil),
+	"issued in the future":       refused(),
 	"other secret":               refused(),
 	"uuid user id":               accepted("3f1c2b9e-4d5a-4c6b-8e7f-0a1b2c3d4e5f", "alice", nil),
 	"audience and issuer":        accepted("pk", "alice", aliceClaims("editors")),

@@ -61,7 +61,8 @@ type SignedOptions struct {
 	// timestamped tokens, unless NoMaxAge says on purpose that any age will do, as
 	// loads without max_age does. A token that never expires is a password that leaks
 	// with every log line and browser history entry that records it: keep MaxAge as
-	// short as the client's path from page to socket (a minute is plenty).
+	// short as the client's path from page to socket (a minute is plenty). A timestamp
+	// in the future passes, as in Django: only a holder of the key can write one.
 	MaxAge   time.Duration
 	NoMaxAge bool
 

@@ -216,6 +216,11 @@ def jwt_cases():
     add("expired within leeway", t2, dict(hs, Leeway=30 * SEC),
         django_verdict(t2, TokenBackend("HS256", SECRET, leeway=30)))
 
+    future = refresh.access_token
+    future.set_iat(at_time=future.current_time + timedelta(hours=1))
+    t2 = str(future)
+    add("issued in the future", t2, hs, django_verdict(t2))
+
     other = TokenBackend("HS256", "another secret").encode(access.payload)
     add("other secret", other, hs, django_verdict(other))
 
