@@ -47,8 +47,10 @@ const defaultCacheEntries = 10_000
 // Only two outcomes are remembered: a user, and (with InvalidTTL) [ErrInvalid]. Any
 // other error, [canal.ErrUnavailable] among them, is passed on and the next call asks
 // v again. Concurrent calls with the same credential while none is remembered share one
-// call of v (the callers may have different deadlines: v's context ends when the last
-// of them gives up; its values are the first caller's).
+// call of v, run on a goroutine of its own: the callers may have different deadlines,
+// so v's context ends when the last of them gives up (its values are the first
+// caller's), and the goroutine ends when v returns. A caller that gives up gets an
+// error wrapping [canal.ErrUnavailable] and its context's error.
 //
 // The cache is keyed by the credential's SHA-256, and holds neither credentials nor
 // anything that would let one be recovered. It holds at most MaxEntries entries;
