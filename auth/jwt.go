@@ -144,27 +144,26 @@ type jwtVerifier struct {
 }
 
 // SimpleJWT returns a Verifier for access tokens made by djangorestframework-simplejwt
-// (AccessToken.for_user, TokenObtainPairView), checked as simplejwt's
-// JWTAuthentication checks them: signature with the one configured algorithm, "exp"
-// present and in the future, "nbf" and "iat" if present not in the future (all within
-// Leeway), audience and issuer when configured, a "jti", and a token type in
-// TokenTypes. Parsing and verification are
-// github.com/golang-jwt/jwt/v5's.
+// (AccessToken.for_user, TokenObtainPairView), checked as its JWTAuthentication checks
+// them: the signature, with the one configured algorithm; "exp" present and not past;
+// "nbf" and "iat", when present, not in the future (all three within Leeway); audience
+// and issuer when configured; a "jti"; a token type in TokenTypes. Parsing and
+// signature checks are github.com/golang-jwt/jwt/v5's.
 //
 // The user is the user id claim (ID), the username claim (Username), and in Attrs every
 // further claim the token carries (is_staff, groups, a tenant, "jti"), numbers as
 // json.Number; the claims checked here (exp, iat, nbf, iss, aud, the token type) are
 // left out.
 //
-// Like simplejwt's JWTAuthentication without a database, it does not check that the
-// user still exists or is active, nor a blacklist: access tokens are short-lived
+// Like simplejwt's JWTStatelessUserAuthentication, it does not check that the user
+// still exists or is active, nor a blacklist: access tokens are short-lived
 // (ACCESS_TOKEN_LIFETIME, 5 minutes by default) for that reason.
 //
 // A token that is malformed, longer than 8 KiB, tampered with, signed with another key
-// or algorithm, expired, not yet valid or issued in the future, for another audience or issuer, of another type,
-// or without jti or user id gives an error wrapping [ErrInvalid]; the error says which
-// and never contains the token. SimpleJWT returns an error naming the setting when
-// opts are incomplete or contradictory.
+// or algorithm, expired, not yet valid, issued in the future, for another audience or
+// issuer, of another type, or without jti or user id gives an error wrapping
+// [ErrInvalid]; the error says which and never contains the token. SimpleJWT returns
+// an error naming the setting when opts are incomplete or contradictory.
 func SimpleJWT(opts JWTOptions) (Verifier, error) {
 	if opts.Algorithm == "" {
 		opts.Algorithm = "HS256"

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"compress/zlib"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -18,8 +19,6 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"compress/zlib"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/internal/userjson"
