@@ -68,17 +68,19 @@ def _drf_class(options, base_path, kind):
     """The DRF authentication class for a kind: the "class" option, else the
     first subclass of base_path in DRF's DEFAULT_AUTHENTICATION_CLASSES (the
     site's own), else base_path itself."""
+    # Any exception, not only ImportError: a package that does not support this
+    # Django can fail to import in other ways (an AttributeError in its code).
     try:
         base = import_string(base_path)
         from rest_framework.settings import api_settings
-    except ImportError as exc:
-        raise KindUnavailable("%s: %s" % (kind, exc)) from exc
+    except Exception as exc:
+        raise KindUnavailable("%s: %s: %s" % (kind, type(exc).__name__, exc)) from exc
     path = options.get("class")
     if path is not None:
         try:
             return import_string(path)
-        except ImportError as exc:
-            raise KindUnavailable("%s: %s" % (kind, exc)) from exc
+        except Exception as exc:
+            raise KindUnavailable("%s: %s: %s" % (kind, type(exc).__name__, exc)) from exc
     for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES:
         if isinstance(cls, type) and issubclass(cls, base):
             return cls
