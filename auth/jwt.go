@@ -203,7 +203,8 @@ func SimpleJWT(opts JWTOptions) (Verifier, error) {
 		jwt.WithValidMethods([]string{opts.Algorithm}),
 		jwt.WithJSONNumber(), // ids past 2^53 keep every digit
 		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(), // PyJWT refuses an "iat" in the future too
+		jwt.WithIssuedAt(),       // PyJWT refuses an "iat" in the future too
+		jwt.WithStrictDecoding(), // one spelling per token: no spare bits in the last base64 digit
 		jwt.WithLeeway(opts.Leeway),
 	}
 	if opts.Audience != "" {

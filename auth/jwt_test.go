@@ -203,6 +203,42 @@ func TestSimpleJWTRefuses(t *testing.T) {
 	}
 }
 
+// Every one-character change of a valid token is refused: replaced by any URL-safe
+// character or '.', or deleted. The last digit of a segment has spare bits; a decoder
+// that ignored them would accept a changed token.
+func TestSimpleJWTEveryChange(t *testing.T) {
+	t.Parallel()
+	v := mustJWT(t, auth.JWTOptions{SigningKey: testSecret})
+	tok := sign(t, jwt.SigningMethodHS256, []byte(testSecret), accessClaims(nil))
+	checkEveryChange(t, v, tok)
+}
+
+// checkEveryChange asserts that v accepts tok and refuses every string one edit away.
+func checkEveryChange(t *testing.T, v auth.Verifier, tok string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := v(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:="
+	tried := 0
+	for i := range len(tok) {
+		variants := []string{tok[:i] + tok[i+1:]}
+		for _, c := range []byte(alphabet) {
+			if c != tok[i] {
+				variants = append(variants, tok[:i]+string(c)+tok[i+1:])
+			}
+		}
+		for _, m := range variants {
+			tried++
+			if u, err := v(ctx, m); err == nil {
+				t.Fatalf("accepted %q, %q changed at %d, as %+v", m, tok, i, u)
+			}
+		}
+	}
+	t.Logf("%d changed tokens refused", tried)
+}
+
 func TestSimpleJWTClaimsOptions(t *testing.T) {
 	t.Parallel()
 	v := mustJWT(t, auth.JWTOptions{

@@ -181,6 +181,14 @@ func TestSignedRefuses(t *testing.T) {
 	}
 }
 
+func TestSignedEveryChange(t *testing.T) {
+	t.Parallel()
+	opts := auth.SignedOptions{Key: testSecret, Salt: "canal.ws", MaxAge: time.Minute}
+	v := mustSigned(t, opts)
+	checkEveryChange(t, v, auth.DjangoDumps(opts, alice, false, time.Now()))
+	checkEveryChange(t, v, auth.DjangoDumps(opts, map[string]any{"user_id": 1, "g": strings.Repeat("ab", 40)}, true, time.Now()))
+}
+
 func TestSignedContext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
