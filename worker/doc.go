@@ -33,7 +33,8 @@
 // GOMAXPROCS): each channel's receive loop takes a free slot before it asks the
 // layer for a message, and the slot is given back when the handler returns. So a
 // busy worker leaves messages in Redis, where other worker processes take them,
-// and a crash loses at most Concurrency messages. There is no order across
+// and a crash loses at most Concurrency messages. One slot of each channel is its
+// own, so that a busy channel cannot starve the others. There is no order across
 // concurrent handlers; Concurrency 1 with one channel handles messages in order.
 //
 // A handler's error is logged (the error, never the message) and counted in

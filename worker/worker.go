@@ -170,11 +170,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	recvCtx, stopReceiving := context.WithCancel(ctx)
 	defer stopReceiving()
 
-	r := &run{
-		w:          w,
-		recvCtx:    recvCtx,
-		handlerCtx: handlerCtx,
-		slots:      make(chan struct{}, w.concurrency),
+	r := &run{w: w, recvCtx: recvCtx, handlerCtx: handlerCtx}
+	if n := w.concurrency - len(w.routes); n > 0 {
+		r.shared = make(chan struct{}, n)
 	}
 	var receivers sync.WaitGroup
 	for name, h := range w.routes {
@@ -209,31 +207,46 @@ type run struct {
 	w          *Worker
 	recvCtx    context.Context // ends when Run stops receiving
 	handlerCtx context.Context // ends at the drain timeout
-	slots      chan struct{}   // a token per message held: the Concurrency cap
-	handlers   sync.WaitGroup
-	fatalOnce  sync.Once
-	fatal      error
+	// shared holds a token per message held beyond each channel's own one: the
+	// channels' own slots plus shared make the Concurrency cap. nil when there are
+	// none to share.
+	shared    chan struct{}
+	handlers  sync.WaitGroup
+	fatalOnce sync.Once
+	fatal     error
 }
 
 // receive is one channel's loop: take a slot, receive a message, hand it to a
 // handler goroutine that gives the slot back. Waiting for the slot before Receive
-// means a busy worker leaves messages in the layer, for other workers to take. It
-// returns nil when Run stops receiving, an error when the layer is closed.
+// means a busy worker leaves messages in the layer, for other workers to take. The
+// channel's own slot is taken first, shared ones after, so that a busy channel
+// never takes an idle one's last slot. It returns nil when Run stops receiving, an
+// error when the layer is closed.
 func (r *run) receive(channel string, h Handler) error {
 	w := r.w
+	own := make(chan struct{}, 1)
 	var backoff time.Duration
 	var failingSince time.Time
 	for {
+		var slot chan struct{}
 		select {
-		case r.slots <- struct{}{}:
-		case <-r.recvCtx.Done():
-			return nil
+		case own <- struct{}{}:
+			slot = own
+		default:
+			select {
+			case own <- struct{}{}:
+				slot = own
+			case r.shared <- struct{}{}:
+				slot = r.shared
+			case <-r.recvCtx.Done():
+				return nil
+			}
 		}
 		// A layer may return a message it was handed as ctx ended (with a nil
 		// error) rather than lose it: that one is handled like any other.
 		msg, err := w.layer.Receive(r.recvCtx, channel)
 		if err != nil {
-			<-r.slots
+			<-slot
 			switch {
 			case r.recvCtx.Err() != nil:
 				return nil
@@ -263,7 +276,7 @@ func (r *run) receive(channel string, h Handler) error {
 		w.received.Add(1)
 		w.inFlight.Add(1)
 		r.handlers.Go(func() {
-			defer func() { <-r.slots }()
+			defer func() { <-slot }()
 			defer w.inFlight.Add(-1)
 			w.handle(r.handlerCtx, channel, h, msg)
 		})

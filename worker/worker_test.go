@@ -518,3 +518,40 @@ func TestReceiveErrorsBackOff(t *testing.T) {
 		t.Fatalf("no recovery line:\n%s", logs)
 	}
 }
+
+// With several channels each keeps one slot waiting, so a busy channel cannot
+// starve an idle one.
+func TestBusyChannelLeavesIdleChannelASlot(t *testing.T) {
+	t.Parallel()
+	l := memoryLayer(t, layers.MemoryOptions{})
+	release := make(chan struct{})
+	var light atomic.Int64
+	w := start(t, l, worker.Channels{
+		"heavy": worker.HandlerFunc(func(ctx context.Context, _ canal.Message) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}),
+		"light": worker.HandlerFunc(func(context.Context, canal.Message) error {
+			light.Add(1)
+			return nil
+		}),
+	}, worker.Options{Concurrency: 3})
+
+	for range 5 {
+		send(t, l, "heavy", canal.Message{"type": "job"})
+	}
+	eventually(t, "2 heavy in flight", func() bool { return w.Stats().InFlight == 2 })
+	time.Sleep(50 * time.Millisecond)
+	if st := w.Stats(); st.InFlight != 2 || st.Received != 2 {
+		t.Fatalf("stats %+v: heavy took the idle channel's slot", st)
+	}
+	for range 3 {
+		send(t, l, "light", canal.Message{"type": "ping"})
+	}
+	eventually(t, "light handled while heavy is busy", func() bool { return light.Load() == 3 })
+	close(release)
+	eventually(t, "all handled", func() bool { return w.Stats().Handled == 8 })
+}
