@@ -1,12 +1,3 @@
-// Command canal is a ready-made Canal server: realtime for a Django site, configured
-// in a TOML file, with no Go to write.
-//
-//	go install github.com/canal-rt/canal/cmd/canal@latest
-//	canal check -config canal.toml   # says exactly what is wrong, by file:line and key
-//	canal serve -config canal.toml   # serves until SIGTERM or SIGINT, then drains
-//	canal --version
-//
-// See doc.go for the configuration file's reference and docs/deploy.md for running it.
 package main
 
 import (

@@ -118,7 +118,7 @@ func TestParseMinimal(t *testing.T) {
 func TestEnvOverrides(t *testing.T) {
 	e := map[string]string{
 		EnvListen: "0.0.0.0:7000", EnvRedisURL: "redis://:pw@10.0.0.1:6379/2", EnvAdminListen: "127.0.0.1:9999",
-		EnvLogLevel: "warn", EnvLogFormat: "json", EnvLayerKeys: "k1, k2,",
+		EnvLogLevel: "warn", EnvLogFormat: "json", EnvLayerKeys: "k1, k2,", EnvOrigins: "http://127.0.0.1:8000, .example.com",
 	}
 	c, err := Parse("canal.toml", []byte("listen = \"127.0.0.1:1\"\n[redis]\nurl = \"redis://127.0.0.1/0\"\n[[route]]\npath = \"ws/\"\nanonymous = true\n"), env(e))
 	if err != nil {
@@ -126,7 +126,7 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if c.Listen != "0.0.0.0:7000" || c.Redis.URL != e[EnvRedisURL] || c.Admin.Listen != "127.0.0.1:9999" ||
 		c.Log.Level != "warn" || c.Log.Format != "json" || !slices.Equal(c.LayerKeys, []string{"k1", "k2"}) ||
-		!slices.Equal(c.Layer.Hosts, []string{e[EnvRedisURL]}) {
+		!slices.Equal(c.Layer.Hosts, []string{e[EnvRedisURL]}) || !slices.Equal(c.Origins, []string{"http://127.0.0.1:8000", ".example.com"}) {
 		t.Errorf("env: %+v", c)
 	}
 }

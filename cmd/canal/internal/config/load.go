@@ -59,6 +59,7 @@ type Env func(name string) string
 // The environment variables Load reads.
 const (
 	EnvListen       = "CANAL_LISTEN"
+	EnvOrigins      = "CANAL_ORIGINS" // comma-separated; replaces origins
 	EnvAdminListen  = "CANAL_ADMIN_LISTEN"
 	EnvRedisURL     = "CANAL_REDIS_URL"
 	EnvLogLevel     = "CANAL_LOG_LEVEL"

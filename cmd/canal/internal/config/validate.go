@@ -44,6 +44,14 @@ func (c *Config) applyEnv(env Env, v *validator) {
 		}
 	}
 	set(&c.Listen, EnvListen)
+	if s := env(EnvOrigins); s != "" {
+		c.Origins = nil
+		for _, o := range strings.Split(s, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.Origins = append(c.Origins, o)
+			}
+		}
+	}
 	set(&c.Admin.Listen, EnvAdminListen)
 	set(&c.Redis.URL, EnvRedisURL)
 	set(&c.Log.Level, EnvLogLevel)

@@ -1,0 +1,151 @@
+// Command canal is a ready Canal server: realtime for a Django site, configured in a
+// TOML file, with no Go to write.
+//
+//	go install github.com/canal-rt/canal/cmd/canal@latest
+//	canal check -config canal.toml   # exit 0 if valid; 1 with every problem as file:line: key: what
+//	canal serve -config canal.toml   # until SIGTERM or SIGINT, then a graceful drain
+//	canal --version
+//
+// The configuration file is -config, else $CANAL_CONFIG, else ./canal.toml. Exit
+// codes: 0 success, 1 invalid configuration or a failed server, 2 bad usage.
+//
+// # A minimal configuration
+//
+//	[redis]
+//	url = "redis://127.0.0.1:6379/0"   # or CANAL_REDIS_URL
+//
+//	[auth.ticket]                      # django_canal's /ticket/
+//
+//	[[route]]
+//	path = "ws/chat/<slug:room>/"
+//	groups = ["chat_{room}", "user_{user.id}"]
+//	events = ["chat.message"]          # group_send types sent to the socket as JSON
+//
+// Django then reaches the sockets with Channels' own code:
+//
+//	async_to_sync(get_channel_layer().group_send)("chat_lobby", {"type": "chat.message", "message": "hi"})
+//
+// and the browser receives {"message": "hi", "type": "chat.message"}.
+//
+// # Reference
+//
+// Top level:
+//
+//	listen            "127.0.0.1:8001"   socket listener (CANAL_LISTEN)
+//	origins           []                 other origins whose pages may connect (server.Options.Origins;
+//	                                     CANAL_ORIGINS); the request's own host is always allowed
+//	shutdown_timeout  "25s"              how long SIGTERM waits for sockets to close
+//
+// [server]: max_connections (default: the file limit minus 512), handshake_timeout
+// ("10s"), read_limit (65536 bytes), session_workers (256), event_streams (false: also
+// serve Server-Sent Events on the same routes).
+//
+// [log]: level = debug | info (default) | warn | error (CANAL_LOG_LEVEL); format = text
+// (default) | json (CANAL_LOG_FORMAT). Logs go to standard error through log/slog.
+// Tickets, cookies, tokens, query strings, passwords in Redis URLs and the content of
+// messages never appear in them.
+//
+// [admin]: listen = "127.0.0.1:9091" (CANAL_ADMIN_LISTEN) serves GET /healthz (200
+// while the process runs) and GET /readyz (200 while it takes connections and every
+// bus is subscribed; 503 while starting and draining). Off when empty.
+//
+// [redis]: url, the Redis of tickets, bus inputs and, by default, the layer
+// (CANAL_REDIS_URL; redis://[:password@]host:port/db, rediss:// or unix://).
+//
+// [layer], the channel layer Django shares (its CHANNEL_LAYERS["default"]):
+//
+//	backend   "redis" when redis.url is set, else "memory"; "redis" is channels_redis'
+//	          RedisChannelLayer, "pubsub" its RedisPubSubChannelLayer
+//	hosts     [redis.url]
+//	prefix    "asgi"
+//	capacity  100
+//
+// symmetric_encryption_keys come from CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS
+// (comma-separated), never from the file.
+//
+// [auth.ticket] turns on django_canal's single-use tickets (in redis.url):
+// transports = ["subprotocol", "query", "first_message"] (the default, all three),
+// prefix = "canal:ticket:" (REALTIME_TICKET_PREFIX).
+//
+// [auth.session] turns on Django's session cookie, checked by django_canal's endpoint:
+// url = "http://127.0.0.1:8000/session/" (required), cookie = "sessionid". The shared
+// secret is CANAL_SESSION_TOKEN (Django's REALTIME_SESSION_TOKEN). The cookie reaches
+// canal only when it serves on the site's host name (see docs/deploy.md).
+//
+// [django]: timeout = "5s" for canal's calls to Django URLs (authorize, receive mode
+// "django"). They carry "Authorization: Bearer $CANAL_DJANGO_TOKEN".
+//
+// [[bus]], a raw Redis Pub/Sub channel of JSON objects, as in the websockets guide's
+// Django integration (connection.publish("events", json.dumps(event))):
+//
+//	channel  "events"                  required
+//	group    "ct_{content_type_id}"    required: a template over the message's fields
+//	redis    redis.url
+//
+// Each message goes, exactly as published (no decoding, no re-encoding), to this
+// process's sockets in the group its fields name; every canal process subscribes, so
+// each socket gets it once. Messages that are not a JSON object in UTF-8, over 1 MiB,
+// or without the fields the template names are dropped and logged (at most a line a
+// second per kind, without their content).
+//
+// [[route]], tried in order; no match answers 404 before any credential is read:
+//
+//	path        Django path() syntax: "ws/chat/<slug:room>/" (str, int, slug, uuid, path)
+//	regex       or re_path() syntax: '^ws/jobs/(?P<job>[0-9]+)/$'
+//	auth        credential kinds, default every configured one: ["session", "ticket"]
+//	            (a live session is enough; else a ticket; a ticket present always wins)
+//	anonymous   false: refuse (403) who is not logged in
+//	require     predicates that must all hold, else 403: ["user.is_staff",
+//	            'user.permissions contains "app.view_x"']
+//	authorize   a Django URL asked before the socket opens, in the spirit of Centrifugo's
+//	            subscribe proxy: POST {"user", "path", "route", "groups"}; 200/204 admits,
+//	            401/403 refuses (403), anything else or no answer in time 503
+//	groups      templates of the groups the socket joins: ["chat_{room}", "user_{user.id}",
+//	            "ct_{user.content_types}"] (a list claim joins one group per item)
+//	max_groups  256: more groups from the templates refuse the socket
+//	events      layer message types sent to the socket, each as the message's JSON
+//	            (built once per message for every member)
+//
+// A route value or claim a template names but the connection lacks refuses it (403),
+// so a missing claim can never put users in a group shared by everyone it is missing
+// for. Templates and predicates are the small language of package expr: names are
+// user.id, user.username, user.authenticated, user.<claim>[.<key>], route.<name> or
+// just <name>; predicates are NAME, not NAME, A == B, A != B, A contains B.
+//
+// Every route also relays {"type": "websocket.send", "text": "..."} (or "bytes")
+// sent to a socket's channel as that frame, how a worker replies, and closes the
+// socket on {"type": "websocket.close", "code": 4403} (Django closing a user's sockets
+// at logout).
+//
+// [route.receive], what a client message does:
+//
+//	mode = "refuse"   (default) any client frame closes the socket with 1008
+//	mode = "group"    the client's JSON object goes to group (a template) as a message
+//	                  of type; "type" and "sender" ({"id", "username"}) are set by canal
+//	mode = "worker"   the client's JSON object goes to channel (channel_layer.send shape)
+//	                  as a message of type, with "reply_channel" (the socket's channel
+//	                  name), "sender" and "route" added: a Channels SyncConsumer under
+//	                  `manage.py runworker <channel>` handles it with the ORM and replies
+//	                  with channel_layer.send(reply_channel, {"type": "websocket.send", ...})
+//	mode = "django"   the client's JSON is posted to url as {"message", "user", "path",
+//	                  "route", "channel_name"}; a non-empty 2xx answer is sent to the
+//	                  socket as a text frame; 4xx closes with 4000+status, 5xx or no
+//	                  answer in time with 1013
+//
+// In group and worker modes a frame that is not a JSON object closes the socket with
+// 1007 (binary: 1003); a full worker channel or a layer that is down closes it with
+// 1013, so a client never believes an undelivered message arrived.
+//
+// # Environment
+//
+//	CANAL_CONFIG, CANAL_LISTEN, CANAL_ORIGINS (comma-separated), CANAL_ADMIN_LISTEN,
+//	CANAL_REDIS_URL, CANAL_LOG_LEVEL, CANAL_LOG_FORMAT   override the file
+//	CANAL_SESSION_TOKEN, CANAL_DJANGO_TOKEN,
+//	CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS     secrets: only from the environment
+//
+// # Signals
+//
+// SIGTERM or SIGINT: /readyz turns 503, new handshakes get 503, open sockets close
+// with 1001 after their groups are left, and the process exits 0 within
+// shutdown_timeout (sockets still open then are dropped). See docs/deploy.md.
+package main
