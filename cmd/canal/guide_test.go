@@ -220,4 +220,3 @@ func (a *admin) ticket(t *testing.T) string {
 	}
 	return out.Ticket
 }
-
