@@ -113,6 +113,26 @@ func TestDjango(t *testing.T) {
 		})
 	}
 
+	// What auth.Cache documents: a credential revoked on the site stays accepted for
+	// up to TTL through the cache, and is refused at once without it.
+	t.Run("revocation", func(t *testing.T) {
+		direct := djangoVerifier(t, site.URL+"/auth/", djangoSecret, "drf")
+		cached, err := auth.Cache(direct, auth.CacheOptions{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, err := cached(context.Background(), alice["drf"]); err != nil || u.Username != "alice" {
+			t.Fatalf("before: %+v, %v", u, err)
+		}
+		site.Shell(t, "from rest_framework.authtoken.models import Token; Token.objects.filter(user__username='alice').delete()")
+		if _, err := direct(context.Background(), alice["drf"]); !errors.Is(err, auth.ErrInvalid) {
+			t.Fatalf("without the cache, a deleted token: %v, want ErrInvalid", err)
+		}
+		if u, err := cached(context.Background(), alice["drf"]); err != nil || u.Username != "alice" {
+			t.Fatalf("through the cache, within TTL: %+v, %v; want alice still", u, err)
+		}
+	})
+
 	t.Run("Django down", func(t *testing.T) {
 		v := djangoVerifier(t, site.URL+"/auth/", djangoSecret, "drf")
 		site.Stop()

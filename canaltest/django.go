@@ -224,6 +224,15 @@ type DjangoTestSite struct {
 	// by kind: "id" (the primary key), "session", "sesame", "signed", and "drf" and
 	// "simplejwt" where DRF imports (it does with Debian's packages).
 	Users map[string]map[string]string
+
+	opts DjangoOptions
+}
+
+// Shell runs Python code in the project with its settings and database (`django shell
+// -c`), e.g. to revoke a credential, and returns what it printed.
+func (s *DjangoTestSite) Shell(t testing.TB, code string) []byte {
+	t.Helper()
+	return DjangoCommand(t, s.opts, "django", "shell", "-c", code)
 }
 
 // StartDjangoTests serves django_canal's test project on a private sqlite database,
@@ -249,7 +258,7 @@ func StartDjangoTests(t testing.TB, secret string) *DjangoTestSite {
 	if err := json.Unmarshal(out, &users); err != nil {
 		t.Fatalf("canaltest: tests.fixture printed %q: %v", out, err)
 	}
-	site := &DjangoTestSite{Django: StartDjango(t, opts), Secret: secret, Users: map[string]map[string]string{}}
+	site := &DjangoTestSite{Django: StartDjango(t, opts), Secret: secret, Users: map[string]map[string]string{}, opts: opts}
 	for name, creds := range users {
 		site.Users[name] = map[string]string{}
 		for kind, v := range creds {
