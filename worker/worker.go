@@ -157,7 +157,8 @@ func (w *Worker) Stats() Stats {
 // timeout passes.
 //
 // Run returns nil after a complete drain; ErrDrainTimeout (wrapped, with the
-// number of handlers left running) when the timeout passed; an error wrapping
+// number of handlers left running, which Run does not wait for: they end when
+// they honour their cancelled context) when the timeout passed; an error wrapping
 // canal.ErrLayerClosed, after draining, when the layer was closed under it; and
 // ErrStarted when called a second time. Receive errors (canal.ErrUnavailable) do
 // not end Run: it backs off and receives again.
