@@ -129,6 +129,12 @@ const (
 	redisReceiveBlockSharded = time.Second
 	// redisDrainBatch is how many more messages the loop pops at once after a wake-up.
 	redisDrainBatch = 64
+	// redisPopAhead and redisPopAheadBytes bound what a receive loop has popped from
+	// Redis and its router has not routed yet (redis_loop.go): the process queue is
+	// drained promptly while routing is slow, and memory stays bounded when it stays
+	// slow (then the queue fills in Redis and channels_redis' capacity applies).
+	redisPopAhead      = 1024
+	redisPopAheadBytes = 16 << 20
 )
 
 var _ canal.Layer = (*Redis)(nil)

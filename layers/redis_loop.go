@@ -1,9 +1,11 @@
 package layers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -12,9 +14,23 @@ import (
 )
 
 // loop is a host's receive loop: it pops this process's queue keys (only key, when
-// set) and routes each message to its local channel. It never blocks on a consumer.
+// set) and hands each message to a router goroutine of its own, which decodes it and
+// routes it to its local channel(s) without ever blocking on a consumer.
+//
+// Popping and routing are apart because channels_redis counts capacity per Redis key:
+// every channel of this process shares one queue of RedisOptions.Capacity (100 by
+// default), and group_send skips a full key silently. A loop that routed each message
+// before popping the next left that queue filling up whenever routing was slow (a CPU
+// shared with thousands of busy sockets), and whole group messages were lost for
+// every member. The loop now keeps popping while the router works, up to a hard
+// bound (redisPopAhead messages and redisPopAheadBytes bytes popped and not yet
+// routed); past it, it waits, and Redis' capacity applies as with channels_redis.
 func (r *Redis) loop(h *redisHost, only string) {
 	defer r.wg.Done()
+	ahead := newPopAhead()
+	r.wg.Add(1)
+	go r.router(ahead)
+	defer close(ahead.ch)
 	var backoff time.Duration
 	failing := false
 	var downSince time.Time
@@ -66,19 +82,89 @@ func (r *Redis) loop(h *redisHost, only string) {
 		}
 		key, _ := arr[0].ToString()
 		member, _ := arr[1].ToString()
-		r.route(key, member)
-		// More may be waiting: take them in batches without blocking.
-		for r.ctx.Err() == nil {
+		if !ahead.put(r.ctx, popped{key, member}) {
+			return
+		}
+		// More may be waiting: take them in batches without blocking, as long as the
+		// router keeps up within the bound.
+		for r.ctx.Err() == nil && ahead.room(r.ctx, redisDrainBatch) {
 			zs, err := c.Do(r.ctx, c.B().Zpopmin().Key(key).Count(redisDrainBatch).Build()).AsZScores()
 			if err != nil {
 				break // the next BZPOPMIN reports it
 			}
 			for _, z := range zs {
-				r.route(key, z.Member)
+				if !ahead.put(r.ctx, popped{key, z.Member}) {
+					return
+				}
 			}
 			if len(zs) < redisDrainBatch {
 				break
 			}
+		}
+	}
+}
+
+// popped is a message taken from a process queue, not yet decoded.
+type popped struct{ key, member string }
+
+// popAhead is the bounded hand-over between a receive loop and its router: at most
+// redisPopAhead messages (the channel's capacity) and redisPopAheadBytes bytes
+// (a single larger message still passes alone, so one message never blocks forever).
+type popAhead struct {
+	ch    chan popped
+	bytes atomic.Int64
+	space chan struct{} // a token when the router freed bytes
+}
+
+func newPopAhead() *popAhead {
+	return &popAhead{ch: make(chan popped, redisPopAhead), space: make(chan struct{}, 1)}
+}
+
+// room waits until n more messages of average size could be popped: fewer than
+// redisPopAhead-n queued and the byte budget not spent. It reports false when ctx ends.
+func (a *popAhead) room(ctx context.Context, n int) bool {
+	for len(a.ch) > redisPopAhead-n || a.bytes.Load() >= redisPopAheadBytes {
+		select {
+		case <-a.space:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// put hands p to the router, waiting for room; false when ctx ends first.
+func (a *popAhead) put(ctx context.Context, p popped) bool {
+	n := int64(len(p.member))
+	for {
+		b := a.bytes.Load()
+		if b == 0 || b+n <= redisPopAheadBytes {
+			break
+		}
+		select {
+		case <-a.space:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	a.bytes.Add(n)
+	select {
+	case a.ch <- p:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// router routes what its loop popped, in order, until the loop closes the channel.
+func (r *Redis) router(a *popAhead) {
+	defer r.wg.Done()
+	for p := range a.ch {
+		r.route(p.key, p.member)
+		a.bytes.Add(-int64(len(p.member)))
+		select {
+		case a.space <- struct{}{}:
+		default:
 		}
 	}
 }
