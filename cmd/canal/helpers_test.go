@@ -52,7 +52,8 @@ func TestMain(m *testing.M) {
 // proc is a running canal binary.
 type proc struct {
 	cmd  *exec.Cmd
-	addr string // the socket listener, from the "listening" log line
+	addr  string // the socket listener, from the "listening" log line
+	admin string // the admin listener, when configured
 	logs *logLines
 	done chan error
 }
@@ -95,6 +96,7 @@ func startCanal(t *testing.T, config string, env ...string) *proc {
 	}
 	p := &proc{cmd: cmd, logs: &logLines{}, done: make(chan error, 1)}
 	addr := make(chan string, 1)
+	admin := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -103,8 +105,13 @@ func startCanal(t *testing.T, config string, env ...string) *proc {
 			line := sc.Text()
 			p.logs.add(line)
 			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "canal: listening" {
-				addr <- rec.Addr
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				switch rec.Msg {
+				case "canal: listening":
+					addr <- rec.Addr
+				case "canal: admin listening":
+					admin <- rec.Addr
+				}
 			}
 		}
 	}()
@@ -122,6 +129,10 @@ func startCanal(t *testing.T, config string, env ...string) *proc {
 	})
 	select {
 	case p.addr = <-addr:
+		select {
+		case p.admin = <-admin:
+		default:
+		}
 	case err := <-p.done:
 		p.done <- err
 		t.Fatalf("canal exited: %v\n%s", err, p.logs)

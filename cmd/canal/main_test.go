@@ -386,3 +386,34 @@ func TestServeSIGTERM(t *testing.T) {
 func execBinary(args ...string) error {
 	return exec.Command(binary, args...).Run()
 }
+
+// The admin listener's health checks, and a drain that runs out of shutdown_timeout:
+// the sockets are dropped and the process still exits 0.
+func TestServeAdminAndDrainTimeout(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, "shutdown_timeout = \"1ns\"\n"+fmt.Sprintf(chatConfig, r.URL(), "redis"), "CANAL_ADMIN_LISTEN=127.0.0.1:0")
+	if p.admin == "" {
+		t.Fatalf("no admin listener\n%s", p.logs)
+	}
+	waitReady(t, r)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + p.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	s := dialTicket(t, p.url("/ws/chat/lobby/"), issue(t, r, alice))
+	if err := p.stop(t); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.logs)
+	}
+	if _, err := s.Receive(context.Background()); err == nil {
+		t.Error("the socket outlived the server")
+	}
+	if !strings.Contains(p.logs.String(), "shutdown timed out") {
+		t.Errorf("no timeout line\n%s", p.logs)
+	}
+}

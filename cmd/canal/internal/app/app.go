@@ -190,15 +190,19 @@ func (a *App) Serve(ctx context.Context, ln, admin net.Listener) error {
 	if err := a.srv.Shutdown(sctx); err != nil {
 		a.log.Warn("canal: shutdown timed out; remaining sockets dropped", "err", err)
 	}
-	if err := a.fiber.ShutdownWithContext(sctx); err != nil && serveErr == nil {
+	// The sockets are gone (closed or dropped): what is left is quick, and gets its
+	// own time even when the drain used all of shutdown_timeout.
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	if err := a.fiber.ShutdownWithContext(fctx); err != nil && serveErr == nil {
 		serveErr = err
 	}
 	if adminSrv != nil {
-		_ = adminSrv.Shutdown(sctx)
+		_ = adminSrv.Shutdown(fctx)
 	}
 	stopBuses()
 	wg.Wait()
-	a.close(sctx)
+	a.close(fctx)
 	a.log.Info("canal: stopped")
 	return serveErr
 }
