@@ -51,11 +51,11 @@ func TestMain(m *testing.M) {
 
 // proc is a running canal binary.
 type proc struct {
-	cmd  *exec.Cmd
+	cmd   *exec.Cmd
 	addr  string // the socket listener, from the "listening" log line
 	admin string // the admin listener, when configured
-	logs *logLines
-	done chan error
+	logs  *logLines
+	done  chan error
 }
 
 // logLines collects the process's JSON log lines.
