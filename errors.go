@@ -72,6 +72,10 @@ func (e *RejectError) Error() string {
 
 func (e *RejectError) Unwrap() error { return e.Err }
 
+// ReasonHeader is the response header that carries a refused handshake's reason
+// (see [RejectError]).
+const ReasonHeader = "X-Canal-Reason"
+
 // CloseFor returns the close code and reason for err ending a connection that was
 // already open: a Connect that failed after accepting (the server then opens the
 // socket and closes it at once), or a refusal after a first-message credential.

@@ -27,9 +27,13 @@ type DialOptions struct {
 // HandshakeError is returned by Dial when the server refuses the upgrade.
 type HandshakeError struct {
 	Status int
+	Reason string // the server's X-Canal-Reason header (canal.RejectError.Reason)
 }
 
 func (e *HandshakeError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("canaltest: handshake refused with HTTP %d: %s", e.Status, e.Reason)
+	}
 	return fmt.Sprintf("canaltest: handshake refused with HTTP %d", e.Status)
 }
 
@@ -68,7 +72,7 @@ func Dial(ctx context.Context, url string, opts DialOptions) (*Communicator, err
 	ws, resp, err := d.DialContext(ctx, url, h)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, &HandshakeError{Status: resp.StatusCode}
+			return nil, &HandshakeError{Status: resp.StatusCode, Reason: resp.Header.Get(canal.ReasonHeader)}
 		}
 		return nil, fmt.Errorf("canaltest: dial: %w", err)
 	}

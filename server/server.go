@@ -190,21 +190,31 @@ func (s *Server) remove(c *conn) {
 // to a hijack goroutine.
 func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t transport) {
 	if t == transportWebSocket && !validUpgrade(fctx) {
-		fctx.SetStatusCode(http.StatusBadRequest)
+		refusal(fctx, http.StatusBadRequest, "invalid WebSocket upgrade request")
 		return
 	}
 	if s.refuseOrigin(fctx) { // 403 for another site's page: see Options.Origins
+		refusal(fctx, http.StatusForbidden, "origin not allowed")
 		return
 	}
 	scope, status := newScope(fctx)
 	if status != 0 {
-		fctx.SetStatusCode(status)
+		refusal(fctx, status, "invalid path encoding")
 		return
 	}
 	scope.Type = t.scopeType()
+	// The root answers first (canal.Matcher): a path no route serves gets 404 before
+	// any middleware runs, so it neither waits for a first-message credential nor
+	// consumes a ticket.
+	if !canal.Matches(s.root, scope) {
+		s.logs.Log(s.opts.Logger.With("path", scope.Path), slog.LevelInfo, "rejected 404", "canal: handshake rejected",
+			"status", http.StatusNotFound, "reason", reasonNoRoute)
+		refusal(fctx, http.StatusNotFound, reasonNoRoute)
+		return
+	}
 	c := newConn(s, scope)
 	if !s.add(c) {
-		fctx.SetStatusCode(http.StatusServiceUnavailable)
+		refusal(fctx, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
 
@@ -221,28 +231,31 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 		return
 	}
 	if err != nil {
-		// Accepted, then failed: Channels' "exception after accept". Upgrade and close.
-		code := canal.CloseInternalError
-		var ce *canal.CloseError
-		if errors.As(err, &ce) {
-			code = ce.Code
-		} else {
+		// Accepted, then failed: Channels' "exception after accept". Upgrade and close,
+		// with the code consumer.Disconnect got (canal.CloseFor).
+		code, reason := canal.CloseFor(err)
+		if code == canal.CloseInternalError {
 			c.srv.logs.Log(c.log(), slog.LevelError, "failed after accept", "canal: connect failed after accept", "err", err)
 		}
-		c.closeWith(code, "")
+		c.closeWith(code, reason)
 		sess = nil
 	}
 	c.setSession(sess)
 
 	timer := time.NewTimer(s.opts.HandshakeTimeout)
+	reason := "refused before accept" // the session called Close before Accept
 	select {
 	case <-c.decided:
 		timer.Stop()
 	case <-timer.C:
-		c.reject(http.StatusForbidden, "accept timeout")
+		reason = "accept timeout"
+		c.reject(http.StatusForbidden, reason)
 	}
 	if status := c.rejectedStatus(); status != 0 {
-		fctx.SetStatusCode(status)
+		if status == http.StatusServiceUnavailable {
+			reason = "server shutting down"
+		}
+		refusal(fctx, status, reason)
 		c.finishRejected()
 		return
 	}
@@ -292,10 +305,10 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 
 // refuse answers a handshake whose Connect returned an error.
 func (c *conn) refuse(fctx *fasthttp.RequestCtx, err error) {
-	status := http.StatusInternalServerError
+	status, reason := http.StatusInternalServerError, "internal error"
 	var rej *canal.RejectError
 	if errors.As(err, &rej) {
-		status = rej.Status
+		status, reason = rej.Status, rej.Reason
 		// Refusals are the clients' doing (no ticket, a used one): a line per
 		// status a second, however many clients retry.
 		c.srv.logs.Log(c.log(), slog.LevelInfo, "rejected "+strconv.Itoa(status), "canal: handshake rejected",
@@ -303,9 +316,41 @@ func (c *conn) refuse(fctx *fasthttp.RequestCtx, err error) {
 	} else {
 		c.srv.logs.Log(c.log(), slog.LevelError, "failed", "canal: handshake failed", "err", err)
 	}
-	c.reject(status, "connect error")
-	fctx.SetStatusCode(status)
+	c.reject(status, reason)
+	refusal(fctx, status, reason)
 	c.finishRejected()
+}
+
+// reasonNoRoute is the reason of the 404 for a path the root handler does not match;
+// router.Router's own 404 says the same.
+const reasonNoRoute = "no route for path"
+
+// maxReason bounds the reason sent with a refusal, as a close frame's reason is.
+const maxReason = 123
+
+// refusal answers a refused handshake with status, and with reason (public by
+// canal.RejectError's contract) in the X-Canal-Reason header and as a text/plain body.
+// Bytes outside printable ASCII become '?', so a reason can neither break the header
+// nor carry markup a browser would render; it is cut to maxReason bytes. An empty
+// reason sends the status text in the body and no header.
+func refusal(fctx *fasthttp.RequestCtx, status int, reason string) {
+	fctx.SetStatusCode(status)
+	fctx.SetContentType("text/plain; charset=utf-8")
+	if reason == "" {
+		fctx.SetBodyString(http.StatusText(status) + "\n")
+		return
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	b := []byte(reason)
+	for i, ch := range b {
+		if ch < 0x20 || ch > 0x7e {
+			b[i] = '?'
+		}
+	}
+	fctx.Response.Header.SetBytesV(canal.ReasonHeader, b)
+	fctx.SetBody(append(b, '\n'))
 }
 
 func newScope(fctx *fasthttp.RequestCtx) (*canal.Scope, int) {
