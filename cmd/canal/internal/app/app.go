@@ -29,6 +29,7 @@ type App struct {
 	log *slog.Logger
 
 	redis  map[string]rueidis.Client // by URL: tickets and buses share clients
+	django *djangoClient
 	layer  *localLayer
 	buses  []*bus
 	srv    *server.Server
@@ -55,11 +56,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	if err != nil {
 		return nil, err
 	}
-	django := newDjangoClient(cfg.DjangoToken, time.Duration(cfg.Django.Timeout))
+	a.django = newDjangoClient(cfg.DjangoToken, time.Duration(cfg.Django.Timeout))
 	routes := make([]router.Route, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
-		h, err := newRouteHandler(rc, a.layer, django, log)
+		h, err := newRouteHandler(rc, a.layer, a.django, log)
 		if err != nil {
 			return nil, fmt.Errorf("route[%d]: %w", i, err)
 		}
@@ -216,6 +217,9 @@ func (a *App) close(ctx context.Context) {
 		}
 		for _, c := range a.redis {
 			c.Close()
+		}
+		if a.django != nil {
+			a.django.http.CloseIdleConnections()
 		}
 	})
 }

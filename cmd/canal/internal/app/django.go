@@ -31,6 +31,10 @@ func newDjangoClient(token string, timeout time.Duration) *djangoClient {
 	return &djangoClient{token: token, timeout: timeout, http: &http.Client{
 		// A redirect would be a misconfigured URL; it must not carry the token elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		// Its own pool, closed with the App. No proxy from the environment: the
+		// secret goes to the configured URL only. Kept connections are bounded; the
+		// calls in flight are bounded by the session workers.
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second},
 	}}
 }
 
