@@ -41,15 +41,27 @@ func (c *Conn) User() canal.User { return c.raw.Scope().User }
 func (c *Conn) Raw() canal.Conn { return c.raw }
 
 // Accept accepts the handshake without a subprotocol.
-func (c *Conn) Accept() error { return c.raw.Accept(canal.AcceptOptions{}) }
+func (c *Conn) Accept() error { return c.AcceptWith(canal.AcceptOptions{}) }
 
 // AcceptSubprotocol accepts with one of the subprotocols the client offered.
 func (c *Conn) AcceptSubprotocol(p string) error {
-	return c.raw.Accept(canal.AcceptOptions{Subprotocol: p})
+	return c.AcceptWith(canal.AcceptOptions{Subprotocol: p})
 }
 
-// AcceptWith accepts with a subprotocol and extra response headers.
-func (c *Conn) AcceptWith(opts canal.AcceptOptions) error { return c.raw.Accept(opts) }
+// AcceptWith accepts with a subprotocol and extra response headers. With
+// Options.Presence, the connection enters the presence of its groups here, so a
+// Connect hook that reads presence after accepting finds itself there.
+func (c *Conn) AcceptWith(opts canal.AcceptOptions) error {
+	if err := c.raw.Accept(opts); err != nil {
+		return err
+	}
+	if c.presence != nil && !c.live {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		c.golive(ctx)
+	}
+	return nil
+}
 
 // Send queues a frame.
 func (c *Conn) Send(f canal.Frame) error { return c.raw.Send(f) }

@@ -32,8 +32,9 @@ func (c *Conn) tracks(group string) bool {
 	return c.presence != nil && c.Scope().User.ID != "" && group != c.userGroup
 }
 
-// track records the connection in group once it is live (Connect returned); before,
-// Connect's GroupAdd calls only note the group, so a refused handshake never appears.
+// track records the connection in group once it is live (accepted, or Connect
+// returned); before, Connect's GroupAdd calls only note the group, so a refused
+// handshake never appears.
 func (c *Conn) track(ctx context.Context, group string) {
 	if !c.live || !c.tracks(group) || slices.Contains(c.tracked, group) {
 		return
@@ -68,8 +69,11 @@ func (c *Conn) untrack(ctx context.Context, group string) {
 	}
 }
 
-// golive tracks the groups joined so far, once Connect has succeeded.
+// golive tracks the groups joined so far, once accepted or Connect has succeeded.
 func (c *Conn) golive(ctx context.Context) {
+	if c.live {
+		return
+	}
 	c.live = true
 	for _, g := range c.groups {
 		c.track(ctx, g)
