@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"log"
 	"os"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/rueidis"
@@ -36,6 +37,7 @@ import (
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
 	"github.com/canal-rt/canal/ticket"
+	"github.com/canal-rt/canal/worker"
 )
 
 var (
@@ -58,6 +60,8 @@ var (
 	_ = router.New
 	_ = server.New
 	_ = ticket.NewRedis
+	_ = worker.New
+	_ = time.Second
 )
 `
 
