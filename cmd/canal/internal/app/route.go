@@ -16,6 +16,7 @@ import (
 	"github.com/canal-rt/canal/cmd/canal/internal/config"
 	"github.com/canal-rt/canal/cmd/canal/internal/expr"
 	"github.com/canal-rt/canal/consumer"
+	"github.com/canal-rt/canal/internal/ratelog"
 	"github.com/canal-rt/canal/layers"
 )
 
@@ -26,6 +27,7 @@ type route struct {
 	layer  canal.Layer
 	django *djangoClient
 	log    *slog.Logger
+	logs   ratelog.Limiter // refusals clients can cause: a line a second per kind
 }
 
 // newRouteHandler returns the consumer handler of cfg; auth middleware goes around it.
@@ -104,12 +106,12 @@ func (s *socket) Connect(ctx context.Context, c *consumer.Conn) error {
 	}
 	groups, err := expandAll(rt.cfg.GroupTemplates, vars, rt.cfg.MaxGroups)
 	if err != nil {
-		rt.log.Warn("connection refused: groups", "route", scope.RoutePattern, "user", scope.User.ID, "err", err)
+		rt.logs.Log(rt.log, slog.LevelWarn, "groups", "connection refused: groups", "route", scope.RoutePattern, "user", scope.User.ID, "err", err)
 		return err
 	}
 	if t := rt.cfg.Receive.GroupTemplate; t != nil {
 		if s.targets, err = expandAll([]*expr.Template{t}, vars, rt.cfg.MaxGroups); err != nil {
-			rt.log.Warn("connection refused: receive.group", "route", scope.RoutePattern, "user", scope.User.ID, "err", err)
+			rt.logs.Log(rt.log, slog.LevelWarn, "receive.group", "connection refused: receive.group", "route", scope.RoutePattern, "user", scope.User.ID, "err", err)
 			return err
 		}
 	}

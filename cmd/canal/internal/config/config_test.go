@@ -104,6 +104,19 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// A route open to anonymous visitors does not get ticket auth by default.
+func TestAnonymousDefaultAuth(t *testing.T) {
+	doc := "[redis]\nurl = \"redis://r/0\"\n[auth.ticket]\n[auth.session]\nurl = \"http://127.0.0.1:8000/session/\"\n" +
+		"[[route]]\npath = \"ws/a/\"\nanonymous = true\n[[route]]\npath = \"ws/b/\"\n"
+	c, err := Parse("canal.toml", []byte(doc), env(secrets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Routes[0].Auth, []string{KindSession}) || !slices.Equal(c.Routes[1].Auth, []string{KindSession, KindTicket}) {
+		t.Errorf("auth: %v, %v", c.Routes[0].Auth, c.Routes[1].Auth)
+	}
+}
+
 func TestParseMinimal(t *testing.T) {
 	c, err := Parse("canal.toml", []byte("[[route]]\npath = \"ws/\"\nanonymous = true\n"), nil)
 	if err != nil {
@@ -184,6 +197,8 @@ func TestParseErrors(t *testing.T) {
 			`canal.toml:4: route[0].events[1]: "_private" is not a message type (like "chat.message")`,
 			`canal.toml:4: route[0].events[2]: "chat.message" is listed twice`,
 			`canal.toml:4: route[0].events[3]: "canal.bus.message" is canal's own type for bus messages`}},
+		{"anonymous ticket", "[redis]\nurl = \"redis://r/0\"\n[auth.ticket]\n[[route]]\npath = \"ws/\"\nanonymous = true\nauth = [\"ticket\"]\n", nil,
+			[]string{`canal.toml:7: route[0].auth: ticket auth always needs a ticket, so anonymous = true cannot hold: drop "ticket" or anonymous`}},
 		{"max groups", route + "max_groups = 100000\n", nil, []string{"canal.toml:4: route[0].max_groups: 100000 is not between 1 and 10000"}},
 		{"authorize", route + "authorize = \"http://127.0.0.1:8000/authorize/\"\n", nil,
 			[]string{"canal.toml:4: route[0].authorize: needs the environment variable CANAL_DJANGO_TOKEN (the secret Django checks)"}},

@@ -113,7 +113,9 @@ func (c *Config) defaults() {
 			if c.Auth.Session != nil {
 				r.Auth = append(r.Auth, KindSession)
 			}
-			if c.Auth.Ticket != nil {
+			// A ticket is never optional (middleware.Ticket waits for one), so a
+			// route open to anonymous visitors takes the other kinds only.
+			if c.Auth.Ticket != nil && !r.Anonymous {
 				r.Auth = append(r.Auth, KindTicket)
 			}
 		}
@@ -331,6 +333,9 @@ func (c *Config) validateRoute(v *validator, i int) {
 		case !ok:
 			v.errf(fmt.Sprintf("%s.auth[%d]", key, j), "%q is not configured: add an [auth.%s] table", k, k)
 		}
+	}
+	if r.Anonymous && slices.Contains(r.Auth, KindTicket) {
+		v.errf(key+".auth", "ticket auth always needs a ticket, so anonymous = true cannot hold: drop \"ticket\" or anonymous")
 	}
 	if len(r.Auth) == 0 && !r.Anonymous {
 		v.errf(key, "no credential kind configured and anonymous = false: nobody could connect (add [auth.ticket] or [auth.session], or set anonymous = true)")
