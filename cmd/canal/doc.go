@@ -94,7 +94,9 @@
 //	regex       or re_path() syntax: '^ws/jobs/(?P<job>[0-9]+)/$'
 //	auth        credential kinds, default every configured one: ["session", "ticket"]
 //	            (a live session is enough; else a ticket; a ticket present always wins)
-//	anonymous   false: refuse (403) who is not logged in
+//	anonymous   false: refuse (403) who is not logged in; true admits visitors without
+//	            credentials (such a route gets no ticket auth by default: a ticket is
+//	            never optional)
 //	require     predicates that must all hold, else 403: ["user.is_staff",
 //	            'user.permissions contains "app.view_x"']
 //	authorize   a Django URL asked before the socket opens, in the spirit of Centrifugo's
