@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,10 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/consumer"
+	"github.com/canal-rt/canal/internal/redisconn"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
+	"github.com/canal-rt/canal/presence"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
 	"github.com/canal-rt/canal/ticket"
@@ -24,18 +27,43 @@ import (
 //go:embed static
 var static embed.FS
 
-// Chat is Channels' tutorial consumer: one per connection, in the room's group.
+// Chat is Channels' tutorial consumer: one per connection, in the room's group. It
+// also tells the page who is online in the room, live.
 type Chat struct {
+	who   presence.Store
 	group string
 }
 
-// Connect joins the room's group and accepts.
+// Connect joins the room's group, accepts, and sends who is online: {"online":
+// ["alice", "bob"]}. From then on, presence.join and presence.leave events keep the
+// page's list current.
 func (ch *Chat) Connect(ctx context.Context, c *consumer.Conn) error {
 	ch.group = "chat_" + c.Scope().Route.String("room")
 	if err := c.GroupAdd(ctx, ch.group); err != nil {
 		return err
 	}
-	return c.Accept()
+	if err := c.Accept(); err != nil { // enters the room's presence
+		return err
+	}
+	online, err := ch.who.Presence(ctx, ch.group)
+	if err != nil {
+		// Presence is a nicety: the chat goes on without the list.
+		return c.SendJSON(map[string]string{"error": "who is online is unknown for now"})
+	}
+	names := make([]string, len(online))
+	for i, e := range online {
+		names[i] = e.Username
+	}
+	return c.SendJSON(map[string]any{"online": names})
+}
+
+// Joined and Left forward a user's arrival (first tab) and departure (last tab).
+func (ch *Chat) Joined(ctx context.Context, c *consumer.Conn, m canal.Message) error {
+	return c.SendJSON(map[string]any{"joined": m["username"]})
+}
+
+func (ch *Chat) Left(ctx context.Context, c *consumer.Conn, m canal.Message) error {
+	return c.SendJSON(map[string]any{"left": m["username"]})
 }
 
 // ReceiveJSON relays {"message": "..."} to everyone in the room.
@@ -85,6 +113,10 @@ type config struct {
 	Layer string
 	// Logger receives the server's and the layer's logs (default slog.Default()).
 	Logger *slog.Logger
+	// AdminToken, when set, enables POST /admin/kick {"name": "..."} for requests
+	// with "Authorization: Bearer <AdminToken>": it closes every socket of that user
+	// in every process (4403), as Django's django_canal.realtime.disconnect_user does.
+	AdminToken string
 }
 
 // Channel layer backends for config.Layer.
@@ -122,6 +154,9 @@ func (a *app) Close(ctx context.Context) {
 	a.closer()
 }
 
+// kickReason is what a kicked user's page shows.
+const kickReason = "kicked by an admin"
+
 // newApp builds the demo: the page at /, sign-in at /signin, sockets at /ws/chat/<room>/.
 func newApp(cfg config) (a *app, err error) {
 	layer, err := newLayer(cfg)
@@ -133,19 +168,31 @@ func newApp(cfg config) (a *app, err error) {
 			_ = layer.Close(context.Background())
 		}
 	}()
-	store, closer, err := newTicketStore(cfg.RedisURL)
+	store, closeTickets, err := newTicketStore(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
+	who, closePresence, err := newPresence(cfg.RedisURL, cfg.Logger)
+	if err != nil {
+		closeTickets()
+		return nil, err
+	}
+	closer := func() { closePresence(); closeTickets() }
 	defer func() {
 		if err != nil {
 			closer()
 		}
 	}()
-	chat, err := consumer.New(func() *Chat { return &Chat{} }, consumer.Options[*Chat]{
-		Layer:  layer,
-		Events: map[string]consumer.EventFunc[*Chat]{"chat.message": (*Chat).ChatMessage},
-		Logger: cfg.Logger,
+	chat, err := consumer.New(func() *Chat { return &Chat{who: who} }, consumer.Options[*Chat]{
+		Layer: layer,
+		Events: map[string]consumer.EventFunc[*Chat]{
+			"chat.message":              (*Chat).ChatMessage,
+			consumer.EventPresenceJoin:  (*Chat).Joined,
+			consumer.EventPresenceLeave: (*Chat).Left,
+		},
+		Presence:       who,
+		PresenceEvents: true,
+		Logger:         cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -203,7 +250,57 @@ func newApp(cfg config) (a *app, err error) {
 		}
 		return c.JSON(fiber.Map{"ticket": t, "expires_in": int(ticketTTL.Seconds())})
 	})
+	if cfg.AdminToken != "" {
+		f.Post("/admin/kick", func(c *fiber.Ctx) error { return kick(c, layer, cfg.AdminToken) })
+	}
 	return &app{fiber: f, srv: srv, layer: layer, closer: closer}, nil
+}
+
+// kick serves POST /admin/kick: what a Django admin action does with
+// django_canal.realtime.disconnect_user, the Go way.
+func kick(c *fiber.Ctx, layer canal.Layer, token string) error {
+	got := []byte(c.Get(fiber.HeaderAuthorization))
+	if subtle.ConstantTimeCompare(got, []byte("Bearer "+token)) != 1 {
+		return c.Status(fiber.StatusForbidden).JSON(fiber.Map{"error": "admin token required"})
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := c.BodyParser(&in); err != nil || !validName.MatchString(in.Name) {
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": "name: 1-32 letters, digits, _ . -"})
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), issueTimeout)
+	defer cancel()
+	// The demo's user ID is the name it signed in with.
+	if err := consumer.DisconnectUser(ctx, layer, in.Name, consumer.DefaultDisconnectCode, kickReason); err != nil {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": "channel layer unavailable"})
+	}
+	return c.JSON(fiber.Map{"kicked": in.Name})
+}
+
+// newPresence keeps who is online in memory, or in Redis (shared by every chat
+// process on it) when a URL is given.
+func newPresence(redisURL string, logger *slog.Logger) (presence.Store, func(), error) {
+	if redisURL == "" {
+		return presence.NewMemory(presence.Options{}), func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), layerTimeout)
+	defer cancel()
+	client, _, err := redisconn.DialURL(ctx, redisURL, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chat: presence: %w", err)
+	}
+	who, err := presence.NewRedis(ctx, client, presence.RedisOptions{Logger: logger})
+	if err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("chat: %w", err)
+	}
+	return who, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = who.Close(ctx)
+		client.Close()
+	}, nil
 }
 
 // newLayer makes the channel layer cfg asks for. With Redis, every chat process on

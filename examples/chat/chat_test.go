@@ -108,12 +108,33 @@ func dialRoom(ctx context.Context, t *testing.T, addr, name, room string) *canal
 	return c
 }
 
-// wantChat reads the next frame of each client and checks it is text from user.
+// nextChat returns the next frame that is not about presence ("online", "joined",
+// "left"), which the presence tests check.
+func nextChat(ctx context.Context, c *canaltest.Communicator) (map[string]any, error) {
+	for {
+		var got map[string]any
+		if err := c.ReceiveJSON(ctx, &got); err != nil {
+			return nil, err
+		}
+		if _, ok := got["online"]; ok {
+			continue
+		}
+		if _, ok := got["joined"]; ok {
+			continue
+		}
+		if _, ok := got["left"]; ok {
+			continue
+		}
+		return got, nil
+	}
+}
+
+// wantChat reads the next chat frame of each client and checks it is text from user.
 func wantChat(ctx context.Context, t *testing.T, user, text string, clients ...*canaltest.Communicator) {
 	t.Helper()
 	for i, c := range clients {
-		var got map[string]string
-		if err := c.ReceiveJSON(ctx, &got); err != nil || got["message"] != text || got["user"] != user {
+		got, err := nextChat(ctx, c)
+		if err != nil || got["message"] != text || got["user"] != user {
 			t.Fatalf("client %d: got %v, %v; want %q from %s", i, got, err, text, user)
 		}
 	}
@@ -137,8 +158,10 @@ func testRoom(t *testing.T, addrA, addrB string) {
 		t.Fatal(err)
 	}
 	wantChat(ctx, t, "bob", "hello alice", alice, bob)
-	if err := carol.ExpectNothing(200 * time.Millisecond); err != nil {
-		t.Fatalf("another room got the message: %v", err)
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if got, err := nextChat(short, carol); err == nil {
+		t.Fatalf("another room got the message: %v", got)
 	}
 }
 
@@ -185,8 +208,8 @@ func TestRedisDownKeepsSockets(t *testing.T) {
 				if err := alice.SendJSON(map[string]string{"message": "anyone?"}); err != nil {
 					t.Fatal(err)
 				}
-				var got map[string]string
-				if err := alice.ReceiveJSON(ctx, &got); err != nil || !strings.Contains(got["error"], "unreachable") {
+				got, err := nextChat(ctx, alice)
+				if msg, _ := got["error"].(string); err != nil || !strings.Contains(msg, "unreachable") {
 					t.Fatalf("got %v, %v; want an error frame", got, err)
 				}
 			}
@@ -221,5 +244,93 @@ func TestRefusals(t *testing.T) {
 				t.Fatalf("dial: %v, want HTTP %d", err, tt.want)
 			}
 		})
+	}
+}
+
+// wantPresence reads c's next frame and checks it is the presence frame want, e.g.
+// {"joined": "bob"} or {"online": ["alice", "bob"]}.
+func wantPresence(ctx context.Context, t *testing.T, c *canaltest.Communicator, want string) {
+	t.Helper()
+	s, err := c.ReceiveText(ctx)
+	if err != nil || s != want {
+		t.Fatalf("got %s, %v; want %s", s, err, want)
+	}
+}
+
+func postKick(t *testing.T, addr, token, name string) int {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"name": name})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/admin/kick", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Who is online follows arrivals and departures across two processes on one Redis
+// (a user's second tab is no news), and an admin's kick closes a user's sockets in
+// the other process too.
+func TestOnlineAndKickAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	const token = "test-admin-token-0123456789"
+	cfg := config{RedisURL: canaltest.StartRedis(t).URL(), AdminToken: token}
+	addrA, addrB := startChat(t, cfg), startChat(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	alice := dialRoom(ctx, t, addrA, "alice", "lobby")
+	wantPresence(ctx, t, alice, `{"online":["alice"]}`)
+	wantPresence(ctx, t, alice, `{"joined":"alice"}`)
+	bob := dialRoom(ctx, t, addrB, "bob", "lobby")
+	wantPresence(ctx, t, bob, `{"online":["alice","bob"]}`)
+	wantPresence(ctx, t, alice, `{"joined":"bob"}`)
+	wantPresence(ctx, t, bob, `{"joined":"bob"}`)
+	bob2 := dialRoom(ctx, t, addrA, "bob", "lobby") // a second tab, on the other process
+	wantPresence(ctx, t, bob2, `{"online":["alice","bob"]}`)
+	if err := alice.ExpectNothing(200 * time.Millisecond); err != nil {
+		t.Fatalf("bob's second tab was announced: %v", err)
+	}
+
+	for _, tc := range []struct {
+		token, name string
+		want        int
+	}{
+		{"", "bob", http.StatusForbidden},
+		{"wrong", "bob", http.StatusForbidden},
+		{token, "no spaces", http.StatusBadRequest},
+	} {
+		if got := postKick(t, addrA, tc.token, tc.name); got != tc.want {
+			t.Errorf("kick %q with token %q: HTTP %d, want %d", tc.name, tc.token, got, tc.want)
+		}
+	}
+	if got := postKick(t, addrA, token, "bob"); got != http.StatusOK {
+		t.Fatalf("kick: HTTP %d", got)
+	}
+	for _, c := range []*canaltest.Communicator{bob, bob2} {
+		for {
+			code, reason, err := c.ExpectClose(ctx)
+			if err != nil && strings.Contains(err.Error(), "want close") {
+				continue // a presence frame that was on its way
+			}
+			if err != nil || code != 4403 || reason != "kicked by an admin" {
+				t.Fatalf("bob's socket: close %d %q %v", code, reason, err)
+			}
+			break
+		}
+	}
+	wantPresence(ctx, t, alice, `{"left":"bob"}`)
+}
+
+func TestKickIsOffWithoutToken(t *testing.T) {
+	t.Parallel()
+	addr := startChat(t, config{})
+	if got := postKick(t, addr, "", "bob"); got != http.StatusNotFound && got != http.StatusMethodNotAllowed {
+		t.Errorf("POST /admin/kick without AdminToken: HTTP %d, want 404", got)
 	}
 }

@@ -15,6 +15,16 @@
 //
 // Sign in on :8000 in one tab and on :8001 in another, join the same room, and talk.
 //
+// Each room shows who is online, live; with -redis, across every process. With
+// CHAT_ADMIN_TOKEN set in the environment, an admin kicks a user out of every room
+// and process:
+//
+//	curl -X POST -H "Authorization: Bearer $CHAT_ADMIN_TOKEN" -d '{"name":"bob"}' \
+//	     -H 'Content-Type: application/json' http://127.0.0.1:8000/admin/kick
+//
+// (a Django site does the same from its admin with django_canal.realtime's
+// disconnect_selected action).
+//
 // -layer chooses the channel layer: core (the default with -redis; channels_redis'
 // RedisChannelLayer), pubsub (its RedisPubSubChannelLayer: lighter, but a message sent
 // while a process is disconnected from Redis is lost to it) or memory (the default
@@ -39,7 +49,8 @@ func main() {
 	layer := flag.String("layer", "", "channel layer: core or pubsub (Redis, default core with -redis) or memory (the default without -redis)")
 	flag.Parse()
 
-	a, err := newApp(config{AllowedHosts: strings.Split(*hosts, ","), RedisURL: *redisURL, Layer: *layer})
+	a, err := newApp(config{AllowedHosts: strings.Split(*hosts, ","), RedisURL: *redisURL, Layer: *layer,
+		AdminToken: os.Getenv("CHAT_ADMIN_TOKEN")})
 	if err != nil {
 		log.Fatal(err)
 	}
