@@ -104,6 +104,23 @@ async def arefresh_user(user):
     await _layer().group_send(user_group(user), {"type": EVENT_REFRESH, "user": user_claims(user)})
 
 
+def disconnect_selected(modeladmin, request, queryset):
+    """Admin action for a user model's admin: close the selected users' sockets
+    on every Canal server (4403 "disconnected by an admin").
+
+        class UserAdmin(django.contrib.auth.admin.UserAdmin):
+            actions = [realtime.disconnect_selected]
+    """
+    count = 0
+    for user in queryset:
+        disconnect_user(user, DEFAULT_DISCONNECT_CODE, "disconnected by an admin")
+        count += 1
+    modeladmin.message_user(request, "Disconnected %d user(s) from the realtime server." % count)
+
+
+disconnect_selected.short_description = "Disconnect from the realtime server"
+
+
 def presence_prefix():
     value = getattr(settings, "REALTIME_PRESENCE_PREFIX", DEFAULT_PRESENCE_PREFIX)
     if not isinstance(value, str) or not value:
@@ -184,6 +201,7 @@ __all__ = [
     "refresh_user",
     "arefresh_user",
     "user_claims",
+    "disconnect_selected",
     "presence",
     "EVENT_DISCONNECT",
     "EVENT_REFRESH",

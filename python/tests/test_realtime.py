@@ -124,6 +124,24 @@ class AddressingTests(RealtimeTestCase):
         self.assertEqual(self.received(), [{"type": "canal.disconnect", "code": 4403, "reason": "inactive"}])
 
 
+class AdminActionTests(RealtimeTestCase):
+    def test_disconnect_selected(self):
+        class Admin:
+            messages = []
+
+            def message_user(self, request, message):
+                self.messages.append(message)
+
+        bob = get_user_model().objects.create_user("bob", "bob@example.com", "bob-password")
+        self.probe(self.user)
+        self.probe(bob)
+        admin = Admin()
+        realtime.disconnect_selected(admin, None, get_user_model().objects.filter(pk__in=[self.user.pk, bob.pk]))
+        want = {"type": "canal.disconnect", "code": 4403, "reason": "disconnected by an admin"}
+        self.assertEqual(self.received(), [want, want])
+        self.assertEqual(admin.messages, ["Disconnected 2 user(s) from the realtime server."])
+
+
 class PresenceTests(RealtimeTestCase):
     """Entries written as presence.NewRedis writes them (presence/doc.go)."""
 
