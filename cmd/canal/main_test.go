@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -415,5 +416,71 @@ func TestServeAdminAndDrainTimeout(t *testing.T) {
 	}
 	if !strings.Contains(p.logs.String(), "shutdown timed out") {
 		t.Errorf("no timeout line\n%s", p.logs)
+	}
+}
+
+// Receive mode "worker" with Django's own worker: `manage.py runworker jobs` (Debian's
+// Channels and channels_redis) runs a SyncConsumer that reads the forwarded client
+// message and replies on reply_channel with websocket.send.
+func TestServeRunworker(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	startRunworker(t, r.URL())
+	s := dialTicket(t, p.url("/ws/jobs/17/"), issue(t, r, bob))
+	if err := s.SendText(`{"size": 21}`); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"by": "bob", "double": 42, "job": 17, "types": ["int", "int"]}`
+	if got, err := s.ReceiveText(context.Background()); err != nil || got != want {
+		t.Fatalf("worker's reply: %q, %v; want %s", got, err, want)
+	}
+}
+
+// startRunworker runs `python -m django runworker jobs` on testdata/workersite until
+// the test ends, and waits until it listens.
+func startRunworker(t *testing.T, redisURL string) {
+	t.Helper()
+	dir, err := filepath.Abs("testdata/workersite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/bin/python3", "-m", "django", "runworker", "jobs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "DJANGO_SETTINGS_MODULE=workersite.settings", "PYTHONPATH="+dir,
+		"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "REDIS_URL="+redisURL)
+	out := &logLines{}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			out.add(sc.Text())
+			if !once && strings.Contains(sc.Text(), "Running worker for channels") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-scanned
+		_ = cmd.Wait()
+	})
+	select {
+	case <-ready:
+	case <-scanned:
+		t.Fatalf("runworker exited:\n%s", out)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("runworker not ready in 30 s:\n%s", out)
 	}
 }

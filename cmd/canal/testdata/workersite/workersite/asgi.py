@@ -1,0 +1,5 @@
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter
+
+from .consumers import JobConsumer
+
+application = ProtocolTypeRouter({"channel": ChannelNameRouter({"jobs": JobConsumer.as_asgi()})})
