@@ -229,17 +229,14 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 }
 
 // failedConnectCode is the code Disconnect gets when Connect failed: 1006 before the
-// accept (the handshake is refused, no close frame is sent), else what the server
-// closes the opened socket with (canal.Handler): a *canal.CloseError's code, or 1011.
+// accept (the handshake is refused, no close frame is sent), else what the server (or
+// a first-message middleware) closes the opened socket with: canal.CloseFor's code.
 func failedConnectCode(raw canal.Conn, err error) int {
 	if !raw.Accepted() {
 		return canal.CloseAbnormal
 	}
-	var ce *canal.CloseError
-	if errors.As(err, &ce) {
-		return ce.Code
-	}
-	return canal.CloseInternalError
+	code, _ := canal.CloseFor(err)
+	return code
 }
 
 // deliverFunc is what the layer calls for each message to raw. Events listed in Frames

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
 	"github.com/canal-rt/canal/middleware"
 )
 
@@ -16,7 +17,7 @@ func BenchmarkOriginStack(b *testing.B) {
 	lookup := func(_ context.Context, token string) (canal.User, error) {
 		u, ok := users[token]
 		if !ok {
-			return canal.User{}, middleware.ErrInvalidToken
+			return canal.User{}, auth.ErrInvalid
 		}
 		return u, nil
 	}
@@ -24,12 +25,12 @@ func BenchmarkOriginStack(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	auth, err := middleware.QueryToken(lookup, middleware.QueryTokenOptions{Required: true})
+	token, err := middleware.Token(lookup, middleware.TokenOptions{Transports: middleware.TransportQuery})
 	if err != nil {
 		b.Fatal(err)
 	}
 	sess := &nopSession{}
-	h := middleware.Stack(origin, auth)(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
+	h := middleware.Stack(origin, token)(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
 		return sess, nil
 	}))
 
@@ -42,7 +43,7 @@ func BenchmarkOriginStack(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		for b.Loop() {
-			c.scope.User = canal.User{}
+			c.scope.User, c.scope.RawQuery = canal.User{}, query // Token removes the token from the query
 			_, err := h.Connect(ctx, c)
 			if (err != nil) != wantErr {
 				b.Fatalf("err = %v", err)

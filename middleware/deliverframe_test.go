@@ -1,6 +1,7 @@
 package middleware_test
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"sync"
@@ -66,7 +67,7 @@ func TestFrameDelivererThroughMiddleware(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := middleware.QueryToken(testLookup, middleware.QueryTokenOptions{Required: true})
+	token, err := middleware.Token(testLookup, middleware.TokenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +80,9 @@ func TestFrameDelivererThroughMiddleware(t *testing.T) {
 		name      string
 		mw        canal.Middleware
 		scope     func(tk string) *canal.Scope
-		firstMsg  bool // the ticket goes in the first frame
-		wantFrame bool // false: the control case, fast path lost
+		firstMsg  bool   // the credential goes in the first frame
+		first     string // that frame; "" for {"ticket": tk}
+		wantFrame bool   // false: the control case, fast path lost
 	}{
 		{name: "ticket in the query", mw: tkt, wantFrame: true,
 			scope: func(tk string) *canal.Scope { return &canal.Scope{RawQuery: "ticket=" + tk} }},
@@ -97,8 +99,20 @@ func TestFrameDelivererThroughMiddleware(t *testing.T) {
 			scope: func(string) *canal.Scope {
 				return &canal.Scope{Headers: http.Header{"Cookie": {"sessionid=" + liveKey}}}
 			}},
-		{name: "query token", mw: token, wantFrame: true,
+		{name: "token in the query", mw: token, wantFrame: true,
 			scope: func(string) *canal.Scope { return &canal.Scope{RawQuery: "token=" + goodToken} }},
+		{name: "token in the subprotocol", mw: token, wantFrame: true,
+			scope: func(string) *canal.Scope {
+				return &canal.Scope{Subprotocols: []string{"canal.token", "canal.token." + goodToken}}
+			}},
+		{name: "token in the subprotocol, base64url", mw: token, wantFrame: true,
+			scope: func(string) *canal.Scope {
+				return &canal.Scope{Subprotocols: []string{"canal.token", middleware.BearerProtocol("canal.token", plusToken)}}
+			}},
+		{name: "bare token in the first message", mw: token, firstMsg: true, wantFrame: true, first: goodToken,
+			scope: func(string) *canal.Scope { return &canal.Scope{} }},
+		{name: "JSON token in the first message", mw: token, firstMsg: true, wantFrame: true, first: `{"token":"` + goodToken + `"}`,
+			scope: func(string) *canal.Scope { return &canal.Scope{} }},
 		{name: "stack: recover, session, ticket by subprotocol", wantFrame: true,
 			mw: func(next canal.Handler) canal.Handler {
 				return middleware.Stack(middleware.Recover(nil), session, tkt)(next)
@@ -137,7 +151,8 @@ func TestFrameDelivererThroughMiddleware(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.firstMsg {
-				if err := sess.Receive(ctx, c, canal.Text(`{"ticket":"`+tk+`"}`)); err != nil {
+				first := cmp.Or(tt.first, `{"ticket":"`+tk+`"}`)
+				if err := sess.Receive(ctx, c, canal.Text(first)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,5 +1,6 @@
 // Package middleware holds Canal's handshake middleware: origin checks, Django ticket,
-// session-cookie and query-string token authentication, and panic recovery. Each is a
+// session-cookie and token authentication (any auth.Verifier; the credential in the
+// query string, a subprotocol or the first message), and panic recovery. Each is a
 // canal.Middleware, a func(next canal.Handler) canal.Handler in the style of chi, and
 // they compose with [Stack] or canal.Chain.
 //
@@ -11,17 +12,20 @@
 //     pattern that never matches).
 //   - [AllowedHosts] is AllowedHostsOriginValidator: the allow-list is Django's
 //     ALLOWED_HOSTS, with its DEBUG defaults.
-//   - [QueryToken] is the token middleware Channels users write by hand and place
-//     where AuthMiddlewareStack would go: browsers cannot set an Authorization header
-//     on a WebSocket, so the token travels in the query string, and a [TokenLookup]
-//     turns it into scope.User. It fails closed: a store that cannot answer gives
-//     503, never a connection.
+//   - [Token] is the token middleware Channels users write by hand and place where
+//     AuthMiddlewareStack would go, for any credential an auth.Verifier checks (DRF
+//     tokens, simplejwt access tokens, django.core.signing tokens, ...). Browsers
+//     cannot set an Authorization header on a WebSocket, so the token travels in the
+//     query string (?token=T), in Sec-WebSocket-Protocol (["canal.token",
+//     "canal.token."+T], or base64url after "canal.token-b64." for tokens with ':' or
+//     other separators: [BearerProtocol]), or in the first message (the bare token,
+//     or {"token": T}). It fails closed: a verifier that cannot answer gives 503 (or
+//     close 1011), never a connection.
 //   - [Ticket] authorizes Django users with the single-use tickets Django writes to
-//     Redis (package ticket; python/ for the Django side). The ticket may come in the
-//     query string, in Sec-WebSocket-Protocol (["canal.ticket", "canal.ticket."+T],
-//     which keeps it out of URLs and access logs), or in the first message. It is
-//     consumed atomically, stripped from the scope, and never logged; a store that
-//     cannot answer gives 503 (or close 1011), never a connection.
+//     Redis (package ticket; python/ for the Django side). It is Token with the
+//     store's Consume as verifier: the same three transports, named for tickets
+//     (?ticket=T, ["canal.ticket", "canal.ticket."+T], {"ticket": T}). The ticket is
+//     consumed atomically, stripped from the scope, and never logged.
 //   - [Session] is AuthMiddlewareStack: Django's session cookie, checked by an
 //     auth.Verifier; auth.Django with Kind "session" asks the site itself through
 //     django_canal's credential endpoint, so any SESSION_ENGINE works. Put an origin
@@ -34,7 +38,15 @@
 //
 // Refusals before the upgrade are *canal.RejectError values: the server answers with
 // their status (403 for a refused origin or token, 503 for an unavailable token store,
-// 500 for a panic) and logs their reason, which never contains a token.
+// 500 for a panic) and sends their reason to the client (X-Canal-Reason and a
+// text/plain body: "invalid token", "missing ticket", ...), which never contains a
+// credential. After the upgrade (a first-message credential) a refusal is a close
+// frame, 4401, 4403, 4408 or canal.CloseFor's code for the next handler's refusal, with
+// the reason in it: the only answer a browser page's code can read.
+//
+// Put authentication in a canal.Chain or [Stack] around the router: the server then
+// asks the router first (canal.Matcher), and a path with no route gets 404 before any
+// middleware runs, consuming no ticket and waiting for no first message.
 //
 // A typical stack, outermost first:
 //

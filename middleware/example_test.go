@@ -76,34 +76,6 @@ func ExampleAllowedHosts() {
 	// https://example.com → HTTP 403
 }
 
-func ExampleQueryToken() {
-	tokens := map[string]canal.User{"3f9a1c": {ID: "42", Username: "ada"}}
-	lookup := func(ctx context.Context, token string) (canal.User, error) {
-		u, ok := tokens[token] // a database or Redis in a real application
-		if !ok {
-			return canal.User{}, middleware.ErrInvalidToken
-		}
-		return u, nil
-	}
-	auth, err := middleware.QueryToken(lookup, middleware.QueryTokenOptions{Required: true})
-	if err != nil {
-		panic(err)
-	}
-	h := auth(canal.HandlerFunc(func(_ context.Context, c canal.Conn) (canal.Session, error) {
-		fmt.Println("hello,", c.Scope().User.Username)
-		return &nopSession{}, c.Accept(canal.AcceptOptions{})
-	}))
-	for _, q := range []string{"token=3f9a1c", "token=forged", ""} {
-		_, err := h.Connect(context.Background(), newConn(&canal.Scope{RawQuery: q}))
-		fmt.Printf("?%s → %s\n", q, outcome(err))
-	}
-	// Output:
-	// hello, ada
-	// ?token=3f9a1c → HTTP 101
-	// ?token=forged → HTTP 403
-	// ? → HTTP 403
-}
-
 func ExampleRecover() {
 	report := func(ctx context.Context, s *canal.Scope, v any, stack []byte) {
 		slog.ErrorContext(ctx, "handler panic", "route", s.RoutePattern, "panic", v)
@@ -124,14 +96,14 @@ func ExampleStack() {
 	if err != nil {
 		panic(err)
 	}
-	auth, err := middleware.QueryToken(func(ctx context.Context, token string) (canal.User, error) {
-		return canal.User{}, fmt.Errorf("ticket store: %w", canal.ErrUnavailable)
-	}, middleware.QueryTokenOptions{})
+	token, err := middleware.Token(func(ctx context.Context, token string) (canal.User, error) {
+		return canal.User{}, fmt.Errorf("token store: %w", canal.ErrUnavailable)
+	}, middleware.TokenOptions{})
 	if err != nil {
 		panic(err)
 	}
 	// Recover first, so it also covers the middleware after it.
-	h := middleware.Stack(middleware.Recover(nil), origins, auth)(echo)
+	h := middleware.Stack(middleware.Recover(nil), origins, token)(echo)
 
 	_, err = h.Connect(context.Background(), newConn(&canal.Scope{
 		RawQuery: "token=abc",

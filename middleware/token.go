@@ -1,177 +1,105 @@
 package middleware
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/auth"
 )
 
-// ErrInvalidToken is what a [TokenLookup] returns (possibly wrapped) for a token that
-// identifies nobody: unknown, expired or revoked. QueryToken answers it with 403.
-var ErrInvalidToken = errors.New("middleware: invalid token")
-
-// TokenLookup resolves a token to its user, e.g. a Django REST framework token looked
-// up in the database or a ticket in Redis.
-//
-// It returns an error wrapping [ErrInvalidToken] when the token identifies nobody, and
-// one wrapping [canal.ErrUnavailable] when the backing store cannot answer. It must not
-// put the token in its errors; QueryToken scrubs the exact token from error text as a
-// safety net, not as a licence. It is called concurrently and must honour ctx.
-type TokenLookup func(ctx context.Context, token string) (canal.User, error)
-
-// QueryTokenOptions configure [QueryToken]. The zero value reads "token" and lets
-// connections without one through as anonymous.
-type QueryTokenOptions struct {
-	// Param is the query parameter carrying the token; "" means "token".
+// TokenOptions configure [Token]. The zero value allows all three transports with
+// the parameter and JSON field "token", the marker "canal.token", a 5 s wait for a
+// first-message token and a 2 s bound on each verification, and refuses connections
+// that present no token.
+type TokenOptions struct {
+	// Transports are the ways a token may arrive; zero means all three, or query and
+	// subprotocol when Anonymous is set. A long-lived token (a DRF token) is better kept
+	// out of URLs, which access logs and browser history keep: leave TransportQuery
+	// out for those.
+	Transports Transport
+	// Param is the query parameter carrying the token; "" means "token". The JSON field
+	// of a first message is always "token".
 	Param string
-	// Required refuses connections that carry no token with HTTP 403. When false
-	// (the default) they continue with scope.User untouched: the anonymous user,
-	// unless an earlier middleware set one. That is what Channels' AuthMiddleware
-	// does for a request without credentials; the consumer decides what anonymous
-	// users may do.
-	Required bool
-	// Timeout bounds each lookup; zero leaves only the handshake's context. A lookup
-	// that runs out of time fails closed with 503.
+	// Subprotocol is the marker subprotocol; "" means "canal.token". The bearer entry
+	// is Subprotocol + "." + token, or Subprotocol + "-b64." + base64url(token) for a
+	// token that is not a valid subprotocol name (see [BearerProtocol]). It must itself
+	// be a valid subprotocol name (an HTTP token).
+	Subprotocol string
+	// Anonymous lets a connection that presents no token before the upgrade continue
+	// with scope.User untouched (the anonymous user, unless an earlier middleware set
+	// one), as Channels' AuthMiddleware does; the consumer decides what anonymous users
+	// may do. A token, when present, is still checked: a bad one is refused. Anonymous
+	// excludes TransportFirstMessage, since nothing would tell "no token" from "token
+	// coming".
+	Anonymous bool
+	// AuthTimeout is how long a first-message client has, from the handshake, to send
+	// its token frame; zero means 5 s.
+	AuthTimeout time.Duration
+	// Timeout bounds one verification; zero means 2 s. A verifier that runs out of
+	// time fails closed.
 	Timeout time.Duration
 }
 
-// QueryToken returns a middleware that authenticates the handshake with a token from
-// the query string (ws://host/ws/chat/?token=...), the pattern Channels users write by
-// hand because browsers cannot set headers on a WebSocket.
+// Token returns a middleware that authenticates each connection with a credential
+// checked by v: a Django REST framework token, a simplejwt access token, a
+// django.core.signing token, a session key, anything an [auth.Verifier] resolves to a
+// user. Browsers cannot set an Authorization header on a WebSocket, so the token
+// travels one of three ways, as [Ticket]'s tickets do (the same mechanics, names
+// aside):
 //
-// The token is the first non-empty value of the parameter, percent-decoded; an empty
-// value counts as no token. The outcomes:
+//   - Query (TransportQuery): ws://host/ws/chat/?token=T, the pattern Channels users
+//     write by hand. The parameter is removed from scope.RawQuery before the next
+//     handler runs.
+//   - Subprotocol (TransportSubprotocol): new WebSocket(url, ["canal.token",
+//     "canal.token." + T]), or the "canal.token-b64." form of [BearerProtocol] for a
+//     token with ':' or other separators. Bearer entries never reach the application.
+//   - First message (TransportFirstMessage): the socket is accepted and the first text
+//     frame carries the token, bare (websocket.send(token)) or as {"token": T}; the
+//     next handler runs once it is verified.
 //
-//   - lookup succeeds: scope.User is set and the next handler runs;
-//   - no token: anonymous pass-through, or 403 with Required;
-//   - undecodable token, lookup error wrapping ErrInvalidToken, or an anonymous User
-//     with a nil error: 403;
-//   - lookup error wrapping canal.ErrUnavailable, or any other error, or a timeout: 503.
-//     Authentication fails closed: a broken store never lets anyone in.
+// Outcomes: those of [Ticket], with "token" for "ticket" in the reasons and "token
+// verifier" for "ticket store", and a verifier error wrapping auth.ErrInvalid (or an
+// anonymous user with a nil error) for an invalid ticket. A connection with no token
+// is refused (403 "missing token"), or waits for a first message, or with Anonymous
+// continues as anonymous; one already authenticated by an earlier middleware
+// continues as it is. Authentication fails closed: a verifier that reports
+// canal.ErrUnavailable, fails otherwise or runs out of time gives 503 (close 1011
+// after a first message), never a connection.
 //
-// The token never appears in the reason or error text of a refusal. Query strings end
-// up in access logs, so prefer short-lived tickets over long-lived API tokens.
+// The token never appears in a refusal's reason or error text (the exact token is
+// scrubbed from the verifier's errors too, as a safety net), nor in anything the
+// middleware logs; the server's own logs carry the path, never the query string.
 //
-// QueryToken returns an error when lookup is nil or the options are invalid. The
-// returned middleware is immutable and safe for concurrent use.
-func QueryToken(lookup TokenLookup, opts QueryTokenOptions) (canal.Middleware, error) {
-	if lookup == nil {
-		return nil, errors.New("middleware: QueryToken: nil lookup")
+// Token returns an error when v is nil, a duration is negative, Transports has unknown
+// bits or includes TransportFirstMessage with Anonymous, Param is not a plain query
+// key or Subprotocol is not a valid subprotocol name. The returned middleware is
+// immutable and safe for concurrent use; v is called concurrently.
+func Token(v auth.Verifier, opts TokenOptions) (canal.Middleware, error) {
+	if v == nil {
+		return nil, errors.New("middleware: Token: nil verifier")
 	}
-	if opts.Timeout < 0 {
-		return nil, fmt.Errorf("middleware: QueryToken: negative timeout %v", opts.Timeout)
-	}
-	if opts.Param == "" {
-		opts.Param = "token"
-	}
-	a := &tokenAuth{lookup: lookup, opts: opts}
-	return func(next canal.Handler) canal.Handler {
-		if next == nil {
-			panic("middleware: QueryToken: nil next handler")
+	if opts.Anonymous {
+		if opts.Transports&TransportFirstMessage != 0 {
+			return nil, fmt.Errorf("middleware: Token: Anonymous excludes TransportFirstMessage")
 		}
-		return canal.HandlerFunc(func(ctx context.Context, c canal.Conn) (canal.Session, error) {
-			if err := a.authenticate(ctx, c.Scope()); err != nil {
-				return nil, err
-			}
-			return next.Connect(ctx, c)
-		})
-	}, nil
-}
-
-type tokenAuth struct {
-	lookup TokenLookup
-	opts   QueryTokenOptions
-}
-
-func (a *tokenAuth) authenticate(ctx context.Context, s *canal.Scope) error {
-	token, raw, found, ok := queryParam(s.RawQuery, a.opts.Param)
-	if !ok {
-		return &canal.RejectError{Status: http.StatusForbidden, Reason: "malformed token", Err: ErrInvalidToken}
-	}
-	if !found {
-		if a.opts.Required {
-			return &canal.RejectError{Status: http.StatusForbidden, Reason: "missing token"}
-		}
-		return nil
-	}
-	if a.opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.opts.Timeout)
-		defer cancel()
-	}
-	u, err := a.lookup(ctx, token)
-	switch {
-	case err == nil && u.Authenticated():
-		s.User = u
-		return nil
-	case err == nil:
-		// A lookup that answers "nobody" without an error (the article's AnonymousUser
-		// fallback) still means the presented token is worthless.
-		return &canal.RejectError{Status: http.StatusForbidden, Reason: "invalid token", Err: ErrInvalidToken}
-	case errors.Is(err, ErrInvalidToken):
-		return &canal.RejectError{Status: http.StatusForbidden, Reason: "invalid token", Err: redact(err, token, raw)}
-	case errors.Is(err, canal.ErrUnavailable):
-		return &canal.RejectError{Status: http.StatusServiceUnavailable, Reason: "token lookup unavailable", Err: redact(err, token, raw)}
-	default:
-		return &canal.RejectError{Status: http.StatusServiceUnavailable, Reason: "token lookup failed", Err: redact(err, token, raw)}
-	}
-}
-
-// queryParam finds the first non-empty value of name in a raw query string without
-// parsing the rest, so the usual case allocates nothing. It returns the decoded value
-// and the value as sent; ok is false when that value cannot be decoded. Pairs whose
-// key cannot be decoded are skipped, as url.ParseQuery does.
-func queryParam(rawQuery, name string) (value, raw string, found, ok bool) {
-	for rawQuery != "" {
-		var pair string
-		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if v == "" || strings.Contains(k, ";") {
-			continue
-		}
-		if k != name {
-			if !strings.ContainsAny(k, "%+") {
-				continue
-			}
-			dk, err := url.QueryUnescape(k)
-			if err != nil || dk != name {
-				continue
-			}
-		}
-		dv, err := url.QueryUnescape(v)
-		if err != nil {
-			return "", "", true, false
-		}
-		if dv == "" {
-			continue
-		}
-		return dv, v, true, true
-	}
-	return "", "", false, true
-}
-
-// redactedError hides a token that a lookup put in its error text, while errors.Is and
-// errors.As still see the original chain.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redact(err error, secrets ...string) error {
-	msg := err.Error()
-	for _, s := range secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		if opts.Transports == 0 {
+			opts.Transports = TransportQuery | TransportSubprotocol
 		}
 	}
-	return &redactedError{msg: msg, err: err}
+	a, err := newCredentialAuth(&credentialAuth{
+		name: "Token", what: "token", backend: "token verifier",
+		verify: v, anonymous: opts.Anonymous,
+	}, credentialOptions{
+		Transports:  opts.Transports,
+		Param:       opts.Param,
+		Subprotocol: opts.Subprotocol,
+		AuthTimeout: opts.AuthTimeout,
+		Timeout:     opts.Timeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a.middleware(), nil
 }
