@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +27,10 @@ import (
 	"github.com/canal-rt/canal/canaltest/browser"
 )
 
-const guidePassword = "guide-password-for-tests"
+const (
+	guidePassword = "guide-password-for-tests"
+	sessionToken  = "guide-session-token-guide-session-token"
+)
 
 func TestGuideNotifications(t *testing.T) {
 	r := canaltest.StartRedis(t)
@@ -34,16 +38,16 @@ func TestGuideNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := startCanalFile(t, filepath.Join(example, "canal.toml"),
-		"CANAL_REDIS_URL="+r.URL(), "CANAL_ORIGINS=127.0.0.1")
+	p := startCanalFile(t, filepath.Join(example, "canal.toml"), "", "CANAL_REDIS_URL="+r.URL(), "CANAL_ORIGINS=127.0.0.1")
 	opts := canaltest.DjangoOptions{
 		Dir:      filepath.Join(example, "site"),
 		Settings: "guide.settings",
 		Env: map[string]string{
-			"REDIS_URL":         r.URL(),
-			"CANAL_WS_URL":      "ws://" + p.addr,
-			"GUIDE_DB":          filepath.Join(t.TempDir(), "db.sqlite3"),
-			"DJANGO_SECRET_KEY": "guide-test-secret-key-guide-test-secret-key",
+			"REDIS_URL":           r.URL(),
+			"CANAL_WS_URL":        "ws://" + p.addr,
+			"GUIDE_DB":            filepath.Join(t.TempDir(), "db.sqlite3"),
+			"DJANGO_SECRET_KEY":   "guide-test-secret-key-guide-test-secret-key",
+			"CANAL_SESSION_TOKEN": sessionToken,
 		},
 	}
 	canaltest.DjangoCommand(t, opts, "django", "migrate", "--noinput")
@@ -80,6 +84,29 @@ func TestGuideNotifications(t *testing.T) {
 	}
 	if err := ca.ExpectNothing(500 * time.Millisecond); err != nil {
 		t.Fatalf("the article reader got an invoice event: %v", err)
+	}
+
+	// The same with Django's session cookie instead of a ticket: a second canal on the
+	// example's canal.toml plus [auth.session], the socket carrying the admin session's
+	// cookie as a browser on the site's host would.
+	p2 := startCanalFile(t, filepath.Join(example, "canal.toml"),
+		fmt.Sprintf("\n[auth.session]\nurl = %q\n", dj.URL+"/session/"),
+		"CANAL_REDIS_URL="+r.URL(), "CANAL_SESSION_TOKEN="+sessionToken)
+	cookie := http.Header{"Cookie": {"sessionid=" + articles.cookie("sessionid")}}
+	cs, err := canaltest.Dial(ctx, p2.url("/ws/events/"), canaltest.DialOptions{Header: cookie})
+	if err != nil {
+		t.Fatalf("session cookie: %v\n%s", err, p2.logs)
+	}
+	defer cs.Abort()
+	waitSubscribers(t, r, 2)
+	editor.adminAdd(t, "article", url.Values{"title": {"By cookie"}})
+	for _, c := range []*canaltest.Communicator{ca, cs} {
+		if err := c.ReceiveJSON(ctx, &ev); err != nil || ev.Object != "By cookie" {
+			t.Fatalf("article event by cookie: %+v, %v", ev, err)
+		}
+	}
+	if strings.Contains(p2.logs.String(), articles.cookie("sessionid")) {
+		t.Error("the session key reached the log")
 	}
 
 	// The page: the article reader signs in to the admin in Chromium, opens the events
@@ -124,14 +151,15 @@ func TestGuideNotifications(t *testing.T) {
 	browser.Screenshot(t, bctx, "guide-notifications.png")
 }
 
-// startCanalFile runs canal serve on an existing configuration file.
-func startCanalFile(t *testing.T, path string, env ...string) *proc {
+// startCanalFile runs canal serve on an existing configuration file, with more
+// appended.
+func startCanalFile(t *testing.T, path, more string, env ...string) *proc {
 	t.Helper()
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startCanal(t, string(doc), env...)
+	return startCanal(t, string(doc)+more, env...)
 }
 
 // admin is a Django admin session of one user.
@@ -153,10 +181,12 @@ func adminLogin(t *testing.T, base, user string) *admin {
 	return a
 }
 
-func (a *admin) csrf() string {
+func (a *admin) csrf() string { return a.cookie("csrftoken") }
+
+func (a *admin) cookie(name string) string {
 	u, _ := url.Parse(a.base)
 	for _, c := range a.client.Jar.Cookies(u) {
-		if c.Name == "csrftoken" {
+		if c.Name == name {
 			return c.Value
 		}
 	}

@@ -220,14 +220,17 @@ func TestServeBus(t *testing.T) {
 }
 
 // waitReady waits until the bus is subscribed (Redis counts the subscriber).
-func waitReady(t *testing.T, r *canaltest.Redis) {
+func waitReady(t *testing.T, r *canaltest.Redis) { waitSubscribers(t, r, 1) }
+
+// waitSubscribers waits until n processes subscribe to the bus.
+func waitSubscribers(t *testing.T, r *canaltest.Redis, want int64) {
 	t.Helper()
 	client := r.Client(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		res, err := client.Do(context.Background(), client.B().PubsubNumsub().Channel("events").Build()).ToArray()
 		if err == nil && len(res) == 2 {
-			if n, _ := res[1].AsInt64(); n > 0 {
+			if n, _ := res[1].AsInt64(); n >= want {
 				return
 			}
 		}

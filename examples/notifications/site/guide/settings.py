@@ -6,6 +6,8 @@ From the environment, with defaults that run on 127.0.0.1:
     REDIS_URL           tickets and the "events" bus; default redis://127.0.0.1:6379/0
     CANAL_WS_URL        the canal server's WebSocket base URL; default ws://127.0.0.1:8001
     GUIDE_DB            SQLite file; default site/db.sqlite3
+    CANAL_SESSION_TOKEN the secret canal's [auth.session] sends to POST /session/;
+                        unset: the endpoint is off (tickets only)
 """
 
 import os
@@ -82,3 +84,6 @@ CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001").rstrip("/")
 # (the guide's get_content_types, computed once per connection as the guide does).
 REALTIME_TICKET_REDIS = REDIS_URL
 REALTIME_TICKET_CLAIMS = "news.claims.ticket_claims"
+# Optional: canal may authenticate the session cookie instead, when it serves on
+# this site's host name (docs/deploy.md). The same claims come with the user.
+REALTIME_SESSION_TOKEN = os.environ.get("CANAL_SESSION_TOKEN") or None
