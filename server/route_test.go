@@ -75,11 +75,14 @@ func routeDialHello(t *testing.T, url string, opts canaltest.DialOptions, first 
 // the middleware order and however the ticket travels, and the ticket stays unused.
 func TestRouterAnswersFirst(t *testing.T) {
 	t.Parallel()
-	store := ticket.NewMemory(ticket.MemoryOptions{})
-	auth, err := middleware.Ticket(store, middleware.TicketOptions{})
+	rs, err := ticket.NewRedis(canaltest.StartRedis(t).Client(t), ticket.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	stores := map[string]interface {
+		middleware.TicketStore
+		Issue(context.Context, canal.User, time.Duration) (string, error)
+	}{"memory": ticket.NewMemory(ticket.MemoryOptions{}), "redis": rs}
 	origin, err := middleware.Origin("http://app.example")
 	if err != nil {
 		t.Fatal(err)
@@ -88,52 +91,83 @@ func TestRouterAnswersFirst(t *testing.T) {
 		router.Path("ws/chat/<str:room>/", routeHello),
 		router.Path("ws/", router.Must(router.Path("nested/<int:id>/", routeHello))),
 	)
-	orders := map[string]canal.Handler{
-		"origin, ticket": canal.Chain{origin, auth}.Then(routes),
-		"ticket, origin": canal.Chain{auth, origin}.Then(routes),
-		"stack":          middleware.Stack(middleware.Recover(nil), auth, origin)(routes),
-	}
 	kinds := []string{"query", "subprotocol", "first message"}
-	for name, root := range orders {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			srv := canaltest.NewServer(t, root, server.Options{Origins: []string{"app.example"}})
-			for _, kind := range kinds {
-				for _, path := range []string{"/ws/nope/", "/ws/chat/", "/ws/nested/x/", "/"} {
+	for storeName, store := range stores {
+		auth, err := middleware.Ticket(store, middleware.TicketOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orders := map[string]canal.Handler{
+			"origin, ticket": canal.Chain{origin, auth}.Then(routes),
+			"ticket, origin": canal.Chain{auth, origin}.Then(routes),
+			"stack":          middleware.Stack(middleware.Recover(nil), auth, origin)(routes),
+		}
+		for name, root := range orders {
+			t.Run(storeName+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				srv := canaltest.NewServer(t, root, server.Options{Origins: []string{"app.example"}})
+				for _, kind := range kinds {
+					for _, path := range []string{"/ws/nope/", "/ws/chat/", "/ws/nested/x/", "/"} {
+						tk, err := store.Issue(t.Context(), canal.User{ID: "1", Username: "ada"}, time.Minute)
+						if err != nil {
+							t.Fatal(err)
+						}
+						url, opts := srv.URL(path+"?room=1"), canaltest.DialOptions{Origin: "http://app.example"}
+						switch kind {
+						case "query":
+							url += "&ticket=" + tk
+						case "subprotocol":
+							opts.Subprotocols = []string{"canal.ticket", "canal.ticket." + tk}
+						}
+						start := time.Now()
+						he := routeDialRefused(t, url, opts)
+						if he.Status != http.StatusNotFound || he.Reason != "no route for path" {
+							t.Fatalf("%s %s: %d %q, want 404 %q", kind, path, he.Status, he.Reason, "no route for path")
+						}
+						if d := time.Since(start); d > 3*time.Second {
+							t.Fatalf("%s %s: refused after %v: the first-message wait ran", kind, path, d)
+						}
+						// Unconsumed: the ticket still works, once.
+						if u, err := store.Consume(t.Context(), tk); err != nil || u.ID != "1" {
+							t.Fatalf("%s %s: the ticket was consumed by a refused path: %v", kind, path, err)
+						}
+					}
+				}
+				// The served paths still work (a first-message ticket).
+				for _, path := range []string{"/ws/chat/lobby/", "/ws/nested/7/"} {
 					tk, err := store.Issue(t.Context(), canal.User{ID: "1", Username: "ada"}, time.Minute)
 					if err != nil {
 						t.Fatal(err)
 					}
-					url, opts := srv.URL(path+"?room=1"), canaltest.DialOptions{Origin: "http://app.example"}
-					switch kind {
-					case "query":
-						url += "&ticket=" + tk
-					case "subprotocol":
-						opts.Subprotocols = []string{"canal.ticket", "canal.ticket." + tk}
-					}
-					start := time.Now()
-					he := routeDialRefused(t, url, opts)
-					if he.Status != http.StatusNotFound || he.Reason != "no route for path" {
-						t.Fatalf("%s %s: %d %q, want 404 %q", kind, path, he.Status, he.Reason, "no route for path")
-					}
-					if d := time.Since(start); d > 3*time.Second {
-						t.Fatalf("%s %s: refused after %v: the first-message wait ran", kind, path, d)
-					}
-					// Unconsumed: the ticket still works, once.
-					if u, err := store.Consume(t.Context(), tk); err != nil || u.ID != "1" {
-						t.Fatalf("%s %s: the ticket was consumed by a refused path: %v", kind, path, err)
-					}
+					routeDialHello(t, srv.URL(path), canaltest.DialOptions{Origin: "http://app.example"}, `{"ticket":"`+tk+`"}`)
 				}
-			}
-			// The served paths still work, through every transport.
-			for _, path := range []string{"/ws/chat/lobby/", "/ws/nested/7/"} {
-				tk, err := store.Issue(t.Context(), canal.User{ID: "1", Username: "ada"}, time.Minute)
-				if err != nil {
-					t.Fatal(err)
-				}
-				routeDialHello(t, srv.URL(path), canaltest.DialOptions{Origin: "http://app.example"}, `{"ticket":"`+tk+`"}`)
-			}
-		})
+			})
+		}
+	}
+}
+
+// TestRouterHiddenByHand is the control: middleware applied by hand, auth(routes), hides
+// the router from the server, so a query ticket to an unknown path is consumed before
+// the router's own 404. The chain is what lets the router answer first.
+func TestRouterHiddenByHand(t *testing.T) {
+	t.Parallel()
+	store := ticket.NewMemory(ticket.MemoryOptions{})
+	auth, err := middleware.Ticket(store, middleware.TicketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := router.Must(router.Path("ws/chat/<str:room>/", routeHello))
+	srv := canaltest.NewServer(t, auth(routes), server.Options{})
+	tk, err := store.Issue(t.Context(), canal.User{ID: "1", Username: "ada"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	he := routeDialRefused(t, srv.URL("/ws/nope/?ticket="+tk), canaltest.DialOptions{})
+	if he.Status != http.StatusNotFound || he.Reason != "no route for path" {
+		t.Fatalf("got %+v, want the router's 404", he)
+	}
+	if _, err := store.Consume(t.Context(), tk); !errors.Is(err, ticket.ErrInvalid) {
+		t.Fatalf("Consume after the refusal = %v: the control did not consume the ticket", err)
 	}
 }
 
