@@ -31,9 +31,6 @@ type HandshakeError struct {
 }
 
 func (e *HandshakeError) Error() string {
-	if e.Reason != "" {
-		return fmt.Sprintf("canaltest: handshake refused with HTTP %d: %s", e.Status, e.Reason)
-	}
 	return fmt.Sprintf("canaltest: handshake refused with HTTP %d", e.Status)
 }
 
