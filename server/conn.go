@@ -82,8 +82,9 @@ type conn struct {
 	discCode  int  // code for Session.Disconnect
 	wire      wire // nil until the socket is upgraded or the stream opened
 	pinger    *time.Timer
-	pingDue   bool // the writer owes the peer a ping
-	stalled   bool // the writer waits for the socket's flusher (the peer is behind)
+	pingDue   bool          // the writer owes the peer a ping
+	stalled   bool          // the writer waits for the socket's flusher (the peer is behind)
+	born      time.Duration // clock() at Connect, then at the open; with an Observer only
 
 	// c.work and c.write as func values, made once: a method value passed to
 	// workers.run would be allocated on every kick, that is for every message.
@@ -96,6 +97,9 @@ func newConn(s *Server, scope *canal.Scope) *conn {
 	c.space.L = &c.mu
 	c.outSpace.L = &c.mu
 	c.workTask, c.writeTask = c.work, c.write
+	if s.opts.Observer != nil {
+		c.born = clock()
+	}
 	return c
 }
 
@@ -374,6 +378,7 @@ func (c *conn) takeOutbox() []canal.Frame {
 	defer c.mu.Unlock()
 	// A copy: the outbox may be the inline array, which the next Send reuses.
 	early := append([]canal.Frame(nil), c.outbox...)
+	c.srv.stats.sent.Add(uint64(len(early)))
 	c.dropOutboxLocked()
 	c.outSpace.Broadcast()
 	return early
@@ -418,10 +423,14 @@ func (c *conn) teardown(code int) {
 	c.space.Broadcast()
 	c.outSpace.Broadcast()
 	c.queueDisconnectLocked()
+	opened, disc := c.wire != nil, c.discCode
 	c.mu.Unlock()
 
 	c.wg.Wait()
 	c.cancel()
+	if opened {
+		c.observeClosed(disc)
+	}
 	c.srv.remove(c)
 }
 

@@ -123,6 +123,10 @@ type Options struct {
 	// Logger receives handshake failures, handler errors and panics. Query strings,
 	// cookies and tickets are never logged. Default slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told how each handshake ended and when each connection
+	// closed, for metrics (see Observer and package metrics). Per-frame counts are in
+	// Stats. Nil: nothing is reported, at no cost.
+	Observer Observer
 }
 
 // ErrOptions reports an invalid option.

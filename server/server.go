@@ -189,6 +189,10 @@ func (s *Server) remove(c *conn) {
 // answers an HTTP status or upgrades (or opens the event stream), handing the socket
 // to a hijack goroutine.
 func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t transport) {
+	var c *conn
+	if s.opts.Observer != nil {
+		defer s.observeRefusal(fctx, t, time.Now(), &c)
+	}
 	if t == transportWebSocket && !validUpgrade(fctx) {
 		refusal(fctx, http.StatusBadRequest, "invalid WebSocket upgrade request")
 		return
@@ -212,7 +216,7 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 		refusal(fctx, http.StatusNotFound, reasonNoRoute)
 		return
 	}
-	c := newConn(s, scope)
+	c = newConn(s, scope)
 	if !s.add(c) {
 		refusal(fctx, http.StatusServiceUnavailable, "server shutting down")
 		return

@@ -119,7 +119,9 @@ func (c *conn) openStream(raw net.Conn, header http.Header) *sseWire {
 	for _, f := range c.takeOutbox() {
 		out = w.appendFrame(out, f)
 	}
-	if err := s.write(out); err != nil {
+	err := s.write(out)
+	c.observeOpen(err)
+	if err != nil {
 		c.openFailed(raw, err)
 		return nil
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"math"
 	"sync/atomic"
 )
 
@@ -28,11 +29,25 @@ type Stats struct {
 	// Frames counts ready group frames delivered (consumer.Options.Frames), and
 	// FramesDirect those that went straight to the outbox, without a session call.
 	Frames, FramesDirect uint64
+	// Received counts the messages clients sent (WebSocket text and binary messages;
+	// event streams send none), and Sent the frames handed to sockets (messages, or
+	// events on a stream; not pings or closes).
+	Received, Sent uint64
+
+	// The bounds in force (Options after defaults), for a dashboard or an alert on
+	// usage: MaxSessionWorkers is Options.SessionWorkers, MaxBuffered
+	// MaxBufferedBytes, and MaxConns MaxConnections (0: no limit).
+	MaxSessionWorkers, MaxConns int
+	MaxBuffered                 int64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	sw, peak := s.sessions.size()
+	maxConns := s.opts.MaxConnections
+	if maxConns == math.MaxInt { // the file limit is unknown or unlimited
+		maxConns = 0
+	}
 	return Stats{
 		Conns:              s.Conns(),
 		SessionWorkers:     sw,
@@ -43,11 +58,17 @@ func (s *Server) Stats() Stats {
 		EventsRefused:      s.stats.eventsRefused.Load(),
 		Frames:             s.stats.frames.Load(),
 		FramesDirect:       s.stats.framesDirect.Load(),
+		Received:           s.stats.received.Load(),
+		Sent:               s.stats.sent.Load(),
+		MaxSessionWorkers:  s.opts.SessionWorkers,
+		MaxConns:           maxConns,
+		MaxBuffered:        s.opts.MaxBufferedBytes,
 	}
 }
 
 type counters struct {
 	slowConsumers, eventsRefused, frames, framesDirect atomic.Uint64
+	received, sent                                     atomic.Uint64 // one Add per message read, per batch written
 }
 
 // logLimited logs msg at warning level unless a line with the same key went out in

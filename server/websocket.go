@@ -37,6 +37,7 @@ func (c *conn) upgrade(raw net.Conn, req *http.Request, header http.Header) (*fw
 	if werr := s.endCapture(); err == nil {
 		err = werr
 	}
+	c.observeOpen(err)
 	if err != nil {
 		c.openFailed(raw, err)
 		return nil, nil
@@ -102,6 +103,7 @@ func (c *conn) readLoop(ws *fws.Conn, alive func()) int {
 			}
 		}
 		alive()
+		c.srv.stats.received.Add(1)
 		f := canal.Frame{Binary: typ == fws.BinaryMessage, Data: data}
 		if !f.Binary && !utf8.Valid(data) {
 			c.closeWith(canal.CloseInvalidPayload, "invalid UTF-8")

@@ -131,6 +131,7 @@ func (c *conn) write() {
 				c.outbox[n] = canal.Frame{}
 				n++
 			}
+			c.srv.stats.sent.Add(uint64(n))
 			if n == len(c.outbox) {
 				// The inline one-frame array, not outbox[:0]: an idle socket keeps no
 				// grown array, and the next delivery allocates nothing.
