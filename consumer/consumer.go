@@ -97,6 +97,21 @@ type Options[T any] struct {
 	// members when a user's first connection joins it and when the last one leaves.
 	// The consumers handle them as any event (Events, Frames or Event). Needs Presence.
 	PresenceEvents bool
+
+	// MaxAge, when positive, limits how long a connection lives on one credential:
+	// at that age the consumer asks the client for a fresh one over the socket
+	// (EventReauth) and closes with CloseReauthRequired (4401) if Reauthorize has not
+	// accepted one for the same user within ReauthGrace. See EventReauth for the
+	// exchange and the client's side. Needs Reauthorize. Server-Sent Events clients
+	// cannot answer: their streams end at MaxAge + ReauthGrace.
+	MaxAge time.Duration
+	// ReauthGrace is how long the client has to answer (DefaultReauthGrace, 30s,
+	// when 0).
+	ReauthGrace time.Duration
+	// Reauthorize checks a credential a client sent in-band: a ticket store's
+	// Consume, or an auth.Verifier. An error wrapping canal.ErrUnavailable lets the
+	// client try again within the grace period; any other closes with 4401.
+	Reauthorize func(ctx context.Context, credential string) (canal.User, error)
 }
 
 // Errors reported to OnInvalid and by group calls.
@@ -157,6 +172,17 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	}
 	if opts.PresenceEvents && opts.Presence == nil {
 		return nil, errors.New("consumer: PresenceEvents needs a Presence")
+	}
+	switch {
+	case opts.MaxAge < 0:
+		return nil, fmt.Errorf("consumer: negative MaxAge %v", opts.MaxAge)
+	case opts.ReauthGrace < 0:
+		return nil, fmt.Errorf("consumer: negative ReauthGrace %v", opts.ReauthGrace)
+	case opts.MaxAge > 0 && opts.Reauthorize == nil:
+		return nil, errors.New("consumer: MaxAge needs Reauthorize, to check the fresh credentials")
+	}
+	if opts.ReauthGrace == 0 {
+		opts.ReauthGrace = DefaultReauthGrace
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -225,7 +251,9 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 		return nil, layerReject(err)
 	}
 	c.golive(ctx)
-	return &session[T]{h: h, inst: inst, c: c}, nil
+	s := &session[T]{h: h, inst: inst, c: c}
+	s.startLifetime()
+	return s, nil
 }
 
 // failedConnectCode is the code Disconnect gets when Connect failed: 1006 before the
@@ -280,9 +308,13 @@ type session[T any] struct {
 	h    *Handler[T]
 	inst T
 	c    *Conn
+	life *lifetime // nil without Options.MaxAge
 }
 
 func (s *session[T]) Receive(ctx context.Context, _ canal.Conn, f canal.Frame) error {
+	if ok, err := s.reauthFrame(ctx, f); ok {
+		return err
+	}
 	if jr, ok := any(s.inst).(JSONReceiver); ok {
 		switch {
 		case f.Binary:
@@ -362,6 +394,7 @@ func (s *session[T]) eventError(t string, err error) error {
 }
 
 func (s *session[T]) Disconnect(ctx context.Context, _ canal.Conn, code int) {
+	s.stopLifetime()
 	s.c.cleanup(ctx)
 	if d, ok := any(s.inst).(Disconnecter); ok {
 		d.Disconnect(ctx, s.c, code)

@@ -70,6 +70,11 @@
 // it joins once Connect has returned, and removed when it leaves; PresenceEvents
 // announces a user's first join and last leave to the group's members.
 //
+// With Options.MaxAge, a connection lives on one credential for that long: then the
+// consumer asks the client for a fresh one in-band ({"type": "canal.reauth"}) and
+// closes with 4401 unless Options.Reauthorize accepts one for the same user within
+// ReauthGrace (EventReauth shows both sides of the exchange).
+//
 // The same consumer serves Server-Sent Events streams when the server has
 // Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
 // since a stream's client cannot send.

@@ -143,9 +143,12 @@ func encodeUser(u canal.User) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-func reserved(t string) bool { return t == EventDisconnect || t == EventRefresh }
+func reserved(t string) bool {
+	return t == EventDisconnect || t == EventRefresh || t == EventReauth || t == eventLifetime
+}
 
-// UserChanger is the hook told of a claims refresh (EventRefresh), after Scope.User
+// UserChanger is the hook told of a claims refresh (EventRefresh) or an in-band
+// re-authorization (EventReauth, Options.MaxAge), after Scope.User
 // holds new and the groups' presence entries were updated. It runs like an event
 // handler: one at a time with the other hooks, and its error closes the connection.
 // A consumer that filters by permission re-checks here, or simply reads Scope.User at
@@ -169,6 +172,10 @@ func (s *session[T]) reservedEvent(ctx context.Context, t string, m canal.Messag
 		return true, s.c.Close(code, reason)
 	case EventRefresh:
 		return true, s.refresh(ctx, m)
+	case eventLifetime:
+		return true, s.lifetimeEvent(m)
+	case EventReauth:
+		return true, nil // the client's word, never a layer's
 	}
 	return false, nil
 }
@@ -185,18 +192,24 @@ func (s *session[T]) refresh(ctx context.Context, m canal.Message) error {
 		s.h.drops.badEvent(EventRefresh, route, err)
 		return nil
 	}
-	scope := s.c.Scope()
-	old := scope.User
-	if u.ID != old.ID {
+	if u.ID != s.c.Scope().User.ID {
 		// A hashed group name collided, or someone sent it by hand: never change who a
 		// connection is, only what they may do.
 		s.h.drops.badEvent(EventRefresh, route, errors.New("the user ID differs from the connection's"))
 		return nil
 	}
+	return s.changeUser(ctx, u, EventRefresh)
+}
+
+// changeUser makes u the connection's user (same ID), updates its presence entries
+// and runs the UserChanged hook; why names the cause for the logs.
+func (s *session[T]) changeUser(ctx context.Context, u canal.User, why string) error {
+	scope := s.c.Scope()
+	old := scope.User
 	scope.SetUser(u)
 	s.c.retrack(ctx)
 	if uc, ok := any(s.inst).(UserChanger); ok {
-		return s.eventError(EventRefresh, uc.UserChanged(ctx, s.c, old, u))
+		return s.eventError(why, uc.UserChanged(ctx, s.c, old, u))
 	}
 	return nil
 }
