@@ -68,6 +68,13 @@ type Redis struct {
 
 var _ Store = (*Redis)(nil)
 
+// record is an entry's JSON without "at", which joinScript writes first.
+type record struct {
+	ID       string         `json:"id"`
+	Username string         `json:"username"`
+	Claims   map[string]any `json:"claims,omitempty"`
+}
+
 // localEntry is what joinScript needs to write an entry again.
 type localEntry struct{ uid, value string }
 
@@ -227,12 +234,12 @@ func (r *Redis) Join(ctx context.Context, group, channel string, u canal.User) (
 	if u.ID == "" {
 		return false, ErrAnonymous
 	}
-	b, err := json.Marshal(conn{ID: u.ID, Username: u.Username, Claims: r.opts.claims(u)})
+	b, err := json.Marshal(record{ID: u.ID, Username: u.Username, Claims: r.opts.claims(u)})
 	if err != nil {
 		return false, fmt.Errorf("presence: join: claims: %w", err)
 	}
-	// conn marshals as {"id":…,…,"at":0}; the script wants ,"id":… and puts "at" first.
-	value := "," + strings.TrimSuffix(string(b[1:]), `,"at":0}`) + "}"
+	// The script writes {"at":N then this: the object's members after its '{'.
+	value := "," + string(b[1:])
 	f := r.field(channel)
 	var n int64
 	err = redisconn.Retry(ctx, func() error {
