@@ -90,8 +90,9 @@ type Options[T any] struct {
 	NoUserGroup bool
 	// Presence, when set, records the connection in every group it joins (Groups and
 	// Conn.GroupAdd; not the user's own group) once it is accepted (Conn.Accept) or
-	// Connect has returned, and removes it when it leaves. Only authenticated connections are recorded. A failed write
-	// is logged and counted in Stats.PresenceErrors; the connection goes on.
+	// Connect has returned, and removes it when it leaves. Only authenticated
+	// connections are recorded. A failed write is logged and counted in
+	// Stats.PresenceErrors; the connection goes on.
 	Presence Presence
 	// PresenceEvents sends EventPresenceJoin and EventPresenceLeave to a group's
 	// members when a user's first connection joins it and when the last one leaves.
