@@ -223,6 +223,22 @@ func (r *Redis) restore(ctx context.Context) {
 			return
 		}
 	}
+	// A connection that left meanwhile may have been written back after its Leave:
+	// remove what is no longer ours, or it would stay as long as this process.
+	gone := make(map[string][]string)
+	r.mu.Lock()
+	for _, e := range execs {
+		g, f := e.Keys[0][len(r.opts.Prefix+"presence:"):], e.Args[0]
+		if _, ok := r.local[g][f]; !ok {
+			gone[g] = append(gone[g], f)
+		}
+	}
+	r.mu.Unlock()
+	for g, fields := range gone {
+		if _, err := r.leave(ctx, g, fields); err != nil {
+			r.opts.Logger.Warn("canal: presence entries not removed", "err", err)
+		}
+	}
 }
 
 // Join implements Store: one script on the group's key (HGET, HSET, HINCRBY,
