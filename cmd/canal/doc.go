@@ -72,6 +72,29 @@
 // secret is CANAL_SESSION_TOKEN (Django's REALTIME_SESSION_TOKEN). The cookie reaches
 // canal only when it serves on the site's host name (see docs/deploy.md).
 //
+// Token kinds travel as [auth.token] says (one setting for all of them):
+// transports = ["subprotocol", "query", "first_message"] (default all three; query and
+// subprotocol on anonymous routes), param = "token" (?token=T), subprotocol =
+// "canal.token" (new WebSocket(url, ["canal.token", "canal.token." + T]), or
+// "canal.token-b64." + base64url(T) for a token with ':' in it). The kinds:
+//
+//	[auth.jwt]     djangorestframework-simplejwt access tokens, checked in canal:
+//	               algorithm ("HS256"), verifying_key (PEM, for RS/ES/EdDSA), audience,
+//	               issuer, leeway, user_id_claim ("user_id"), username_claim, token_types
+//	               (["access"]); the HS key is CANAL_JWT_SIGNING_KEY
+//	[auth.signed]  django.core.signing tokens (signing.dumps({"user_id": ...}, salt=...)):
+//	               salt, max_age (required), algorithm, user_id_key, username_key; the
+//	               key is CANAL_SIGNING_KEY (SECRET_KEY), older ones
+//	               CANAL_SIGNING_KEY_FALLBACKS
+//	[auth.django]  kinds Django checks itself at django_canal's /auth/ (REALTIME_AUTH_KINDS):
+//	               url = "http://127.0.0.1:8000/auth/", kinds = ["drf", "sesame"], cache
+//	               ("0s": ask every time; at most 5m); secret CANAL_SESSION_TOKEN
+//
+// A route lists kinds by name (session, ticket, jwt, signed, or a Django kind); its
+// token kinds are tried in turn for one credential. A route takes tickets or tokens,
+// not both; by default it takes the session cookie, then the ticket if configured,
+// else every token kind.
+//
 // [django]: timeout = "5s" for canal's calls to Django URLs (authorize, receive mode
 // "django"). They carry "Authorization: Bearer $CANAL_DJANGO_TOKEN".
 //
@@ -92,8 +115,8 @@
 //
 //	path        Django path() syntax: "ws/chat/<slug:room>/" (str, int, slug, uuid, path)
 //	regex       or re_path() syntax: '^ws/jobs/(?P<job>[0-9]+)/$'
-//	auth        credential kinds, default every configured one: ["session", "ticket"]
-//	            (a live session is enough; else a ticket; a ticket present always wins)
+//	auth        credential kinds: ["session", "ticket"] (a live session is enough; else
+//	            a ticket; a ticket present always wins), or token kinds (see above)
 //	anonymous   false: refuse (403) who is not logged in; true admits visitors without
 //	            credentials (such a route gets no ticket auth by default: a ticket is
 //	            never optional)
@@ -142,7 +165,8 @@
 //
 //	CANAL_CONFIG, CANAL_LISTEN, CANAL_ORIGINS (comma-separated), CANAL_ADMIN_LISTEN,
 //	CANAL_REDIS_URL, CANAL_LOG_LEVEL, CANAL_LOG_FORMAT   override the file
-//	CANAL_SESSION_TOKEN, CANAL_DJANGO_TOKEN,
+//	CANAL_SESSION_TOKEN, CANAL_DJANGO_TOKEN, CANAL_JWT_SIGNING_KEY, CANAL_SIGNING_KEY,
+//	CANAL_SIGNING_KEY_FALLBACKS,
 //	CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS     secrets: only from the environment
 //
 // # Signals

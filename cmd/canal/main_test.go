@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -486,4 +487,94 @@ func startRunworker(t *testing.T, redisURL string) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("runworker not ready in 30 s:\n%s", out)
 	}
+}
+
+// Token kinds: a django.core.signing token and a simplejwt access token minted by
+// Django's own code, on one route that takes both (tried in turn), by query string,
+// bearer subprotocol and first message; a bad token is refused.
+func TestServeTokens(t *testing.T) {
+	const key = "token-test-secret-key-long-enough-for-hs256"
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(`
+[redis]
+url = %q
+[auth.signed]
+salt = "canal.socket"
+max_age = "1m"
+[auth.jwt]
+[[route]]
+path = "ws/staff/"
+require = ["user.is_staff"]
+groups = ["user_{user.id}"]
+events = ["notify"]
+`, r.URL()), "CANAL_SIGNING_KEY="+key, "CANAL_JWT_SIGNING_KEY="+key)
+	mint := func(kind string) string {
+		out, err := exec.Command("/usr/bin/python3", "testdata/mint.py", kind, key).Output()
+		if err != nil {
+			t.Fatalf("mint %s: %v", kind, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	signed, jwt := mint("signed"), mint("jwt")
+	ctx := context.Background()
+	worker, err := layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{r.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close(context.Background())
+	check := func(what string, c *canaltest.Communicator, user string) {
+		t.Helper()
+		if err := worker.GroupSend(ctx, "user_"+user, canal.Message{"type": "notify", "to": user}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.ReceiveText(ctx); err != nil || got != `{"to":"`+user+`","type":"notify"}` {
+			t.Fatalf("%s: %q, %v", what, got, err)
+		}
+	}
+	q, err := canaltest.Dial(ctx, p.url("/ws/staff/?token="+url.QueryEscape(signed)), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatalf("signed by query: %v", err)
+	}
+	defer q.Abort()
+	check("signed token by query", q, "5")
+	sp, err := canaltest.Dial(ctx, p.url("/ws/staff/"), canaltest.DialOptions{Subprotocols: []string{"canal.token", "canal.token." + jwt}})
+	if err != nil {
+		t.Fatalf("jwt by subprotocol: %v", err)
+	}
+	defer sp.Abort()
+	check("jwt by subprotocol", sp, "6")
+	fm, err := canaltest.Dial(ctx, p.url("/ws/staff/"), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Abort()
+	if err := fm.SendText(signed); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, r, "user_5", 2) // the first message is checked, then the group joined
+	check("signed token by first message", fm, "5")
+
+	_, err = canaltest.Dial(ctx, p.url("/ws/staff/?token="+url.QueryEscape(signed+"x")), canaltest.DialOptions{})
+	var he *canaltest.HandshakeError
+	if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		t.Errorf("a tampered token: %v, want 403", err)
+	}
+	if logs := p.logs.String(); strings.Contains(logs, signed) || strings.Contains(logs, jwt[40:]) {
+		t.Error("a token reached the log")
+	}
+}
+
+// waitMembers waits until a core-layer group has n members.
+func waitMembers(t *testing.T, r *canaltest.Redis, group string, n int64) {
+	t.Helper()
+	client := r.Client(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err := client.Do(context.Background(), client.B().Zcard().Key("asgi:group:"+group).Build()).AsInt64()
+		if err == nil && got == n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("group %s did not reach %d members in 10 s", group, n)
 }

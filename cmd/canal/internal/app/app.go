@@ -52,7 +52,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		return nil, fmt.Errorf("layer: %w", err)
 	}
 	a.layer = newLocalLayer(inner)
-	kinds, err := a.credentials()
+	creds, err := a.credentials()
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		if err != nil {
 			return nil, fmt.Errorf("route[%d]: %w", i, err)
 		}
-		wrapped := chainFor(rc, kinds).Then(h)
+		chain, err := creds.chain(cfg, rc)
+		if err != nil {
+			return nil, fmt.Errorf("route[%d]: %w", i, err)
+		}
+		wrapped := chain.Then(h)
 		if rc.Path != "" {
 			routes = append(routes, router.Path(rc.Path, wrapped))
 		} else {

@@ -1,7 +1,11 @@
 package app
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/auth"
@@ -10,30 +14,101 @@ import (
 	"github.com/canal-rt/canal/ticket"
 )
 
-// authOrder is the order credential middleware runs in, whatever the order a route
-// lists them: cookie first (it never consumes anything), single-use tickets last
-// (a ticket, when present, wins; without one, a session user goes through as is).
-var authOrder = []string{config.KindSession, config.KindTicket}
+// credentials holds what the configured credential kinds need: one middleware for
+// session and ticket, one verifier per token kind (a route combines its token kinds
+// into one middleware). Each kind is one small wiring function.
+type credentials struct {
+	session, ticket canal.Middleware
+	tokens          map[string]auth.Verifier
+}
 
-// credentials builds one middleware per configured credential kind. Each kind is one
-// small wiring function.
-func (a *App) credentials() (map[string]canal.Middleware, error) {
-	out := map[string]canal.Middleware{}
+func (a *App) credentials() (*credentials, error) {
+	cr := &credentials{tokens: map[string]auth.Verifier{}}
+	var err error
 	if t := a.cfg.Auth.Ticket; t != nil {
-		mw, err := a.ticketAuth(t)
-		if err != nil {
+		if cr.ticket, err = a.ticketAuth(t); err != nil {
 			return nil, fmt.Errorf("auth.ticket: %w", err)
 		}
-		out[config.KindTicket] = mw
 	}
 	if s := a.cfg.Auth.Session; s != nil {
-		mw, err := sessionAuth(s, a.cfg.SessionToken)
-		if err != nil {
+		if cr.session, err = sessionAuth(s, a.cfg.SessionToken); err != nil {
 			return nil, fmt.Errorf("auth.session: %w", err)
 		}
-		out[config.KindSession] = mw
 	}
-	return out, nil
+	if a.cfg.Auth.JWT != nil {
+		if cr.tokens[config.KindJWT], err = auth.SimpleJWT(a.cfg.JWTOptions()); err != nil {
+			return nil, fmt.Errorf("auth.jwt: %w", err)
+		}
+	}
+	if a.cfg.Auth.Signed != nil {
+		if cr.tokens[config.KindSigned], err = auth.Signed(a.cfg.SignedOptions()); err != nil {
+			return nil, fmt.Errorf("auth.signed: %w", err)
+		}
+	}
+	if d := a.cfg.Auth.Django; d != nil {
+		for _, kind := range d.Kinds {
+			if cr.tokens[kind], err = djangoAuth(a.cfg, kind); err != nil {
+				return nil, fmt.Errorf("auth.django %s: %w", kind, err)
+			}
+		}
+	}
+	return cr, nil
+}
+
+// djangoAuth asks django_canal's /auth/ about one kind, through a cache when
+// auth.django.cache is set.
+func djangoAuth(cfg *config.Config, kind string) (auth.Verifier, error) {
+	v, err := auth.Django(cfg.DjangoOptions(kind))
+	if err != nil || cfg.Auth.Django.Cache == 0 {
+		return v, err
+	}
+	return auth.Cache(v, auth.CacheOptions{TTL: time.Duration(cfg.Auth.Django.Cache)})
+}
+
+// chain returns a route's credential middleware: the session cookie first (it
+// consumes nothing; a live session lets the connection through the rest), then the
+// ticket or the route's token kinds as one middleware.
+func (cr *credentials) chain(cfg *config.Config, r *config.Route) (canal.Chain, error) {
+	var ch canal.Chain
+	if slices.Contains(r.Auth, config.KindSession) {
+		ch = append(ch, cr.session)
+	}
+	if slices.Contains(r.Auth, config.KindTicket) {
+		ch = append(ch, cr.ticket)
+	}
+	var vs []auth.Verifier
+	for _, k := range r.Auth {
+		if v, ok := cr.tokens[k]; ok {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) > 0 {
+		mw, err := middleware.Token(firstOf(vs), cfg.TokenOptions(r.Anonymous))
+		if err != nil {
+			return nil, err
+		}
+		ch = append(ch, mw)
+	}
+	return ch, nil
+}
+
+// firstOf tries each verifier in turn while they answer auth.ErrInvalid; any other
+// error (Django unreachable) ends the search and fails the connection closed.
+func firstOf(vs []auth.Verifier) auth.Verifier {
+	if len(vs) == 1 {
+		return vs[0]
+	}
+	return func(ctx context.Context, credential string) (canal.User, error) {
+		var err error
+		for _, v := range vs {
+			u, e := v(ctx, credential)
+			if e == nil || !errors.Is(e, auth.ErrInvalid) {
+				return u, e
+			}
+			err = e
+		}
+		return canal.User{}, err
+	}
 }
 
 func (a *App) ticketAuth(t *config.TicketAuth) (canal.Middleware, error) {
@@ -66,17 +141,4 @@ func sessionAuth(s *config.SessionAuth, token string) (canal.Middleware, error) 
 		return nil, err
 	}
 	return middleware.Session(verify, middleware.SessionOptions{Cookie: s.Cookie})
-}
-
-// chainFor returns the credential middleware of a route, in authOrder.
-func chainFor(r *config.Route, kinds map[string]canal.Middleware) canal.Chain {
-	var ch canal.Chain
-	for _, k := range authOrder {
-		for _, want := range r.Auth {
-			if want == k {
-				ch = append(ch, kinds[k])
-			}
-		}
-	}
-	return ch
 }

@@ -23,9 +23,12 @@ type Config struct {
 	Routes          []Route  `toml:"route"`
 
 	// Secrets, from the environment only (never from the file).
-	SessionToken string   `toml:"-"` // CANAL_SESSION_TOKEN
-	DjangoToken  string   `toml:"-"` // CANAL_DJANGO_TOKEN
-	LayerKeys    []string `toml:"-"` // CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS, comma-separated
+	SessionToken  string   `toml:"-"` // CANAL_SESSION_TOKEN
+	DjangoToken   string   `toml:"-"` // CANAL_DJANGO_TOKEN
+	LayerKeys     []string `toml:"-"` // CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS, comma-separated
+	JWTKey        string   `toml:"-"` // CANAL_JWT_SIGNING_KEY
+	SigningKey    string   `toml:"-"` // CANAL_SIGNING_KEY
+	SigningOldKey []string `toml:"-"` // CANAL_SIGNING_KEY_FALLBACKS, comma-separated
 }
 
 // Server holds the server.Options a deployment tunes.
@@ -67,6 +70,52 @@ type Layer struct {
 type Auth struct {
 	Ticket  *TicketAuth  `toml:"ticket"`
 	Session *SessionAuth `toml:"session"`
+	Token   TokenAuth    `toml:"token"` // how token kinds travel
+	JWT     *JWTAuth     `toml:"jwt"`
+	Signed  *SignedAuth  `toml:"signed"`
+	Django  *DjangoAuth  `toml:"django"`
+}
+
+// TokenAuth: how the token kinds (jwt, signed, django's) travel; they share one
+// middleware per route.
+type TokenAuth struct {
+	Transports  []string `toml:"transports"`  // default all three (query and subprotocol on anonymous routes)
+	Param       string   `toml:"param"`       // default "token"
+	Subprotocol string   `toml:"subprotocol"` // default "canal.token"
+
+	defaulted bool
+}
+
+// JWTAuth: djangorestframework-simplejwt access tokens, checked in canal with the
+// key (CANAL_JWT_SIGNING_KEY for HS*, verifying_key for the others).
+type JWTAuth struct {
+	Algorithm     string   `toml:"algorithm"`
+	VerifyingKey  string   `toml:"verifying_key"` // PEM: public, so it may be in the file
+	Audience      string   `toml:"audience"`
+	Issuer        string   `toml:"issuer"`
+	Leeway        Duration `toml:"leeway"`
+	UserIDClaim   string   `toml:"user_id_claim"`
+	UsernameClaim string   `toml:"username_claim"`
+	TokenTypes    []string `toml:"token_types"`
+}
+
+// SignedAuth: django.core.signing tokens (signing.dumps({"user_id": ...})), checked
+// with CANAL_SIGNING_KEY (Django's SECRET_KEY).
+type SignedAuth struct {
+	Salt        string   `toml:"salt"`
+	MaxAge      Duration `toml:"max_age"` // required
+	Algorithm   string   `toml:"algorithm"`
+	UserIDKey   string   `toml:"user_id_key"`
+	UsernameKey string   `toml:"username_key"`
+}
+
+// DjangoAuth: credential kinds Django checks itself at django_canal's /auth/
+// endpoint (REALTIME_AUTH_KINDS: drf, sesame, simplejwt, ...), with
+// CANAL_SESSION_TOKEN; each kind becomes a credential kind routes may name.
+type DjangoAuth struct {
+	URL   string   `toml:"url"`
+	Kinds []string `toml:"kinds"`
+	Cache Duration `toml:"cache"` // reuse a user this long (auth.Cache); 0: ask every time
 }
 
 // TicketAuth: django_canal's single-use tickets, in Redis.

@@ -184,10 +184,29 @@ func TestParseErrors(t *testing.T) {
 		{"bad pattern", "[[route]]\npath = \"ws/<foo:room>/\"\nanonymous = true\n", nil,
 			[]string{`canal.toml:2: route[0].path: route "ws/<foo:room>/": unknown converter "foo"`}},
 		{"nobody", "[[route]]\npath = \"ws/\"\n", nil,
-			[]string{"canal.toml:1: route[0]: no credential kind configured and anonymous = false: nobody could connect (add [auth.ticket] or [auth.session], or set anonymous = true)"}},
-		{"auth kind", "[[route]]\npath = \"ws/\"\nauth = [\"jwt\", \"ticket\"]\n", nil, []string{
-			`canal.toml:3: route[0].auth[0]: "jwt" is not a credential kind (ticket, session)`,
-			`canal.toml:3: route[0].auth[1]: "ticket" is not configured: add an [auth.ticket] table`}},
+			[]string{"canal.toml:1: route[0]: no credential kind configured and anonymous = false: nobody could connect (add an [auth.*] table, or set anonymous = true)"}},
+		{"auth kind", "[[route]]\npath = \"ws/\"\nauth = [\"jwt\", \"ticket\", \"oauth\"]\n", nil, []string{
+			`canal.toml:3: route[0].auth[0]: "jwt" is not configured: add an [auth.jwt] table`,
+			`canal.toml:3: route[0].auth[1]: "ticket" is not configured: add an [auth.ticket] table`,
+			`canal.toml:3: route[0].auth[2]: "oauth" is not a credential kind (session, ticket, jwt, signed, or one of auth.django.kinds)`}},
+		{"jwt without key", "[auth.jwt]\n" + route, nil, []string{
+			"canal.toml:1: auth.jwt: needs the environment variable CANAL_JWT_SIGNING_KEY (SIMPLE_JWT's SIGNING_KEY, by default Django's SECRET_KEY)"}},
+		{"jwt key in file", "[auth.jwt]\nsigning_key = \"k\"\n" + route, nil, []string{
+			"canal.toml:2: auth.jwt.signing_key: secrets are not read from the file: set the environment variable CANAL_JWT_SIGNING_KEY"}},
+		{"jwt algorithm", "[auth.jwt]\nalgorithm = \"none\"\n" + route, map[string]string{EnvJWTKey: "k"}, []string{
+			`canal.toml:2: auth.jwt.algorithm: "none" is not supported: use HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512 or EdDSA`}},
+		{"signed", "[auth.signed]\nsalt = \"x\"\n" + route, map[string]string{EnvSigningKey: "k"}, []string{
+			`canal.toml:1: auth.signed.max_age: required: how old a token may be (signing.loads' max_age), e.g. "1m"`}},
+		{"django kinds", "[auth.django]\nurl = \"http://127.0.0.1:8000/auth/\"\nkinds = [\"drf\", \"session\", \"drf\", \"bad kind!\"]\n" + route, secrets, []string{
+			`canal.toml:3: auth.django.kinds[1]: "session" is one of canal's own kinds (session, ticket, jwt, signed): name Django's other kinds here`,
+			`canal.toml:3: auth.django.kinds[2]: "drf" is listed twice`,
+			`canal.toml:3: auth.django.kinds[3]: Kind "bad kind!": want 1 to 64 letters, digits, '_', '-' or '.'`}},
+		{"tickets and tokens", "[redis]\nurl = \"redis://r/0\"\n[auth.ticket]\n[auth.signed]\nmax_age = \"1m\"\n[[route]]\npath = \"ws/\"\nauth = [\"ticket\", \"signed\"]\n",
+			map[string]string{EnvSigningKey: "k"}, []string{
+				"canal.toml:8: route[0].auth: a route takes tickets or tokens, not both (each waits for its own credential)"}},
+		{"anonymous first message", "[auth.token]\ntransports = [\"first_message\"]\n[auth.signed]\nmax_age = \"1m\"\n[[route]]\npath = \"ws/\"\nanonymous = true\nauth = [\"signed\"]\n",
+			map[string]string{EnvSigningKey: "k"}, []string{
+				"canal.toml:8: route[0].auth: anonymous = true cannot wait for a first-message token: drop first_message from auth.token.transports or anonymous"}},
 		{"require", route + "require = [\"user.is_staff\", \"user.perms has 'x'\"]\n", nil,
 			[]string{`canal.toml:4: route[0].require[1]: "user.perms has 'x'": unknown operator "has" (==, != or contains)`}},
 		{"groups", route + "groups = [\n  \"chat_{room}\",\n  \"chat_{rooom}\",\n  \"bad group!\",\n]\n", nil, []string{

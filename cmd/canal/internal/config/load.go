@@ -67,6 +67,9 @@ const (
 	EnvSessionToken = "CANAL_SESSION_TOKEN"
 	EnvDjangoToken  = "CANAL_DJANGO_TOKEN"
 	EnvLayerKeys    = "CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS"
+	EnvJWTKey       = "CANAL_JWT_SIGNING_KEY"
+	EnvSigningKey   = "CANAL_SIGNING_KEY"
+	EnvSigningOld   = "CANAL_SIGNING_KEY_FALLBACKS"
 )
 
 // secretKeys are keys people will try to write in the file; each gets told its
@@ -83,6 +86,12 @@ var secretKeys = map[string]string{
 	"redis.password":                      EnvRedisURL,
 	"layer.symmetric_encryption_key":      EnvLayerKeys,
 	"auth.session.realtime_session_token": EnvSessionToken,
+	"auth.jwt.signing_key":                EnvJWTKey,
+	"auth.jwt.secret_key":                 EnvJWTKey,
+	"auth.signed.key":                     EnvSigningKey,
+	"auth.signed.secret_key":              EnvSigningKey,
+	"auth.signed.fallbacks":               EnvSigningOld,
+	"auth.django.token":                   EnvSessionToken,
 }
 
 // Load reads, decodes and checks the file at path, with the environment's overrides

@@ -58,16 +58,28 @@ func (c *Config) applyEnv(env Env, v *validator) {
 	set(&c.Log.Format, EnvLogFormat)
 	c.SessionToken = env(EnvSessionToken)
 	c.DjangoToken = env(EnvDjangoToken)
-	if s := env(EnvLayerKeys); s != "" {
-		for _, k := range strings.Split(s, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				c.LayerKeys = append(c.LayerKeys, k)
-			}
-		}
-		if len(c.LayerKeys) == 0 {
-			v.envErrf(EnvLayerKeys, "no key in the comma-separated list")
+	c.JWTKey = env(EnvJWTKey)
+	c.SigningKey = env(EnvSigningKey)
+	c.LayerKeys = list(v, env, EnvLayerKeys)
+	c.SigningOldKey = list(v, env, EnvSigningOld)
+}
+
+// list reads a comma-separated environment variable.
+func list(v *validator, env Env, name string) []string {
+	s := env(name)
+	if s == "" {
+		return nil
+	}
+	var out []string
+	for _, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			out = append(out, k)
 		}
 	}
+	if len(out) == 0 {
+		v.envErrf(name, "no value in the comma-separated list")
+	}
+	return out
 }
 
 func (c *Config) defaults() {
@@ -99,6 +111,10 @@ func (c *Config) defaults() {
 	if t := c.Auth.Ticket; t != nil && len(t.Transports) == 0 {
 		t.Transports = slices.Clone(transports)
 	}
+	if len(c.Auth.Token.Transports) == 0 {
+		c.Auth.Token.Transports = slices.Clone(transports)
+		c.Auth.Token.defaulted = true
+	}
 	if s := c.Auth.Session; s != nil && s.Cookie == "" {
 		s.Cookie = "sessionid"
 	}
@@ -114,9 +130,13 @@ func (c *Config) defaults() {
 				r.Auth = append(r.Auth, KindSession)
 			}
 			// A ticket is never optional (middleware.Ticket waits for one), so a
-			// route open to anonymous visitors takes the other kinds only.
-			if c.Auth.Ticket != nil && !r.Anonymous {
+			// route open to anonymous visitors takes the other kinds only; and a
+			// route takes tickets or tokens, tickets first.
+			switch {
+			case c.Auth.Ticket != nil && !r.Anonymous:
 				r.Auth = append(r.Auth, KindTicket)
+			case c.Auth.Ticket == nil:
+				r.Auth = append(r.Auth, c.TokenKinds()...)
 			}
 		}
 		if r.MaxGroups == 0 {
@@ -153,6 +173,7 @@ func (c *Config) validate(v *validator) {
 	}
 	c.validateLayer(v)
 	c.validateAuth(v)
+	c.validateTokens(v)
 	if c.Django.Timeout < 0 {
 		v.errf("django.timeout", "negative duration")
 	}
@@ -325,21 +346,7 @@ func (c *Config) validateRoute(v *validator, i int) {
 		v.errf(key, "missing path (Django path() syntax, e.g. \"ws/chat/<slug:room>/\") or regex")
 	}
 	names := expr.Names{Route: r.RouteNames}
-	configured := map[string]bool{KindTicket: c.Auth.Ticket != nil, KindSession: c.Auth.Session != nil}
-	for j, k := range r.Auth {
-		switch ok, known := configured[k]; {
-		case !known:
-			v.errf(fmt.Sprintf("%s.auth[%d]", key, j), "%q is not a credential kind (ticket, session)", k)
-		case !ok:
-			v.errf(fmt.Sprintf("%s.auth[%d]", key, j), "%q is not configured: add an [auth.%s] table", k, k)
-		}
-	}
-	if r.Anonymous && slices.Contains(r.Auth, KindTicket) {
-		v.errf(key+".auth", "ticket auth always needs a ticket, so anonymous = true cannot hold: drop \"ticket\" or anonymous")
-	}
-	if len(r.Auth) == 0 && !r.Anonymous {
-		v.errf(key, "no credential kind configured and anonymous = false: nobody could connect (add [auth.ticket] or [auth.session], or set anonymous = true)")
-	}
+	c.validateRouteAuth(v, r, key)
 	for j, s := range r.Require {
 		p, err := expr.ParsePredicate(s, names)
 		if err != nil {
