@@ -616,6 +616,39 @@ func TestTicketFirstMessage(t *testing.T) {
 	})
 }
 
+// TestTicketFirstMessageBare: the first frame may be the bare ticket, as a client that
+// does websocket.send(ticket) sends it.
+func TestTicketFirstMessageBare(t *testing.T) {
+	t.Parallel()
+	e := newTicketEnv(t, ticket.NewMemory(ticket.MemoryOptions{}), middleware.TicketOptions{}, nil)
+	tk := e.issue(t, time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	c, err := canaltest.Dial(ctx, e.srv.URL("/ws/"), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	if err := c.SendText(tk); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAttempt(t, ctx, c); got.greeting != "hello ada" {
+		t.Fatalf("got %+v, want the greeting", got)
+	}
+	// Used: a second bare presentation is refused with the reason in the close frame.
+	c2, err := canaltest.Dial(ctx, e.srv.URL("/ws/"), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Abort()
+	if err := c2.SendText(tk); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAttempt(t, ctx, c2); got.code != canal.CloseUnauthorized || got.reason != "invalid ticket" {
+		t.Fatalf("reused: got %+v, want close 4401 \"invalid ticket\"", got)
+	}
+}
+
 // TestTicketRace: 500 connections present one ticket at once; exactly one gets in.
 func TestTicketRace(t *testing.T) {
 	t.Parallel()

@@ -320,11 +320,9 @@ func TestTokenOverSockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv := canaltest.NewServer(t, middleware.Stack(middleware.Recover(nil), token)(app), server.Options{Logger: logger})
+	// Registered before NewServer, so it runs after the server's shutdown and sees
+	// every line, the disconnects' included.
 	t.Cleanup(func() {
-		// Registered after NewServer: runs before its shutdown, so wait for the
-		// disconnects here rather than racing them.
 		out := logs.String()
 		for _, s := range allTokens {
 			if strings.Contains(out, s) {
@@ -332,6 +330,8 @@ func TestTokenOverSockets(t *testing.T) {
 			}
 		}
 	})
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv := canaltest.NewServer(t, middleware.Stack(middleware.Recover(nil), token)(app), server.Options{Logger: logger})
 
 	type answer struct {
 		greeting string
