@@ -47,8 +47,9 @@
 // Disconnect runs once for every connection whose Connect hook ran, after the groups
 // are left: with 1006 when Connect refused (canal.Reject, or any error before the
 // accept; Channels calls disconnect(1006) after DenyConnection too), and with the
-// close code when Connect failed after accepting (a *canal.CloseError's code, else
-// 1011).
+// close code when Connect failed after accepting: canal.CloseFor's (a *canal.CloseError's
+// code; 4000+status for a canal.Reject 4xx, 1013 for 503; else 1011), which is also the
+// code the client sees, from the server or after a first-message credential.
 //
 // # Users: addressing, refresh and presence
 //
