@@ -12,6 +12,7 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/canaltest"
+	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/middleware"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
@@ -291,16 +292,28 @@ func TestRefusalReasons(t *testing.T) {
 	})
 }
 
+// lateRefuser accepts, then refuses, and reports the code its Disconnect got.
+type lateRefuser struct{ codes chan int }
+
+func (r *lateRefuser) Connect(_ context.Context, c *consumer.Conn) error {
+	if err := c.Accept(); err != nil {
+		return err
+	}
+	return canal.Reject(http.StatusForbidden, "not a member")
+}
+
+func (r *lateRefuser) Disconnect(_ context.Context, _ *consumer.Conn, code int) { r.codes <- code }
+
 // TestRejectAfterAccept: a Connect that accepted and then refused closes the socket
-// with canal.CloseFor's code and reason, the code consumer.Disconnect is given.
+// with canal.CloseFor's code and reason, the code the consumer's Disconnect got.
 func TestRejectAfterAccept(t *testing.T) {
 	t.Parallel()
-	srv := canaltest.NewServer(t, canal.HandlerFunc(func(_ context.Context, c canal.Conn) (canal.Session, error) {
-		if err := c.Accept(canal.AcceptOptions{}); err != nil {
-			return nil, err
-		}
-		return nil, canal.Reject(http.StatusForbidden, "not a member")
-	}), server.Options{})
+	codes := make(chan int, 1)
+	h, err := consumer.New(func() *lateRefuser { return &lateRefuser{codes: codes} }, consumer.Options[*lateRefuser]{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := canaltest.NewServer(t, h, server.Options{})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	c, err := canaltest.Dial(ctx, srv.URL("/"), canaltest.DialOptions{})
@@ -311,5 +324,13 @@ func TestRejectAfterAccept(t *testing.T) {
 	code, reason, err := c.ExpectClose(ctx)
 	if err != nil || code != canal.CloseForbidden || reason != "not a member" {
 		t.Fatalf("close %d %q, %v; want %d %q", code, reason, err, canal.CloseForbidden, "not a member")
+	}
+	select {
+	case got := <-codes:
+		if got != canal.CloseForbidden {
+			t.Fatalf("Disconnect got %d, the client saw %d", got, canal.CloseForbidden)
+		}
+	case <-ctx.Done():
+		t.Fatal("Disconnect never ran")
 	}
 }
