@@ -29,6 +29,9 @@ type MemoryOptions struct {
 	Capacity int
 	// ChannelCapacity overrides Capacity per channel-name glob; the first match wins.
 	ChannelCapacity []Capacity
+	// History names the groups that keep a history, as RedisOptions.History does
+	// (memory_history.go).
+	History []HistoryRule
 }
 
 // Memory is the in-process channel layer: Channels' InMemoryChannelLayer for one Go
@@ -77,6 +80,8 @@ type Memory struct {
 	gmu            sync.RWMutex
 	groups         map[string]*memGroup
 	lastGroupSweep time.Duration
+
+	hist memHistory // groups with history (memory_history.go)
 }
 
 var _ canal.Layer = (*Memory)(nil)
@@ -135,7 +140,12 @@ func NewMemory(opts MemoryOptions) (*Memory, error) {
 	if err := validateCapacities(opts.ChannelCapacity); err != nil {
 		return nil, err
 	}
+	rules, err := newHistoryRules("memory", opts.History)
+	if err != nil {
+		return nil, err
+	}
 	m := &Memory{
+		hist:        memHistory{rules: rules, groups: make(map[string]*memGroupHistory)},
 		expiry:      cmp.Or(opts.Expiry, DefaultExpiry),
 		groupExpiry: cmp.Or(opts.GroupExpiry, DefaultGroupExpiry),
 		capacity:    cmp.Or(opts.Capacity, DefaultCapacity),
@@ -546,8 +556,19 @@ func (m *Memory) GroupDiscard(ctx context.Context, group, channel string) error 
 
 // GroupSend sends msg to every current member of group: attached members through
 // deliver, others onto their queues. Full members are skipped silently; an unknown
-// group is a no-op. All members share one copy of msg.
+// group is a no-op. All members share one copy of msg. A group with a history rule
+// is published to instead (Publish).
 func (m *Memory) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if rule := m.hist.rules.rule(group); rule != nil { // history hook (memory_history.go)
+		if err := checkPublish(group, msg); err != nil {
+			return err
+		}
+		if err := m.begin(ctx); err != nil {
+			return err
+		}
+		_, err := m.publish(ctx, group, msg, rule)
+		return err
+	}
 	if err := ValidGroupName(group); err != nil {
 		return fmt.Errorf("layers: group send: %w", err)
 	}
@@ -557,7 +578,11 @@ func (m *Memory) GroupSend(ctx context.Context, group string, msg canal.Message)
 	if err := m.begin(ctx); err != nil {
 		return err
 	}
-	msg = copyMessage(msg) // one copy for all members: they treat it as read-only
+	return m.groupSend(ctx, group, copyMessage(msg)) // one copy for all members: they treat it as read-only
+}
+
+// groupSend delivers msg, the layer's own copy, to group's members.
+func (m *Memory) groupSend(ctx context.Context, group string, msg canal.Message) error {
 	now := m.now()
 
 	tp := targetPool.Get().(*[]*memListener)
@@ -654,6 +679,7 @@ func (m *Memory) Flush(ctx context.Context) error {
 	m.gmu.Lock()
 	m.groups = make(map[string]*memGroup)
 	m.gmu.Unlock()
+	m.hist.flush() // new epochs (memory_history.go)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()

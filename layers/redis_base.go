@@ -89,6 +89,9 @@ type redisBase struct {
 	closed atomic.Bool
 	done   chan struct{} // closed by Close: wakes blocked receivers
 
+	history    historyRules  // groups that keep history (redis_history.go)
+	publishing *publishLocks // per-group order of this process's publishers
+
 	delivered, dropped, undeliverable, reconnects atomic.Uint64
 	malformed                                     malformedCounter
 }
@@ -124,6 +127,10 @@ func newRedisBase(ctx context.Context, name string, c redisCommon) (*redisBase, 
 		done:        make(chan struct{}),
 	}
 	var err error
+	if b.history, err = newHistoryRules(name, c.history); err != nil { // redis_history.go
+		return nil, err
+	}
+	b.publishing = newPublishLocks()
 	if b.json, b.crypter, err = newCodec(c.format, c.keys); err != nil {
 		return nil, fmt.Errorf("layers: %s: %w", name, err)
 	}

@@ -73,6 +73,11 @@ type RedisOptions struct {
 	// Logger receives the layer's warnings (default slog.Default()). Messages'
 	// contents are never logged.
 	Logger *slog.Logger
+	// History names the groups that keep a history (opt-in per group-name glob;
+	// first match wins): Publish and GroupSend to them give every message a
+	// position, and History reads what a reconnecting client missed. Django
+	// publishes to them with django_canal.history.publish. See Redis.Publish.
+	History []HistoryRule
 }
 
 // Defaults shared with channels_redis.
@@ -142,12 +147,14 @@ type redisCommon struct {
 	format          string   // SerializerFormat
 	clientOptions   func(*rueidis.ClientOption)
 	logger          *slog.Logger
+	history         []HistoryRule // RedisOptions.History (redis_history.go)
 }
 
 func (o *RedisOptions) common() redisCommon {
 	return redisCommon{hosts: o.Hosts, cluster: o.Cluster, sentinel: o.Sentinel, onReconnect: o.OnReconnect,
 		prefix: o.Prefix, capacity: o.Capacity, channelCapacity: o.ChannelCapacity, expiry: o.Expiry,
-		keys: o.SymmetricEncryptionKeys, format: o.SerializerFormat, clientOptions: o.ClientOptions, logger: o.Logger}
+		keys: o.SymmetricEncryptionKeys, format: o.SerializerFormat, clientOptions: o.ClientOptions, logger: o.Logger,
+		history: o.History}
 }
 
 func (o *RedisPubSubOptions) common() redisCommon {

@@ -101,15 +101,48 @@ type groupBucket struct {
 
 // GroupSend sends msg to every member of group, as channels_redis does: one copy per
 // queue key listing that key's member channels, added by one script per host that
-// skips full keys.
+// skips full keys. A group with a history rule (RedisOptions.History) is published
+// to instead (Publish), so that its messages get positions.
 func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) error {
+	if rule := r.historyRule(group); rule != nil { // history hook (redis_history.go)
+		if err := checkPublish(group, msg); err != nil {
+			return err
+		}
+		if err := r.begin(ctx); err != nil {
+			return err
+		}
+		_, err := r.publish(ctx, group, msg, rule)
+		return err
+	}
 	if err := r.beginSend(ctx, "group send", group, ValidGroupName(group), checkMessage(msg)); err != nil {
 		return err
 	}
-	gh := r.hosts[shardIndex(group, len(r.hosts))]
+	gh := shardIndex(group, len(r.hosts))
 	gkey := r.prefix + ":group:" + group
 	score, sec := redisNow()
-	c := gh.client
+	members, err := r.groupMembers(ctx, gh, gkey, sec)
+	if err != nil {
+		return r.fail("group send", err)
+	}
+	g := r.groupTargets(group, members)
+	if len(g.buckets) == 0 && len(g.dead) == 0 {
+		return nil
+	}
+	pairs, err := r.groupPairs(group, msg)
+	if err != nil {
+		return err
+	}
+	err = r.groupDeliver(ctx, group, g, -1, score, sec, func(b *groupBucket) ([]byte, error) {
+		return r.groupMember(msg, len(msg), pairs, b.channels)
+	})
+	r.pruneGroup(ctx, gh, gkey, g)
+	return err
+}
+
+// groupMembers reads group's members from host gh, after pruning those older than
+// GroupExpiry, in ZRANGE order.
+func (r *Redis) groupMembers(ctx context.Context, gh int, gkey string, sec int64) ([]string, error) {
+	c := r.hosts[gh].client
 	var members []string
 	err := redisconn.Retry(ctx, func() error {
 		res := c.DoMulti(ctx,
@@ -122,31 +155,26 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 		members, err = res[1].AsStrSlice()
 		return err
 	})
-	if err != nil {
-		return r.fail("group send", err)
-	}
+	return members, err
+}
+
+// groupTargets is where a group send goes: members bucketed by queue key, and the
+// members to prune (detached channels of this process, channels of dead processes).
+type groupTargets struct {
+	members int
+	buckets []*groupBucket
+	dead    []string
+	stale   int // of dead: members of processes found dead
+}
+
+// groupTargets buckets members by queue key, skipping invalid, detached and stale ones.
+func (r *Redis) groupTargets(group string, members []string) groupTargets {
 	members = r.skipInvalidMembers(group, members)
+	g := groupTargets{members: len(members)}
 	if len(members) == 0 {
-		return nil
+		return g
 	}
-
-	// Pre-encode the message's own pairs once; each key's copy adds its list.
-	var pairs []byte
-	if !r.json {
-		for k, v := range msg {
-			if pairs, err = appendString(pairs, k); err == nil {
-				pairs, err = appendValue(pairs, v, 1)
-			}
-			if err != nil {
-				return fmt.Errorf("layers: group send to %q: %w: %w (key %q)", group, canal.ErrInvalidMessage, err, k)
-			}
-		}
-	}
-
-	var buckets []*groupBucket
 	index := make(map[string]int)
-	var dead []string
-	stale := 0
 	var deadPIDs map[string]bool
 	if r.live != nil {
 		if v, anyDead := r.live.verdicts(group, members); anyDead {
@@ -155,41 +183,68 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 	}
 	for _, ch := range members {
 		if r.detachedOwn(ch) {
-			dead = append(dead, ch)
+			g.dead = append(g.dead, ch)
 			continue
 		}
 		if deadPIDs != nil && deadPIDs[goProcessID(ch)] {
-			dead = append(dead, ch) // its Go process stopped refreshing its liveness key
-			stale++
+			g.dead = append(g.dead, ch) // its Go process stopped refreshing its liveness key
+			g.stale++
 			continue
 		}
 		nl := nonLocal(ch)
 		key := r.prefix + nl
 		i, ok := index[key]
 		if !ok {
-			i = len(buckets)
+			i = len(g.buckets)
 			index[key] = i
-			buckets = append(buckets, &groupBucket{key: key, host: shardIndex(nl, len(r.hosts)),
+			g.buckets = append(g.buckets, &groupBucket{key: key, host: shardIndex(nl, len(r.hosts)),
 				capacity: capacityFor(ch, r.patterns, r.capacity)})
 		}
-		buckets[i].channels = append(buckets[i].channels, ch)
+		g.buckets[i].channels = append(g.buckets[i].channels, ch)
 	}
+	return g
+}
 
+// groupPairs pre-encodes msg's own pairs once (msgpack); each key's copy adds its list.
+func (r *Redis) groupPairs(group string, msg canal.Message) ([]byte, error) {
+	var pairs []byte
+	if r.json {
+		return nil, nil
+	}
+	var err error
+	for k, v := range msg {
+		if pairs, err = appendString(pairs, k); err == nil {
+			pairs, err = appendValue(pairs, v, 1)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layers: group send to %q: %w: %w (key %q)", group, canal.ErrInvalidMessage, err, k)
+		}
+	}
+	return pairs, nil
+}
+
+// groupDeliver adds body(b) to each bucket's queue key, one script per host (but
+// host skip, which the caller has served), skipping full keys.
+func (r *Redis) groupDeliver(ctx context.Context, group string, g groupTargets, skip int, score float64, sec int64,
+	body func(*groupBucket) ([]byte, error)) error {
 	expiry := strconv.FormatInt(r.expirySec, 10)
 	cutoff := strconv.FormatInt(sec-r.expirySec, 10)
 	var errs []error
 	for hi, h := range r.hosts {
+		if hi == skip && !r.cluster {
+			continue
+		}
 		var keys, bodies, caps []string
-		for _, b := range buckets {
-			if b.host != hi {
+		for _, b := range g.buckets {
+			if b.host != hi && !r.cluster {
 				continue
 			}
-			body, err := r.groupMember(msg, len(msg), pairs, b.channels)
+			p, err := body(b)
 			if err != nil {
 				return fmt.Errorf("layers: group send to %q: %w: %w", group, canal.ErrInvalidMessage, err)
 			}
 			keys = append(keys, b.key)
-			bodies = append(bodies, rueidis.BinaryString(body))
+			bodies = append(bodies, rueidis.BinaryString(p))
 			caps = append(caps, strconv.Itoa(b.capacity))
 		}
 		if len(keys) == 0 {
@@ -212,20 +267,30 @@ func (r *Redis) GroupSend(ctx context.Context, group string, msg canal.Message) 
 				continue
 			}
 		}
-		if full > 0 {
-			r.groupFull.Add(uint64(full))
-			r.log.Info("layers: redis: group send skipped full channels",
-				"group", group, "full_keys", full, "members", len(members))
-		}
-	}
-	if len(dead) > 0 {
-		// Detached channels of this process never leave on their own, nor do those of
-		// dead processes: prune them.
-		if c.Do(ctx, c.B().Zrem().Key(gkey).Member(dead...).Build()).Error() == nil && stale > 0 {
-			r.staleMembers.Add(uint64(stale))
-		}
+		r.countFull(group, full, g.members)
 	}
 	return errors.Join(errs...)
+}
+
+// countFull counts and logs queue keys a group send skipped because they were full.
+func (r *Redis) countFull(group string, full int64, members int) {
+	if full > 0 {
+		r.groupFull.Add(uint64(full))
+		r.log.Info("layers: redis: group send skipped full channels",
+			"group", group, "full_keys", full, "members", members)
+	}
+}
+
+// pruneGroup removes g's dead members from the group: detached channels of this
+// process never leave on their own, nor do those of dead processes.
+func (r *Redis) pruneGroup(ctx context.Context, gh int, gkey string, g groupTargets) {
+	if len(g.dead) == 0 {
+		return
+	}
+	c := r.hosts[gh].client
+	if c.Do(ctx, c.B().Zrem().Key(gkey).Member(g.dead...).Build()).Error() == nil && g.stale > 0 {
+		r.staleMembers.Add(uint64(g.stale))
+	}
 }
 
 // skipInvalidMembers returns members without the names that are not valid UTF-8,
