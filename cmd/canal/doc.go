@@ -45,9 +45,11 @@
 // Tickets, cookies, tokens, query strings, passwords in Redis URLs and the content of
 // messages never appear in them.
 //
-// [admin]: listen = "127.0.0.1:9091" (CANAL_ADMIN_LISTEN) serves GET /healthz (200
-// while the process runs) and GET /readyz (200 while it takes connections and every
-// bus is subscribed; 503 while starting and draining). Off when empty.
+// [admin]: listen = "127.0.0.1:9091" (CANAL_ADMIN_LISTEN) serves GET /metrics
+// (Prometheus: package metrics' canal_* series, per route pattern, and Go's runtime),
+// GET /healthz (200 while the process runs) and GET /readyz (200 while every Redis
+// answers PING and every bus is subscribed; 503 with the failed checks' names, and
+// from the first moment of a drain). Off when empty; keep it off public networks.
 //
 // [redis]: url, the Redis of tickets, bus inputs and, by default, the layer
 // (CANAL_REDIS_URL; redis://[:password@]host:port/db, rediss:// or unix://).

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -401,17 +402,31 @@ func TestServeAdminAndDrainTimeout(t *testing.T) {
 		t.Fatalf("no admin listener\n%s", p.logs)
 	}
 	waitReady(t, r)
-	for _, path := range []string{"/healthz", "/readyz"} {
+	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + p.admin + path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %d", path, resp.StatusCode)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(path); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("%s: %d %q", path, code, body)
 		}
 	}
 	s := dialTicket(t, p.url("/ws/chat/lobby/"), issue(t, r, alice))
+	code, body := get("/metrics")
+	for _, want := range []string{
+		`canal_handshakes_total{outcome="accepted",route="ws/chat/<slug:room>/",status="101",transport="websocket"} 1`,
+		`canal_connections{route="ws/chat/<slug:room>/",transport="websocket"} 1`,
+		"canal_layer_messages_total", "canal_session_workers_limit 256", "go_goroutines",
+	} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics: %d, no %s", code, want)
+		}
+	}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v\n%s", err, p.logs)
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -17,7 +16,9 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/cmd/canal/internal/config"
+	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
+	"github.com/canal-rt/canal/metrics"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
 )
@@ -34,7 +35,7 @@ type App struct {
 	buses  []*bus
 	srv    *server.Server
 	fiber  *fiber.App
-	ready  atomic.Bool
+	admin  *admin
 	closed sync.Once
 }
 
@@ -58,12 +59,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	}
 	a.django = newDjangoClient(cfg.DjangoToken, time.Duration(cfg.Django.Timeout))
 	routes := make([]router.Route, 0, len(cfg.Routes))
+	handlers := make([]*consumer.Handler[*socket], 0, len(cfg.Routes))
 	for i := range cfg.Routes {
 		rc := &cfg.Routes[i]
 		h, err := newRouteHandler(rc, a.layer, a.django, log)
 		if err != nil {
 			return nil, fmt.Errorf("route[%d]: %w", i, err)
 		}
+		handlers = append(handlers, h)
 		chain, err := creds.chain(cfg, rc)
 		if err != nil {
 			return nil, fmt.Errorf("route[%d]: %w", i, err)
@@ -86,7 +89,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 		}
 		a.buses = append(a.buses, &bus{cfg: bc, client: client, local: a.layer, log: log})
 	}
+	if a.admin, err = a.newAdmin(); err != nil {
+		return nil, err
+	}
 	a.srv, err = server.New(root, server.Options{
+		Observer:         a.admin.metrics,
 		Origins:          cfg.Origins,
 		MaxConnections:   cfg.Server.MaxConnections,
 		HandshakeTimeout: time.Duration(cfg.Server.HandshakeTimeout),
@@ -97,6 +104,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err
 	})
 	if err != nil {
 		return nil, err
+	}
+	a.admin.metrics.Server(a.srv)
+	for i, h := range handlers {
+		a.admin.metrics.Consumer(cfg.Routes[i].Pattern(), h)
+	}
+	if ls, ok := inner.(metrics.LayerStats); ok {
+		a.admin.metrics.Layer("default", ls)
 	}
 	a.fiber = fiber.New(fiber.Config{DisableStartupMessage: true})
 	a.srv.Mount(a.fiber, "/")
@@ -146,19 +160,6 @@ func Redact(s string) string {
 	return u.String()
 }
 
-// Ready reports whether the server takes connections and every bus is subscribed.
-func (a *App) Ready() bool {
-	if !a.ready.Load() {
-		return false
-	}
-	for _, b := range a.buses {
-		if !b.subscribed.Load() {
-			return false
-		}
-	}
-	return true
-}
-
 // Serve serves sockets on ln (and health checks on admin, when not nil) until ctx
 // ends, then shuts down: new handshakes get 503, open sockets close with 1001 and
 // leave their groups, and Serve waits up to shutdown_timeout for them. It returns
@@ -173,14 +174,13 @@ func (a *App) Serve(ctx context.Context, ln, admin net.Listener) error {
 	go func() { served <- a.fiber.Listener(a.srv.Listener(ln)) }()
 	var adminSrv *http.Server
 	if admin != nil {
-		adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: a.admin.handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := adminSrv.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
 				served <- fmt.Errorf("admin: %w", err)
 			}
 		}()
 	}
-	a.ready.Store(true)
 	a.log.Info("canal: listening", "addr", ln.Addr().String(), "routes", len(a.cfg.Routes), "layer", a.cfg.Layer.Backend)
 
 	var serveErr error
@@ -188,7 +188,7 @@ func (a *App) Serve(ctx context.Context, ln, admin net.Listener) error {
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	a.ready.Store(false)
+	a.admin.health.Drain()
 	a.log.Info("canal: shutting down", "conns", a.srv.Conns())
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
 	defer cancel()
@@ -226,24 +226,6 @@ func (a *App) close(ctx context.Context) {
 			a.django.http.CloseIdleConnections()
 		}
 	})
-}
-
-// adminHandler serves the health checks: /healthz is 200 while the process runs,
-// /readyz 200 while it takes connections (503 while starting or draining, or while
-// a bus is not subscribed).
-func (a *App) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux
 }
 
 // Close releases what New opened, for an App that will not Serve.

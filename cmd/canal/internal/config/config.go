@@ -198,3 +198,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Pattern returns the route's pattern as written (path or regex).
+func (r *Route) Pattern() string {
+	if r.Path != "" {
+		return r.Path
+	}
+	return r.Regex
+}
