@@ -34,6 +34,7 @@ import (
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
+	"github.com/canal-rt/canal/presence"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
 	"github.com/canal-rt/canal/ticket"
@@ -61,6 +62,7 @@ var (
 	_ = server.New
 	_ = ticket.NewRedis
 	_ = worker.New
+	_ = presence.NewMemory
 	_ = time.Second
 )
 `
