@@ -141,4 +141,15 @@
 // or history goes in a file of its own (redis_presence.go, redis_history.go) as
 // methods on redisBase, with its options added to redisCommon in redis_options.go, so
 // that both layers take them the same way.
+//
+// # Canal's own keys next to channels_redis'
+//
+// Package presence keeps its keys under the prefix "canal:" (not the layer's "asgi"):
+// canal:presence:<group> is a hash with one field per connection
+// ("<process>:<channel>" → a JSON entry) and one count per user ("#<user id>"); it
+// expires 24 h after the last join and is deleted when the last connection leaves.
+// canal:presence.alive:<process> is a 30-second liveness key refreshed every 10 s, so
+// a crashed process's entries are skipped and deleted by the next reader. Per-user
+// addressing adds no key type: a user's sockets are members of the ordinary group
+// "canal.user.<pk>" (asgi:group:canal.user.<pk>), with channels_redis' group expiry.
 package layers
