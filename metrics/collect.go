@@ -14,6 +14,7 @@ type sources struct {
 	server    ServerStats
 	consumers map[string]ConsumerStats
 	layers    map[string]LayerStats
+	health    *Health
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -46,6 +47,10 @@ var (
 	descLayerStale     = desc("canal_layer_stale_members_total", "Group members removed because their Go process had stopped refreshing its liveness key.", "layer")
 	descLayerLapses    = desc("canal_layer_liveness_lapses_total", "Times this process found its own liveness key gone.", "layer")
 	descLayerReconnect = desc("canal_layer_reconnects_total", "Recoveries from a Redis failure (receive loop or subscriber connection).", "layer")
+
+	descReady     = desc("canal_ready", "1 when the last round of readiness checks passed and the server is not draining, else 0.")
+	descCheckUp   = desc("canal_ready_check_up", "1 when the readiness check passed in the last round, else 0.", "check")
+	descCheckTime = desc("canal_ready_check_duration_seconds", "How long the readiness check took in the last round (a Redis PING: its round trip).", "check")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -53,6 +58,7 @@ var allDescs = []*prometheus.Desc{
 	descBuffered, descBufferedLimit, descSlow, descRefused, descReceived, descSent, descGroup, descGroupDirect,
 	descConsumerDrops,
 	descLayerMessages, descLayerGroupFull, descLayerInvalid, descLayerStale, descLayerLapses, descLayerReconnect,
+	descReady, descCheckUp, descCheckTime,
 }
 
 func (s *sources) Describe(ch chan<- *prometheus.Desc) {
@@ -106,4 +112,20 @@ func (s *sources) Collect(ch chan<- prometheus.Metric) {
 		emit(descLayerLapses, c, float64(st.LivenessLapses), name)
 		emit(descLayerReconnect, c, float64(st.Reconnects), name)
 	}
+	if s.health != nil {
+		results, ready := s.health.snapshot()
+		emit(descReady, g, b2f(ready))
+		for i, r := range results {
+			name := s.health.opts.Checks[i].Name
+			emit(descCheckUp, g, b2f(r.ok), name)
+			emit(descCheckTime, g, r.dur.Seconds(), name)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -7,6 +7,7 @@
 //	m.Server(srv)                                   // Stats, read at each scrape
 //	m.Consumer("chat", chatHandler)                 // optional: dropped events
 //	m.Layer("redis", layer)                         // optional: Redis layer counters
+//	m.Health(health)                                // optional: readiness checks
 //	http.Handle("/metrics", m.Handler())
 //
 // Handshakes and closes are counted as they happen (one map look-up and a few atomic
@@ -50,6 +51,13 @@
 //	canal_layer_stale_members_total{layer}
 //	canal_layer_liveness_lapses_total{layer}
 //	canal_layer_reconnects_total{layer}
+//
+// Read at scrape time from a Health (Metrics.Health), as its latest /readyz round
+// left them:
+//
+//	canal_ready                                   gauge: 1 ready, 0 not (a check failed, or draining)
+//	canal_ready_check_up{check}                   gauge: 1 passed, 0 failed
+//	canal_ready_check_duration_seconds{check}     gauge: how long it took (a Redis PING's round trip)
 //
 // With a registry of its own (Options.Registerer nil), Go's runtime and process
 // metrics come too: go_goroutines, go_memstats_*, process_open_fds, ...

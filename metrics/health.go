@@ -62,9 +62,16 @@ type Health struct {
 	busy     []atomic.Bool // per check: still running from an earlier round
 
 	mu      sync.Mutex
-	last    []string  // failures of the last round, "name: timeout" or "name: failed"
-	lastAt  time.Time // when the last round ended; zero before the first
+	last    []string      // failures of the last round, "name: timeout" or "name: failed"
+	lastAt  time.Time     // when the last round ended; zero before the first
+	results []checkResult // the last round's, per check, for Metrics.Health
 	running chan struct{}
+}
+
+// checkResult is one check's outcome in a round.
+type checkResult struct {
+	ok  bool
+	dur time.Duration
 }
 
 // NewHealth validates opts: every check needs a distinct non-empty name and a Func.
@@ -150,9 +157,9 @@ func (h *Health) Check(ctx context.Context) ([]string, error) {
 	h.mu.Unlock()
 
 	if mine {
-		failed := h.round()
+		failed, results := h.round()
 		h.mu.Lock()
-		h.last, h.lastAt, h.running = failed, time.Now(), nil
+		h.last, h.lastAt, h.results, h.running = failed, time.Now(), results, nil
 		h.mu.Unlock()
 		close(done)
 		return failed, nil
@@ -170,45 +177,61 @@ func (h *Health) Check(ctx context.Context) ([]string, error) {
 // round runs every check at once, each within Timeout, and returns the failures in
 // the checks' order. It does not depend on any request's context: a client that
 // hangs up does not fail the round for the others waiting on it.
-func (h *Health) round() []string {
+func (h *Health) round() ([]string, []checkResult) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.Timeout)
 	defer cancel()
-	results := make([]chan error, len(h.opts.Checks))
+	type done struct {
+		err error
+		dur time.Duration
+	}
+	results := make([]chan done, len(h.opts.Checks))
 	for i, c := range h.opts.Checks {
-		results[i] = make(chan error, 1)
+		results[i] = make(chan done, 1)
 		if !h.busy[i].CompareAndSwap(false, true) {
-			results[i] <- context.DeadlineExceeded // the last run has not returned yet
+			results[i] <- done{err: context.DeadlineExceeded} // the last run has not returned yet
 			continue
 		}
 		go func() {
 			defer h.busy[i].Store(false)
+			start := time.Now()
 			defer func() {
 				if v := recover(); v != nil {
-					results[i] <- fmt.Errorf("panic: %v", v)
+					results[i] <- done{fmt.Errorf("panic: %v", v), time.Since(start)}
 				}
 			}()
-			results[i] <- c.Func(ctx)
+			err := c.Func(ctx)
+			results[i] <- done{err, time.Since(start)}
 		}()
 	}
 	var failed []string
+	outcomes := make([]checkResult, len(h.opts.Checks))
 	for i, c := range h.opts.Checks {
-		var err error
+		var d done
 		select {
-		case err = <-results[i]:
+		case d = <-results[i]:
 		case <-ctx.Done():
-			err = ctx.Err()
+			d = done{ctx.Err(), h.opts.Timeout}
 		}
-		if err == nil {
+		outcomes[i] = checkResult{ok: d.err == nil, dur: d.dur}
+		if d.err == nil {
 			continue
 		}
 		why := "failed"
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(d.err, context.DeadlineExceeded) {
 			why = "timeout"
 		}
 		failed = append(failed, c.Name+": "+why)
-		h.logs.Log(h.opts.Logger, slog.LevelWarn, c.Name, "canal: readiness check failed", "check", c.Name, "err", err)
+		h.logs.Log(h.opts.Logger, slog.LevelWarn, c.Name, "canal: readiness check failed", "check", c.Name, "err", d.err)
 	}
-	return failed
+	return failed, outcomes
+}
+
+// snapshot returns the last round's results (nil before the first) and whether the
+// server is ready by them.
+func (h *Health) snapshot() ([]checkResult, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.results, !h.lastAt.IsZero() && len(h.last) == 0 && !h.draining.Load()
 }
 
 func answer(w http.ResponseWriter, status int, text string) {

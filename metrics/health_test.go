@@ -18,7 +18,7 @@ import (
 	"github.com/canal-rt/canal/metrics"
 )
 
-func get(t *testing.T, h http.Handler) (int, string) {
+func probe(t *testing.T, h http.Handler) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
@@ -46,10 +46,21 @@ func TestReadyRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, body := get(t, h.Ready()); code != 200 || body != "ok\n" {
+	m, err := metrics.New(metrics.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Health(h)
+	ms := httptest.NewServer(m.Handler())
+	defer ms.Close()
+	if fams := scrape(t, ms.URL); fams["canal_ready"].GetMetric()[0].GetGauge().GetValue() != 0 {
+		t.Fatal("ready before any check ran")
+	}
+	if code, body := probe(t, h.Ready()); code != 200 || body != "ok\n" {
 		t.Fatalf("ready with Redis up: %d %q", code, body)
 	}
-	if code, body := get(t, h.Live()); code != 200 || body != "ok\n" {
+	readyMetrics(t, ms.URL, 1)
+	if code, body := probe(t, h.Live()); code != 200 || body != "ok\n" {
 		t.Fatalf("live: %d %q", code, body)
 	}
 	if err := client.Do(context.Background(), client.B().Shutdown().Nosave().Build()).Error(); err == nil {
@@ -58,7 +69,7 @@ func TestReadyRedis(t *testing.T) {
 	var code int
 	var body string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if code, body = get(t, h.Ready()); code == 503 {
+		if code, body = probe(t, h.Ready()); code == 503 {
 			break
 		}
 	}
@@ -68,9 +79,10 @@ func TestReadyRedis(t *testing.T) {
 	if strings.Contains(body, rd.Addr()) {
 		t.Fatalf("the answer names Redis' address: %q", body)
 	}
-	if code, _ := get(t, h.Live()); code != 200 {
+	if code, _ := probe(t, h.Live()); code != 200 {
 		t.Fatalf("live with Redis down: %d", code)
 	}
+	readyMetrics(t, ms.URL, 0)
 	if len(logs.Lines("readiness check failed")) == 0 {
 		t.Fatalf("the failure was not logged: %s", logs)
 	}
@@ -105,11 +117,11 @@ func TestReadyChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if code, body := get(t, h.Ready()); code != tt.code || body != tt.body {
+			if code, body := probe(t, h.Ready()); code != tt.code || body != tt.body {
 				t.Fatalf("got %d %q, want %d %q", code, body, tt.code, tt.body)
 			}
 			h.Drain()
-			if code, body := get(t, h.Ready()); code != 503 || body != "not ready: draining\n" {
+			if code, body := probe(t, h.Ready()); code != 503 || body != "not ready: draining\n" {
 				t.Fatalf("draining: %d %q", code, body)
 			}
 		})
@@ -169,7 +181,7 @@ func TestReadyFlood(t *testing.T) {
 			t.Fatalf("a request got %d", c)
 		}
 	}
-	if code, _ := get(t, h.Ready()); code != 200 {
+	if code, _ := probe(t, h.Ready()); code != 200 {
 		t.Fatalf("cached answer %d", code)
 	}
 	if r := runs.Load(); r != 1 {
@@ -194,5 +206,27 @@ func TestNewHealthErrors(t *testing.T) {
 	}
 	if _, err := metrics.New(metrics.Options{MaxRoutes: -1}); !errors.Is(err, metrics.ErrOptions) {
 		t.Errorf("New(MaxRoutes -1): %v", err)
+	}
+}
+
+// readyMetrics checks canal_ready and the redis check's series: up as want, a
+// duration within the check's timeout.
+func readyMetrics(t *testing.T, url string, want float64) {
+	t.Helper()
+	fams := scrape(t, url)
+	ready := fams["canal_ready"].GetMetric()
+	up := fams["canal_ready_check_up"].GetMetric()
+	dur := fams["canal_ready_check_duration_seconds"].GetMetric()
+	if len(ready) != 1 || len(up) != 1 || len(dur) != 1 {
+		t.Fatalf("series: %v %v %v", ready, up, dur)
+	}
+	if ready[0].GetGauge().GetValue() != want || up[0].GetGauge().GetValue() != want {
+		t.Fatalf("canal_ready %v, check up %v; want %v", ready[0], up[0], want)
+	}
+	if l := up[0].GetLabel(); len(l) != 1 || l[0].GetName() != "check" || l[0].GetValue() != "redis" {
+		t.Fatalf("labels %v", l)
+	}
+	if d := dur[0].GetGauge().GetValue(); d <= 0 || d > 0.5 {
+		t.Fatalf("check duration %v s, want within the 0.5 s timeout", d)
 	}
 }

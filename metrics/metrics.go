@@ -242,3 +242,13 @@ func (m *Metrics) Layer(name string, l LayerStats) {
 	}
 	m.sources.layers[name] = l
 }
+
+// Health makes the metrics report h's last round of readiness checks at every
+// scrape: canal_ready, and per check canal_ready_check_up and
+// canal_ready_check_duration_seconds (a Redis PING's round trip). Scrapes do not run
+// checks: the figures are those of the latest /readyz request. Nil stops reporting.
+func (m *Metrics) Health(h *Health) {
+	m.sources.mu.Lock()
+	defer m.sources.mu.Unlock()
+	m.sources.health = h
+}

@@ -233,3 +233,46 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	}
 	return fams
 }
+
+// TestLabelsBounded: routes, statuses and close codes past their bounds share
+// "other", and a connection opened under "other" closes there.
+func TestLabelsBounded(t *testing.T) {
+	m, err := metrics.New(metrics.Options{MaxRoutes: 2, MaxCodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(m.Handler())
+	defer hs.Close()
+	for i, r := range []string{"a/", "b/", "c/", "d/", "a/"} {
+		m.Handshake(server.HandshakeInfo{Route: r, Transport: "websocket", Outcome: server.Accepted, Status: 101})
+		m.Handshake(server.HandshakeInfo{Route: r, Transport: "websocket", Outcome: server.Rejected, Status: 400 + i})
+		m.Closed(server.CloseInfo{Route: r, Transport: "websocket", Code: 4000 + i})
+	}
+	m.Handshake(server.HandshakeInfo{Transport: "sse", Outcome: server.Rejected, Status: 404})
+	want := `
+# HELP canal_handshakes_total WebSocket and event-stream handshakes by route pattern, transport, outcome (accepted, rejected, failed) and HTTP status.
+# TYPE canal_handshakes_total counter
+canal_handshakes_total{outcome="accepted",route="a/",status="101",transport="websocket"} 2
+canal_handshakes_total{outcome="accepted",route="b/",status="101",transport="websocket"} 1
+canal_handshakes_total{outcome="accepted",route="other",status="101",transport="websocket"} 2
+canal_handshakes_total{outcome="rejected",route="a/",status="400",transport="websocket"} 1
+canal_handshakes_total{outcome="rejected",route="a/",status="other",transport="websocket"} 1
+canal_handshakes_total{outcome="rejected",route="b/",status="other",transport="websocket"} 1
+canal_handshakes_total{outcome="rejected",route="other",status="other",transport="websocket"} 2
+canal_handshakes_total{outcome="rejected",route="none",status="other",transport="sse"} 1
+# HELP canal_connections Connections open now (accepted and not yet closed), by route pattern and transport.
+# TYPE canal_connections gauge
+canal_connections{route="a/",transport="websocket"} 0
+canal_connections{route="b/",transport="websocket"} 0
+canal_connections{route="other",transport="websocket"} 0
+# HELP canal_connections_closed_total Connections closed, by route pattern, transport and the close code Disconnect got (1006: peer vanished, 1013: slow consumer dropped).
+# TYPE canal_connections_closed_total counter
+canal_connections_closed_total{code="4000",route="a/",transport="websocket"} 1
+canal_connections_closed_total{code="4001",route="b/",transport="websocket"} 1
+canal_connections_closed_total{code="other",route="other",transport="websocket"} 2
+canal_connections_closed_total{code="other",route="a/",transport="websocket"} 1
+`
+	if err := testutil.ScrapeAndCompare(hs.URL, strings.NewReader(want), "canal_handshakes_total", "canal_connections", "canal_connections_closed_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -98,14 +98,14 @@ func clock() time.Duration { return time.Since(epoch) }
 
 // observeRefusal reports a handshake answered with a status (no hijack), as a deferred
 // call of handshake: c is the connection if one was made by then.
-func (s *Server) observeRefusal(fctx *fasthttp.RequestCtx, t transport, start time.Time, c **conn) {
+func (s *Server) observeRefusal(fctx *fasthttp.RequestCtx, t transport, start time.Time, c *conn) {
 	if fctx.Hijacked() {
 		return // opened, or failed while opening: the hijack reports it (observeOpen)
 	}
 	h := HandshakeInfo{Transport: t.scopeType(), Outcome: Rejected,
 		Status: fctx.Response.StatusCode(), Duration: time.Since(start)}
-	if *c != nil {
-		h.Route = (*c).scope.RoutePattern // Connect returned on this goroutine
+	if c != nil {
+		h.Route = c.scope.RoutePattern // Connect returned on this goroutine
 	}
 	if h.Status == http.StatusInternalServerError {
 		h.Outcome = Failed

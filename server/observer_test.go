@@ -51,6 +51,17 @@ func (r *recorder) snapshot() ([]server.HandshakeInfo, []server.CloseInfo) {
 	return slices.Clone(r.hs), slices.Clone(r.closes)
 }
 
+// waitCloses waits until r was told of n closes, failing after a bound.
+func (r *recorder) waitCloses(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if _, got := r.snapshot(); len(got) >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d closes reported", n)
+}
+
 // check shuts s down (every Closed is reported before Shutdown returns; every
 // refusal before its answer goes out), then compares everything r was told.
 func (r *recorder) check(t *testing.T, s *canaltest.Server, hs []server.HandshakeInfo, closes []server.CloseInfo) {
@@ -110,7 +121,7 @@ func TestObserverHandshakes(t *testing.T) {
 		path    string
 		origin  string
 		connect func(ctx context.Context, c canal.Conn) error
-		client  func(t *testing.T, c *canaltest.Communicator) // after an accepted handshake
+		client  func(t *testing.T, c *canaltest.Communicator) // after an accepted handshake, before shutdown
 		status  int                                           // the refusal the client sees; 0 when accepted
 		hs      []server.HandshakeInfo
 		closes  []server.CloseInfo
@@ -171,6 +182,9 @@ func TestObserverHandshakes(t *testing.T) {
 				t.Fatalf("dial: %v", err)
 			case tt.client != nil:
 				tt.client(t, c)
+				// The close is reported once the server has run Disconnect: wait for
+				// it, or Shutdown would close with 1001 first.
+				rec.waitCloses(t, len(tt.closes))
 			}
 			rec.check(t, s, tt.hs, tt.closes)
 		})

@@ -189,9 +189,10 @@ func (s *Server) remove(c *conn) {
 // answers an HTTP status or upgrades (or opens the event stream), handing the socket
 // to a hijack goroutine.
 func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t transport) {
-	var c *conn
+	var made *conn // the connection once made, for the Observer
 	if s.opts.Observer != nil {
-		defer s.observeRefusal(fctx, t, time.Now(), &c)
+		start := time.Now()
+		defer func() { s.observeRefusal(fctx, t, start, made) }()
 	}
 	if t == transportWebSocket && !validUpgrade(fctx) {
 		refusal(fctx, http.StatusBadRequest, "invalid WebSocket upgrade request")
@@ -216,7 +217,8 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 		refusal(fctx, http.StatusNotFound, reasonNoRoute)
 		return
 	}
-	c = newConn(s, scope)
+	c := newConn(s, scope)
+	made = c
 	if !s.add(c) {
 		refusal(fctx, http.StatusServiceUnavailable, "server shutting down")
 		return
