@@ -2,9 +2,13 @@ package layers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,4 +224,59 @@ func TestHistoryScriptsMatchPython(t *testing.T) {
 			t.Errorf("python/django_canal/scripts/%s differs from layers/scripts/%s", name, name)
 		}
 	}
+}
+
+// Django publishes with django_canal.history.publish (Fernet on): Go members get the
+// positions live, Go reads the same history, and Go's next publish follows Django's.
+func TestRedisHistoryFromDjango(t *testing.T) {
+	forSuites(t, func(t *testing.T, s pySuite) {
+		srv := canaltest.StartRedis(t)
+		key := "history-secret"
+		rules := []HistoryRule{{Group: "chat_*", Size: 10}}
+		a := newRedisLayer(t, srv, RedisOptions{History: rules, SymmetricEncryptionKeys: []string{key}})
+		b := newRedisLayer(t, srv, RedisOptions{History: rules, SymmetricEncryptionKeys: []string{key}})
+		live := collectGroup(t, a, "chat_room")
+		cfg, _ := json.Marshal(map[string]any{"symmetric_encryption_keys": []string{key},
+			"history": []map[string]any{{"group": "chat_*", "size": 10, "ttl": 300}}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, pythonBin, filepath.Join("testdata", "history_publish.py"),
+			srv.URL(), string(cfg), "chat_room", "3")
+		cmd.Env = os.Environ()
+		if s.pythonPath != "" {
+			cmd.Env = append(cmd.Env, "PYTHONPATH="+s.pythonPath)
+		}
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("history_publish.py: %v\n%s", err, stderr)
+		}
+		var epoch string
+		for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var pos [2]any
+			if err := json.Unmarshal([]byte(line), &pos); err != nil {
+				t.Fatal(err)
+			}
+			epoch, _ = pos[1].(string)
+			m := nextMsg(t, live)
+			p := mustPos(t, m, "chat_room")
+			if p.Offset != uint64(i+1) || float64(p.Offset) != pos[0] || p.Epoch != epoch ||
+				fmt.Sprint(m["n"]) != fmt.Sprint(i) || string(m["blob"].([]byte)) != "\x00\xff" {
+				t.Fatalf("live message %d from Django: %v at %+v; Django said %v", i, m, p, pos)
+			}
+		}
+		msgs, head, err := b.History(context.Background(), "chat_room", canal.Position{Offset: 1, Epoch: epoch}, 0)
+		if err != nil || len(msgs) != 2 || head != (canal.Position{Offset: 3, Epoch: epoch}) {
+			t.Fatalf("History = %v, %+v, %v", msgs, head, err)
+		}
+		if fmt.Sprint(msgs[1]["n"]) != "2" || msgs[1].Type() != "chat.message" {
+			t.Fatalf("history entry from Django: %v", msgs[1])
+		}
+		if p, err := b.Publish(context.Background(), "chat_room", canal.Message{"type": "x"}); err != nil || p != (canal.Position{Offset: 4, Epoch: epoch}) {
+			t.Fatalf("Go after Django: %+v, %v", p, err)
+		}
+	})
 }
