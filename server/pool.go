@@ -38,6 +38,7 @@ type workers struct {
 	head     int    // queue[head:] waits
 	running  int    // goroutines alive
 	idle     int    // goroutines waiting on wake
+	starting int    // goroutines spawned that have not yet taken the lock
 	keep     int    // goroutines that stay when the queue is empty
 	max      int    // goroutines ever alive at once (closed pools aside)
 	peak     int    // most goroutines alive at once so far
@@ -98,6 +99,7 @@ func (w *workers) run(task func()) {
 }
 
 func (w *workers) spawnLocked(n int) {
+	w.starting += n
 	for range n {
 		w.running++
 		w.peak = max(w.peak, w.running)
@@ -107,6 +109,7 @@ func (w *workers) spawnLocked(n int) {
 
 func (w *workers) loop() {
 	w.mu.Lock()
+	w.starting--
 	for {
 		for w.head < len(w.queue) {
 			task := w.queue[w.head]
@@ -171,10 +174,13 @@ func (w *workers) watch() {
 			if w.finished == finished {
 				n = max(w.running, 1)
 			}
-			// Never more new goroutines than waiting tasks: when nothing finishes because
-			// the CPU or a lock is saturated (thousands of sockets closing at once), more
-			// goroutines cannot help, and doubling each period would run away.
-			w.spawnLocked(max(0, min(n, len(w.queue)-w.head, w.max-w.running)))
+			// Never more new goroutines than waiting tasks no goroutine is on its way to:
+			// when nothing finishes because the CPU or a lock is saturated (thousands of
+			// sockets closing at once), more goroutines cannot help, and goroutines
+			// spawned a period ago that the scheduler has not run yet (or idle ones it has
+			// not woken) already stand for a waiting task each.
+			uncovered := len(w.queue) - w.head - w.starting - w.idle
+			w.spawnLocked(max(0, min(n, uncovered, w.max-w.running)))
 		}
 		queued, finished = w.queued, w.finished
 		w.mu.Unlock()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,4 +241,49 @@ func TestWorkersHardLimit(t *testing.T) {
 			waitIdle(t, w)
 		})
 	}
+}
+
+// TestWorkersGrowthBoundedBusyCPU: when the CPU is saturated, goroutines the pool
+// spawned may not run for several stall periods; they already stand for a waiting task
+// each, so the pool must not spawn again for the same tasks (it used to double each
+// period, to thousands of goroutines for a few hundred tasks).
+func TestWorkersGrowthBoundedBusyCPU(t *testing.T) {
+	w := newWorkers(1 << 20)
+	w.keep = 1
+	stop := make(chan struct{})
+	var hogs sync.WaitGroup
+	for range 4 * runtime.GOMAXPROCS(0) {
+		hogs.Add(1)
+		go func() { // CPU hogs: the scheduler runs new goroutines late
+			defer hogs.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for i := 0; i < 1e5; i++ {
+				}
+			}
+		}()
+	}
+	const tasks = 300
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(tasks)
+	for range tasks {
+		w.run(func() { defer wg.Done(); <-release }) // everything blocked
+	}
+	time.Sleep(300 * time.Millisecond) // sixty stall periods
+	_, peak := w.size()
+	close(release)
+	wg.Wait()
+	close(stop)
+	hogs.Wait()
+	w.close()
+	waitIdle(t, w)
+	if peak > tasks+w.keep {
+		t.Fatalf("%d goroutines for %d blocked tasks on a busy CPU; want at most %d", peak, tasks, tasks+w.keep)
+	}
+	t.Logf("peak %d goroutines for %d blocked tasks", peak, tasks)
 }
