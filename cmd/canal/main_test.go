@@ -417,7 +417,12 @@ func TestServeAdminAndDrainTimeout(t *testing.T) {
 		}
 	}
 	s := dialTicket(t, p.url("/ws/chat/lobby/"), issue(t, r, alice))
+	// The observer hears of the handshake once the 101 is out: wait for it.
 	code, body := get("/metrics")
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(body, "canal_connections{") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		code, body = get("/metrics")
+	}
 	for _, want := range []string{
 		`canal_handshakes_total{outcome="accepted",route="ws/chat/<slug:room>/",status="101",transport="websocket"} 1`,
 		`canal_connections{route="ws/chat/<slug:room>/",transport="websocket"} 1`,
