@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/canal-rt/canal/canaltest"
+	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/server"
 )
 
@@ -38,14 +39,16 @@ func TestMain(m *testing.M) {
 
 // The users the tests create. testuserone is the article's user.
 const (
-	alice    = "testuserone" // active throughout
+	alice    = "testuserone" // a superuser, active throughout: sees every admin event
 	bob      = "bob"         // his DRF token gets deleted
 	carol    = "carol"       // deactivated after logging in
+	erin     = "erin"        // may view users, nothing else: sees only their events
 	password = "testing123"  // the article's password, for everyone
 )
 
-// stack is the deployment of the README on loopback: the Django project in site/
-// (runserver) and this package's handler on a Canal server, in-process.
+// stack is the deployment of the README on loopback: a private redis-server (the
+// channel layer), the Django project in site/ (runserver) and this package's handler
+// on a Canal server, in-process.
 type stack struct {
 	django *canaltest.Django
 	opts   canaltest.DjangoOptions
@@ -65,6 +68,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	st := &stack{goAddr: ln.Addr().String(), logs: &canaltest.LogBuffer{}, secret: randomHex(t, 24)}
+	redis := canaltest.StartRedis(t)
 	dir, err := filepath.Abs("site")
 	if err != nil {
 		t.Fatal(err)
@@ -74,16 +78,31 @@ func startStack(t *testing.T) *stack {
 		"DJANGO_SECRET_KEY":   randomHex(t, 32),
 		"CANAL_SESSION_TOKEN": st.secret,
 		"CANAL_WS_URL":        "ws://" + st.goAddr,
+		"REDIS_URL":           redis.URL(),
 	}}
 	canaltest.DjangoCommand(t, st.opts, "django", "migrate", "--noinput", "-v0")
 	st.shell(t, `
 from django.contrib.auth import get_user_model
-for name in ("testuserone", "bob", "carol"):
-    get_user_model().objects.create_user(name, name + "@example.com", "testing123")
+from django.contrib.auth.models import Permission
+users = get_user_model().objects
+users.create_superuser("testuserone", "testuserone@example.com", "testing123")
+for name in ("bob", "carol", "erin"):
+    users.create_user(name, name + "@example.com", "testing123")
+users.get(username="erin").user_permissions.add(Permission.objects.get(codename="view_user"))
 `)
 	st.django = canaltest.StartDjango(t, st.opts)
 
-	srv, err := server.New(handler(st.django.URL, st.secret), server.Options{
+	layer, err := layers.NewRedis(t.Context(), layers.RedisOptions{Hosts: []string{redis.URL()}})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the server's shutdown (cleanups run last first)
+		if err := layer.Close(context.Background()); err != nil {
+			t.Errorf("layer close: %v", err)
+		}
+	})
+	srv, err := server.New(handler(st.django.URL, st.secret, layer), server.Options{
 		Origins: []string{st.django.URL},
 		Logger:  st.logs.Logger(),
 	})
@@ -204,6 +223,25 @@ func noTrace(t *testing.T, where, log string, secrets ...string) {
 			}
 		}
 	}
+}
+
+// adminChange records a change in the admin's log, as the admin does when a staff
+// user saves an object: a LogEntry, whose post_save signal group_sends the event.
+// model is "group" or "user" (of django.contrib.auth).
+func (s *stack) adminChange(t *testing.T, model, name string) {
+	t.Helper()
+	s.shell(t, `
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+model = {"group": Group, "user": get_user_model()}["`+model+`"]
+obj = model.objects.create(**{"name" if model is Group else "username": "`+name+`"})
+LogEntry.objects.log_action(
+    user_id=get_user_model().objects.get(username="testuserone").pk,
+    content_type_id=ContentType.objects.get_for_model(model).pk,
+    object_id=obj.pk, object_repr=str(obj), action_flag=ADDITION, change_message=[{"added": {}}])
+`)
 }
 
 func randomHex(t *testing.T, n int) string {

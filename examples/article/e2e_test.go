@@ -47,12 +47,14 @@ get_user_model().objects.filter(username="carol").update(is_active=False)
 		for _, tc := range []struct {
 			name, path string
 			opts       canaltest.DialOptions
+			first      string // a token sent as the first message
 		}{
-			{"DRF token in the query (the article)", "/?token=" + a.drf, canaltest.DialOptions{}},
-			{"DRF token in the subprotocol", "/", canaltest.DialOptions{Subprotocols: []string{"canal.token", "canal.token." + a.drf}}},
-			{"simplejwt access token", "/jwt/?token=" + a.access, canaltest.DialOptions{}},
+			{"DRF token in the query (the article)", "/?token=" + a.drf, canaltest.DialOptions{}, ""},
+			{"DRF token in the subprotocol", "/", canaltest.DialOptions{Subprotocols: []string{"canal.token", "canal.token." + a.drf}}, ""},
+			{"DRF token as the first message", "/", canaltest.DialOptions{}, a.drf},
+			{"simplejwt access token", "/jwt/?token=" + a.access, canaltest.DialOptions{}, ""},
 		} {
-			t.Run(tc.name, func(t *testing.T) { sayHello(t, st, tc.path, tc.opts) })
+			t.Run(tc.name, func(t *testing.T) { sayHello(t, st, tc.path, tc.opts, tc.first) })
 		}
 	})
 
@@ -83,6 +85,16 @@ get_user_model().objects.filter(username="carol").update(is_active=False)
 					t.Errorf("the refusal quotes the token: %q", he.Reason)
 				}
 			})
+		}
+	})
+
+	t.Run("no token", func(t *testing.T) {
+		// The socket waits 5 s for a first-message token, then closes with 4408.
+		ws := dial(t, st.ws("/"), canaltest.DialOptions{})
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		if code, reason, err := ws.ExpectClose(ctx); err != nil || code != canal.CloseAuthTimeout {
+			t.Fatalf("got close %d %q, %v; want %d", code, reason, err, canal.CloseAuthTimeout)
 		}
 	})
 
@@ -125,15 +137,63 @@ get_user_model().objects.filter(username="carol").update(is_active=False)
 		}
 	})
 
+	t.Run("admin events", func(t *testing.T) {
+		// The guide's stream: a superuser sees every change; erin, who may only view
+		// users, sees the change to a user and not the one to a group.
+		e := st.login(t, erin)
+		every = append(every, e.drf, e.access, e.refresh, e.sesame)
+		connect := func(sesame string) *canaltest.Communicator {
+			ws := dial(t, st.ws("/ws/events/"), canaltest.DialOptions{})
+			if err := ws.SendText(sesame); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ws.ReceiveText(t.Context()); err != nil { // the greeting
+				t.Fatal(err)
+			}
+			return ws
+		}
+		superuser, viewer := connect(a.sesame), connect(e.sesame)
+		st.adminChange(t, "group", "editors")
+		st.adminChange(t, "user", "frank")
+		type event struct{ Model, Object, User string }
+		next := func(ws *canaltest.Communicator) event {
+			t.Helper()
+			var ev event
+			if err := ws.ReceiveJSON(t.Context(), &ev); err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+		if got, want := next(superuser), (event{"group", "editors", alice}); got != want {
+			t.Errorf("superuser's first event %+v, want %+v", got, want)
+		}
+		if got, want := next(superuser), (event{"user", "frank", alice}); got != want {
+			t.Errorf("superuser's second event %+v, want %+v", got, want)
+		}
+		// Events of one sender arrive in order: the group's would have come first.
+		if got, want := next(viewer), (event{"user", "frank", alice}); got != want {
+			t.Errorf("viewer's first event %+v, want %+v (and none about groups)", got, want)
+		}
+	})
+
 	t.Run("browser", func(t *testing.T) { testBrowser(t, st) })
 }
 
 // sayHello connects, checks the consumer got the article's user with its email (a
 // claim of REALTIME_TICKET_CLAIMS), and runs the article's "Say hello !" command.
-func sayHello(t *testing.T, st *stack, path string, opts canaltest.DialOptions) {
+func sayHello(t *testing.T, st *stack, path string, opts canaltest.DialOptions, first string) {
 	t.Helper()
+	// What the article's Connect prints; counted before and after, since the log is
+	// the whole run's.
+	const want = "article: testuserone <testuserone@example.com> connected"
+	before := len(consumerLog.Lines(want))
 	ws := dial(t, st.ws(path), opts)
 	defer ws.Close(canal.CloseNormal)
+	if first != "" {
+		if err := ws.SendText(first); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := ws.SendJSON(map[string]string{"command": "Say hello !", "data_string": "This is the data string !"}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,8 +205,7 @@ func sayHello(t *testing.T, st *stack, path string, opts canaltest.DialOptions) 
 		t.Fatalf("reply %v", reply)
 	}
 	// Connect ran before the reply, so its line is in the log by now.
-	const want = "article: testuserone <testuserone@example.com> connected"
-	if n := len(consumerLog.Lines(want)); n == 0 {
+	if n := len(consumerLog.Lines(want)); n != before+1 {
 		t.Fatalf("the consumer did not see the user: no %q in\n%s", want, consumerLog.String())
 	}
 }
@@ -194,6 +253,8 @@ func testBrowser(t *testing.T, st *stack) {
 		logHas("reply: The command to say hello was received  / This is the data string !"),
 		logHas("events: Hello testuserone!"),
 	)
+	st.adminChange(t, "group", "seen in the browser")
+	step("an admin event", logHas(`"object": "seen in the browser"`))
 	browser.Screenshot(t, bctx, "article-e2e.png")
 }
 

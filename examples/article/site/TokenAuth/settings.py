@@ -1,10 +1,11 @@
 """Settings of the article's project, TokenAuth.
 
-The article's settings, minus what the Go server takes over: no channels, no
-ASGI_APPLICATION, no CHANNEL_LAYERS (the sockets are Canal's), no
+The article's settings, minus what the Go server takes over: no
+ASGI_APPLICATION and no consumers (the sockets are Canal's), no
 django-cors-headers (the page and its API share Django's origin; WebSockets
 are not subject to CORS). Plus django_canal, whose POST /auth/ lets the Go
-server ask who a token belongs to.
+server ask who a token belongs to, and, for the websockets guide's event
+stream, the admin and a channels_redis CHANNEL_LAYERS shared with Canal.
 
 From the environment, with defaults that are safe on 127.0.0.1:
 
@@ -12,6 +13,8 @@ From the environment, with defaults that are safe on 127.0.0.1:
     CANAL_SESSION_TOKEN   the secret the Go server presents at /auth/ (at least
                           32 characters); unset: /auth/ answers 404
     CANAL_WS_URL          the Go server as the browser reaches it; default ws://127.0.0.1:8001
+    REDIS_URL             the channel layer shared with the Go server; default
+                          redis://127.0.0.1:6379/0
     TOKEN_AUTH_DB         the SQLite file; default db.sqlite3 beside manage.py
     DJANGO_DEBUG          "1" for Django's debug pages
 """
@@ -34,8 +37,11 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "") in ("1", "true")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",  # the guide's events are the admin's changes
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "rest_framework",
     "rest_framework.authtoken",  # the article's Token model
     "django_canal",  # POST /auth/ for the Go server
@@ -44,8 +50,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -55,7 +64,13 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "APP_DIRS": True,
-        "OPTIONS": {},
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
     }
 ]
 
@@ -69,8 +84,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-# The API authenticates by token only: no session, so no CSRF dance for the
-# page's fetch calls.
+# The API authenticates by token only (sessions are the admin's): no CSRF
+# dance for the page's fetch calls.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -94,3 +109,13 @@ REALTIME_SESSION_TOKEN = os.environ.get("CANAL_SESSION_TOKEN") or None
 REALTIME_TICKET_CLAIMS = "token_auth_app.claims.user_claims"
 
 CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001")
+
+# The websockets guide's event bus, as Channels' channel layer: Django's
+# group_send("events", ...) reaches the Go server's sockets (same Redis, same
+# default prefix).
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")]},
+    },
+}

@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.urls import include, path
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
@@ -6,6 +7,7 @@ from token_auth_app.views import index, sesame_token
 
 urlpatterns = [
     path("", index),
+    path("admin/", admin.site.urls),
     # The article's login: username and password in, {"token": "..."} out.
     path("api/login/", obtain_auth_token),
     # simplejwt's pair of views, as its documentation mounts them.
