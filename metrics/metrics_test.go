@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -276,3 +277,63 @@ canal_connections_closed_total{code="other",route="a/",transport="websocket"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestLint: every metric follows Prometheus' naming conventions (promlint), with a
+// Registerer of the caller's own, which gets Canal's metrics only.
+func TestLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := metrics.New(metrics.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(canal.HandlerFunc(func(context.Context, canal.Conn) (canal.Session, error) {
+		return nil, canal.Reject(403, "")
+	}), server.Options{Observer: m, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	m.Server(srv)
+	m.Consumer("c", fixedConsumer{BadFrames: 1})
+	m.Layer("l", fixedLayer{Reconnects: 2})
+	h, err := metrics.NewHealth(metrics.HealthOptions{Checks: []metrics.Check{{Name: "ok", Func: func(context.Context) error { return nil }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Health(h)
+	m.Handshake(server.HandshakeInfo{Route: "r/", Transport: "websocket", Outcome: server.Accepted, Status: 101})
+	m.Closed(server.CloseInfo{Route: "r/", Transport: "websocket", Code: 1000})
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if !strings.HasPrefix(f.GetName(), "canal_") {
+			t.Errorf("%s in a Registerer of the caller's own", f.GetName())
+		}
+	}
+	if len(fams) < 28 { // 29 with canal_server_connections_limit, there when the file limit is known
+		t.Errorf("%d metric families, want every one of them", len(fams))
+	}
+	if _, err := metrics.New(metrics.Options{Registerer: reg}); err == nil {
+		t.Error("registering twice in one registry succeeded")
+	}
+}
+
+type fixedConsumer consumer.Stats
+
+func (f fixedConsumer) Stats() consumer.Stats { return consumer.Stats(f) }
+
+type fixedLayer layers.RedisStats
+
+func (f fixedLayer) Stats() layers.RedisStats { return layers.RedisStats(f) }

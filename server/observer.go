@@ -21,11 +21,13 @@ import (
 // call back into the Server.
 type Observer interface {
 	// Handshake reports the outcome of one WebSocket or event-stream request, once per
-	// request that reached the Server. An Accepted handshake is an open connection,
-	// whose end Closed reports later.
+	// request that reached the Server: a refusal before its answer is written, an
+	// accepted handshake right after its 101 or 200. An Accepted handshake is an open
+	// connection, whose end Closed reports later.
 	Handshake(HandshakeInfo)
 	// Closed reports the end of a connection whose handshake was Accepted, once, after
-	// its Session's Disconnect returned (and before Shutdown can return).
+	// its Session's Disconnect returned, and before a Shutdown that waits for it
+	// returns.
 	Closed(CloseInfo)
 }
 
