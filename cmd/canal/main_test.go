@@ -601,3 +601,65 @@ func waitMembers(t *testing.T, r *canaltest.Redis, group string, n int64) {
 	}
 	t.Fatalf("group %s did not reach %d members in 10 s", group, n)
 }
+
+// [auth.django]: kinds checked by Django itself at django_canal's /auth/ (the repository's
+// test site, with Debian's DRF): a DRF token by subprotocol, a django-sesame-shaped
+// token by first message; an inactive user's token is refused.
+func TestServeDjangoKinds(t *testing.T) {
+	const secret = "django-kinds-secret-django-kinds-secret"
+	r := canaltest.StartRedis(t)
+	site := canaltest.StartDjangoTests(t, secret)
+	alice, idle := site.Users["alice"], site.Users["idle"]
+	if alice["drf"] == "" {
+		t.Fatal("the test site has no DRF token: Debian's python3-djangorestframework is missing")
+	}
+	p := startCanal(t, fmt.Sprintf(`
+[redis]
+url = %q
+[auth.django]
+url = %q
+kinds = ["drf", "sesame"]
+cache = "10s"
+[[route]]
+path = "ws/me/"
+groups = ["user_{user.id}"]
+events = ["notify"]
+`, r.URL(), site.URL+"/auth/"), "CANAL_SESSION_TOKEN="+secret)
+	ctx := context.Background()
+	worker, err := layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{r.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close(context.Background())
+
+	byDRF, err := canaltest.Dial(ctx, p.url("/ws/me/"), canaltest.DialOptions{Subprotocols: []string{"canal.token", "canal.token." + alice["drf"]}})
+	if err != nil {
+		t.Fatalf("DRF token: %v\n%s", err, p.logs)
+	}
+	defer byDRF.Abort()
+	bySesame, err := canaltest.Dial(ctx, p.url("/ws/me/"), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bySesame.Abort()
+	if err := bySesame.SendText(alice["sesame"]); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, r, "user_"+alice["id"], 2)
+	if err := worker.GroupSend(ctx, "user_"+alice["id"], canal.Message{"type": "notify", "n": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*canaltest.Communicator{byDRF, bySesame} {
+		if got, err := c.ReceiveText(ctx); err != nil || got != `{"n":1,"type":"notify"}` {
+			t.Fatalf("notify: %q, %v", got, err)
+		}
+	}
+	_, err = canaltest.Dial(ctx, p.url("/ws/me/"), canaltest.DialOptions{Subprotocols: []string{"canal.token", "canal.token." + idle["drf"]}})
+	var he *canaltest.HandshakeError
+	if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		t.Errorf("an inactive user's DRF token: %v, want 403", err)
+	}
+	if logs := p.logs.String(); strings.Contains(logs, alice["drf"]) || strings.Contains(logs, secret) {
+		t.Error("a credential reached the log")
+	}
+}
