@@ -86,6 +86,8 @@ get_user_model().objects.filter(username="carol").update(is_active=False)
 				}
 			})
 		}
+		// Django's log is read from its tail (4 KiB): check it while it holds all of this.
+		noTrace(t, "Django's log", st.django.Log(), every...)
 	})
 
 	t.Run("no token", func(t *testing.T) {
@@ -135,6 +137,7 @@ get_user_model().objects.filter(username="carol").update(is_active=False)
 				}
 			})
 		}
+		noTrace(t, "Django's log", st.django.Log(), every...)
 	})
 
 	t.Run("admin events", func(t *testing.T) {

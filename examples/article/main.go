@@ -124,8 +124,8 @@ func (*Events) Connect(_ context.Context, c *consumer.Conn) error {
 // Event relays an admin change (the guide's process_events) if its content type is
 // one the user may view or change, a list Django computed when the socket connected.
 func (*Events) Event(_ context.Context, c *consumer.Conn, m canal.Message) error {
-	ct, _ := m["content_type_id"].(int64)
-	if !slices.Contains(c.User().Int64s("content_types"), ct) {
+	ct, _ := m["content_type_id"].(int64) // msgpack integers arrive as int64
+	if m.Type() != "admin.event" || !slices.Contains(c.User().Int64s("content_types"), ct) {
 		return nil
 	}
 	return c.SendText(m.String("payload"))
