@@ -230,3 +230,48 @@ func readyMetrics(t *testing.T, url string, want float64) {
 		t.Fatalf("check duration %v s, want within the 0.5 s timeout", d)
 	}
 }
+
+// TestReadyStuckCheck: a check that ignores its context's end fails as a timeout and
+// is not started again until it returns, so it holds one goroutine, not one per
+// round.
+func TestReadyStuckCheck(t *testing.T) {
+	var runs atomic.Int32
+	release, returned := make(chan struct{}), make(chan struct{}, 4)
+	h, err := metrics.NewHealth(metrics.HealthOptions{
+		Checks: []metrics.Check{{Name: "stuck", Func: func(context.Context) error {
+			runs.Add(1)
+			<-release
+			select {
+			case returned <- struct{}{}:
+			default:
+			}
+			return nil
+		}}},
+		Timeout: 20 * time.Millisecond,
+		Cache:   time.Nanosecond,
+		Logger:  quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		failed, err := h.Check(context.Background())
+		if err != nil || len(failed) != 1 || failed[0] != "stuck: timeout" {
+			t.Fatalf("%v %v, want [stuck: timeout]", failed, err)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("started %d times while stuck, want 1", n)
+	}
+	close(release)
+	<-returned
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if failed, _ := h.Check(context.Background()); len(failed) == 0 {
+			if n := runs.Load(); n < 2 {
+				t.Fatalf("passed after %d runs", n)
+			}
+			return
+		}
+	}
+	t.Fatal("never ready after the check returned")
+}
