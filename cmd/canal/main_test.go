@@ -663,3 +663,23 @@ events = ["notify"]
 		t.Error("a credential reached the log")
 	}
 }
+
+// A Redis that cannot be reached at start: exit 1 with a message that names the
+// Redis without its password.
+func TestServeRedisDown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "canal.toml")
+	doc := "[redis]\nurl = \"redis://:hunter2@127.0.0.1:1/0\"\n[auth.ticket]\n[[route]]\npath = \"ws/\"\n"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "serve", "-config", path)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "127.0.0.1:1") {
+		t.Errorf("output: %s", out)
+	}
+}

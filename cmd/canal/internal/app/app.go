@@ -41,8 +41,8 @@ type App struct {
 
 // New connects to what cfg names (Redis, the layer) and builds the handler. On error
 // everything it opened is closed again.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log, redis: map[string]rueidis.Client{}}
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, redis: map[string]rueidis.Client{}}
 	defer func() {
 		if err != nil {
 			a.close(context.Background())
