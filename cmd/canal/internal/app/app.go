@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/cmd/canal/internal/config"
 	"github.com/canal-rt/canal/consumer"
+	"github.com/canal-rt/canal/internal/redisconn"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/metrics"
 	"github.com/canal-rt/canal/router"
@@ -53,7 +53,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 		return nil, fmt.Errorf("layer: %w", err)
 	}
 	a.layer = newLocalLayer(inner)
-	creds, err := a.credentials()
+	creds, err := a.credentials(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 		return nil, err
 	}
 	for _, bc := range cfg.Bus {
-		client, err := a.redisClient(bc.Redis)
+		client, err := a.redisClient(ctx, bc.Redis)
 		if err != nil {
 			return nil, fmt.Errorf("bus %s: %w", bc.Channel, err)
 		}
@@ -130,34 +130,18 @@ func (a *App) newLayer(ctx context.Context) (canal.Layer, error) {
 	return layers.NewMemory(layers.MemoryOptions{Capacity: l.Capacity})
 }
 
-// redisClient returns the client for a Redis URL, made once.
-func (a *App) redisClient(u string) (rueidis.Client, error) {
+// redisClient returns the client for a Redis URL, made (and pinged) once. Errors
+// name the server without its password.
+func (a *App) redisClient(ctx context.Context, u string) (rueidis.Client, error) {
 	if c, ok := a.redis[u]; ok {
 		return c, nil
 	}
-	opt, err := rueidis.ParseURL(u)
+	c, _, err := redisconn.DialURL(ctx, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("redis %s: invalid URL", Redact(u))
-	}
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("redis %s: %w", Redact(u), err)
+		return nil, err
 	}
 	a.redis[u] = c
 	return c, nil
-}
-
-// Redact returns a URL without its password, for logs and errors.
-func Redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	}
-	u.RawQuery = ""
-	return u.String()
 }
 
 // Serve serves sockets on ln (and health checks on admin, when not nil) until ctx

@@ -235,17 +235,3 @@ func TestLocalLayerForgets(t *testing.T) {
 		t.Errorf("index not empty: %v %v %v", l.groups, l.joined, len(l.delivers))
 	}
 }
-
-func TestRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"redis://:hunter2@127.0.0.1:6379/0":      "redis://:REDACTED@127.0.0.1:6379/0",
-		"redis://u:hunter2@h/0?password=x":       "redis://u:REDACTED@h/0",
-		"redis://127.0.0.1:6379/0":               "redis://127.0.0.1:6379/0",
-		"rediss://user@h:1/2":                    "rediss://user@h:1/2",
-		"redis://h/0?socket_timeout=1&pw=secret": "redis://h/0",
-	} {
-		if got := Redact(in); got != want {
-			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -22,11 +22,11 @@ type credentials struct {
 	tokens          map[string]auth.Verifier
 }
 
-func (a *App) credentials() (*credentials, error) {
+func (a *App) credentials(ctx context.Context) (*credentials, error) {
 	cr := &credentials{tokens: map[string]auth.Verifier{}}
 	var err error
 	if t := a.cfg.Auth.Ticket; t != nil {
-		if cr.ticket, err = a.ticketAuth(t); err != nil {
+		if cr.ticket, err = a.ticketAuth(ctx, t); err != nil {
 			return nil, fmt.Errorf("auth.ticket: %w", err)
 		}
 	}
@@ -111,8 +111,8 @@ func firstOf(vs []auth.Verifier) auth.Verifier {
 	}
 }
 
-func (a *App) ticketAuth(t *config.TicketAuth) (canal.Middleware, error) {
-	client, err := a.redisClient(a.cfg.Redis.URL)
+func (a *App) ticketAuth(ctx context.Context, t *config.TicketAuth) (canal.Middleware, error) {
+	client, err := a.redisClient(ctx, a.cfg.Redis.URL)
 	if err != nil {
 		return nil, err
 	}
