@@ -23,7 +23,9 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descConns         = desc("canal_server_connections", "Connections open now, handshaking ones included (server.Stats.Conns).")
-	descConnsLimit    = desc("canal_server_connections_limit", "Options.MaxConnections: connections Listen keeps open at most (absent when unlimited).")
+	descSockets       = desc("canal_listener_connections", "Connections Listen and Listener hold open now (sockets, streams and plain HTTP alike).")
+	descSocketsLimit  = desc("canal_listener_connections_limit", "Options.MaxConnections: connections Listen keeps open at most (absent when unlimited).")
+	descShed          = desc("canal_listener_shed_total", "Connections answered 503 at capacity (past MaxConnections, or with no file descriptor left).")
 	descSessions      = desc("canal_session_workers", "Goroutines running session calls now.")
 	descSessionsPeak  = desc("canal_session_workers_peak", "The most goroutines that ran session calls at once.")
 	descSessionsLimit = desc("canal_session_workers_limit", "Options.SessionWorkers: goroutines running session calls at most.")
@@ -54,7 +56,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	descConns, descConnsLimit, descSessions, descSessionsPeak, descSessionsLimit, descWriters,
+	descConns, descSockets, descSocketsLimit, descShed, descSessions, descSessionsPeak, descSessionsLimit, descWriters,
 	descBuffered, descBufferedLimit, descSlow, descRefused, descReceived, descSent, descGroup, descGroupDirect,
 	descConsumerDrops,
 	descLayerMessages, descLayerGroupFull, descLayerInvalid, descLayerStale, descLayerLapses, descLayerReconnect,
@@ -77,9 +79,11 @@ func (s *sources) Collect(ch chan<- prometheus.Metric) {
 	if s.server != nil {
 		st := s.server.Stats()
 		emit(descConns, g, float64(st.Conns))
+		emit(descSockets, g, float64(st.Sockets))
 		if st.MaxConns > 0 {
-			emit(descConnsLimit, g, float64(st.MaxConns))
+			emit(descSocketsLimit, g, float64(st.MaxConns))
 		}
+		emit(descShed, c, float64(st.Shed))
 		emit(descSessions, g, float64(st.SessionWorkers))
 		emit(descSessionsPeak, g, float64(st.SessionWorkersPeak))
 		emit(descSessionsLimit, g, float64(st.MaxSessionWorkers))

@@ -27,7 +27,9 @@
 // Read at scrape time from server.Stats (Metrics.Server):
 //
 //	canal_server_connections          gauge: open now, handshaking ones included
-//	canal_server_connections_limit    gauge: Options.MaxConnections (absent when unlimited)
+//	canal_listener_connections        gauge: TCP connections Listen holds (HTTP included)
+//	canal_listener_connections_limit  gauge: Options.MaxConnections (absent when unlimited)
+//	canal_listener_shed_total         counter: connections answered 503 at capacity
 //	canal_session_workers             gauge: goroutines running session calls now
 //	canal_session_workers_peak        gauge: the most at once
 //	canal_session_workers_limit       gauge: Options.SessionWorkers

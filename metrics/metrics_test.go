@@ -169,6 +169,12 @@ canal_connections_closed_total{code="1000",`+route+`,transport="websocket"} 2
 # HELP canal_server_connections Connections open now, handshaking ones included (server.Stats.Conns).
 # TYPE canal_server_connections gauge
 canal_server_connections 1
+# HELP canal_listener_connections Connections Listen and Listener hold open now (sockets, streams and plain HTTP alike).
+# TYPE canal_listener_connections gauge
+canal_listener_connections 1
+# HELP canal_listener_shed_total Connections answered 503 at capacity (past MaxConnections, or with no file descriptor left).
+# TYPE canal_listener_shed_total counter
+canal_listener_shed_total 0
 # HELP canal_frames_received_total Messages received from clients.
 # TYPE canal_frames_received_total counter
 canal_frames_received_total 1
@@ -197,6 +203,7 @@ canal_consumer_events_dropped_total{consumer="chat",reason="bad_frame"} 0
 canal_consumer_events_dropped_total{consumer="chat",reason="invalid"} 0
 canal_consumer_events_dropped_total{consumer="chat",reason="unhandled"} 0
 `, "canal_handshakes_total", "canal_connections", "canal_connections_closed_total", "canal_server_connections",
+		"canal_listener_connections", "canal_listener_shed_total",
 		"canal_frames_received_total", "canal_frames_sent_total", "canal_slow_consumers_total",
 		"canal_session_workers_limit", "canal_buffered_limit_bytes", "canal_layer_messages_total",
 		"canal_consumer_events_dropped_total")
@@ -322,7 +329,7 @@ func TestLint(t *testing.T) {
 			t.Errorf("%s in a Registerer of the caller's own", f.GetName())
 		}
 	}
-	if len(fams) < 28 { // 29 with canal_server_connections_limit, there when the file limit is known
+	if len(fams) < 30 { // 31 with canal_listener_connections_limit, there when the file limit is known
 		t.Errorf("%d metric families, want every one of them", len(fams))
 	}
 	if _, err := metrics.New(metrics.Options{Registerer: reg}); err == nil {

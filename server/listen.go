@@ -285,6 +285,7 @@ func (l *limitListener) shedBacklog() {
 			break // the window passed with no one waiting, or the listener closed
 		}
 		l.shed++
+		l.d.shed.Add(1)
 		answerBusy(c, false)
 	}
 	_ = dl.SetDeadline(time.Time{})
@@ -296,6 +297,7 @@ func (l *limitListener) shedBacklog() {
 // connection, and a reset can destroy the answer) on a goroutine of its own while
 // there are slots, else at once.
 func (l *limitListener) refuse(c net.Conn) {
+	l.d.shed.Add(1)
 	l.d.logs.Log(l.log, slog.LevelWarn, logLimit,
 		"canal: connection limit reached, answering 503: raise server.Options.MaxConnections (and the file limit) if the host has room",
 		"max_connections", l.max)
@@ -405,7 +407,8 @@ func (c *countedConn) ReadFrom(r io.Reader) (int64, error) {
 // withDefaults.
 type defense struct {
 	origins originPolicy
-	open    atomic.Int64 // connections Listen and Listener accepted and not yet closed
+	open    atomic.Int64  // connections Listen and Listener accepted and not yet closed
+	shed    atomic.Uint64 // connections they answered 503 instead (Stats.Shed)
 	// logs holds back repeated lines, keyed by the logKey constants: an attack or an
 	// outage costs a line a second, not one per connection.
 	logs ratelog.Limiter

@@ -326,3 +326,22 @@ func TestStatsFramesAndBounds(t *testing.T) {
 		t.Errorf("bounds %d %d %d; want 32 %d 100", st.MaxSessionWorkers, st.MaxBuffered, st.MaxConns, 8<<20)
 	}
 }
+
+// TestStatsShed: Stats shows the sockets Listener holds against MaxConnections, and
+// counts the connections answered 503 past it (which never reach a handshake, so
+// the Observer hears nothing of them).
+func TestStatsShed(t *testing.T) {
+	t.Parallel()
+	o := fastOptions()
+	o.MaxConnections = 1
+	s, rec := observed(t, newProbe(), o)
+	mustDial(t, s, "/ws/lobby/", canaltest.DialOptions{})
+	var he *canaltest.HandshakeError
+	if _, err := dial(t, s, "/ws/lobby/", canaltest.DialOptions{}); !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
+		t.Fatalf("second socket: %v, want HTTP 503", err)
+	}
+	if st := s.Stats(); st.Sockets != 1 || st.Shed != 1 || st.Conns != 1 || st.MaxConns != 1 {
+		t.Fatalf("Sockets %d, Shed %d, Conns %d, MaxConns %d; want 1, 1, 1, 1", st.Sockets, st.Shed, st.Conns, st.MaxConns)
+	}
+	rec.check(t, s, []server.HandshakeInfo{accepted("websocket")}, []server.CloseInfo{closed("websocket", 1001)})
+}

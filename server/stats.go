@@ -34,6 +34,13 @@ type Stats struct {
 	// events on a stream; not pings or closes).
 	Received, Sent uint64
 
+	// Sockets is the connections Listen and Listener hold open now (sockets, streams
+	// and plain HTTP requests alike), which MaxConns bounds; Shed counts those they
+	// answered 503 instead (past MaxConnections, or while the process had no file
+	// descriptor left).
+	Sockets int
+	Shed    uint64
+
 	// The bounds in force (Options after defaults), for a dashboard or an alert on
 	// usage: MaxSessionWorkers is Options.SessionWorkers, MaxBuffered
 	// MaxBufferedBytes, and MaxConns MaxConnections (0: no limit).
@@ -60,6 +67,8 @@ func (s *Server) Stats() Stats {
 		FramesDirect:       s.stats.framesDirect.Load(),
 		Received:           s.stats.received.Load(),
 		Sent:               s.stats.sent.Load(),
+		Sockets:            int(s.opts.defense.open.Load()),
+		Shed:               s.opts.defense.shed.Load(),
 		MaxSessionWorkers:  s.opts.SessionWorkers,
 		MaxConns:           maxConns,
 		MaxBuffered:        s.opts.MaxBufferedBytes,
