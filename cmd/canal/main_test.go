@@ -18,6 +18,7 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/canaltest"
+	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 )
 
@@ -681,5 +682,49 @@ func TestServeRedisDown(t *testing.T) {
 	}
 	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "127.0.0.1:1") {
 		t.Errorf("output: %s", out)
+	}
+}
+
+// A claims refresh (consumer.RefreshUser here; django_canal.realtime.refresh_user from
+// Django) moves an open socket between the groups its templates name, and closes it
+// with 4403 when the route's rules no longer hold: no reconnect.
+func TestServeRefresh(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	ctx := context.Background()
+	django, err := layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{r.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer django.Close(context.Background())
+	chat := dialTicket(t, p.url("/ws/chat/x/"), issue(t, r, bob)) // content types [9]
+	staff := dialTicket(t, p.url("/ws/staff/"), issue(t, r, alice))
+	send := func(group, text string) {
+		t.Helper()
+		if err := django.GroupSend(ctx, group, canal.Message{"type": "notify", "text": text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("ct_7", "before")
+	if err := chat.ExpectNothing(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	bob2 := canal.User{ID: bob.ID, Username: bob.Username, Attrs: map[string]any{"content_types": []any{7}}}
+	if err := consumer.RefreshUser(ctx, django, bob2); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, r, "ct_7", 1)
+	waitMembers(t, r, "ct_9", 0)
+	send("ct_9", "old")
+	send("ct_7", "new")
+	if got, err := chat.ReceiveText(ctx); err != nil || got != `{"text":"new","type":"notify"}` {
+		t.Fatalf("after the refresh: %q, %v", got, err)
+	}
+	alice2 := canal.User{ID: alice.ID, Username: alice.Username, Attrs: map[string]any{"is_staff": false}}
+	if err := consumer.RefreshUser(ctx, django, alice2); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := staff.ExpectClose(ctx); err != nil || code != canal.CloseForbidden {
+		t.Fatalf("no longer staff: close %d, %v; want 4403", code, err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -88,6 +89,7 @@ var refused = &canal.CloseError{Code: canal.ClosePolicyViolation, Reason: "this 
 // socket is one connection's consumer.
 type socket struct {
 	rt      *route
+	groups  []string // joined from the route's templates
 	targets []string // group mode: the groups client messages go to
 }
 
@@ -125,7 +127,54 @@ func (s *socket) Connect(ctx context.Context, c *consumer.Conn) error {
 			return err
 		}
 	}
+	s.groups = groups
 	return c.Accept()
+}
+
+// UserChanged follows a claims refresh (Django's django_canal.realtime.refresh_user,
+// sent by its signals when a user's groups or permissions change): the route's rules
+// are checked again with the new claims, and the socket joins and leaves groups to
+// match its templates, without a reconnect. A user who no longer passes is closed with
+// 4403. The authorize URL is not asked again (it answers for the handshake).
+func (s *socket) UserChanged(ctx context.Context, c *consumer.Conn, _, u canal.User) error {
+	rt := s.rt
+	vars := expr.Conn{User: u, Route: c.Scope().Route}
+	forbidden := &canal.CloseError{Code: canal.CloseForbidden, Reason: "forbidden"}
+	if !rt.cfg.Anonymous && !u.Authenticated() {
+		return forbidden
+	}
+	for _, p := range rt.cfg.Predicates {
+		if !p.Eval(vars) {
+			return forbidden
+		}
+	}
+	groups, err := expandAll(rt.cfg.GroupTemplates, vars, rt.cfg.MaxGroups)
+	if err != nil {
+		return &canal.CloseError{Code: canal.CloseForbidden, Reason: "forbidden", Err: err}
+	}
+	if t := rt.cfg.Receive.GroupTemplate; t != nil {
+		targets, err := expandAll([]*expr.Template{t}, vars, rt.cfg.MaxGroups)
+		if err != nil {
+			return &canal.CloseError{Code: canal.CloseForbidden, Reason: "forbidden", Err: err}
+		}
+		s.targets = targets
+	}
+	for _, g := range s.groups {
+		if !slices.Contains(groups, g) {
+			if err := c.GroupDiscard(ctx, g); err != nil {
+				return layerClose(err)
+			}
+		}
+	}
+	for _, g := range groups {
+		if !slices.Contains(s.groups, g) {
+			if err := c.GroupAdd(ctx, g); err != nil {
+				return layerClose(err)
+			}
+		}
+	}
+	s.groups = groups
+	return nil
 }
 
 // expandAll expands templates into distinct, valid group names, at most max.
