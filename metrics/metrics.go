@@ -145,7 +145,7 @@ func (m *Metrics) Handler() http.Handler {
 // Handshake implements server.Observer.
 func (m *Metrics) Handshake(h server.HandshakeInfo) {
 	route, outcome := m.route(h.Route), h.Outcome.String()
-	m.handshakes.WithLabelValues(route, h.Transport, outcome, m.statuses.value(strconv.Itoa(h.Status))).Inc()
+	m.handshakes.WithLabelValues(route, h.Transport, outcome, m.statuses.number(h.Status)).Inc()
 	m.handshakeTime.WithLabelValues(h.Transport, outcome).Observe(h.Duration.Seconds())
 	if h.Outcome == server.Accepted {
 		m.open.WithLabelValues(route, h.Transport).Inc()
@@ -156,7 +156,7 @@ func (m *Metrics) Handshake(h server.HandshakeInfo) {
 func (m *Metrics) Closed(c server.CloseInfo) {
 	route := m.route(c.Route)
 	m.open.WithLabelValues(route, c.Transport).Dec()
-	m.closes.WithLabelValues(route, c.Transport, m.codes.value(strconv.Itoa(c.Code))).Inc()
+	m.closes.WithLabelValues(route, c.Transport, m.codes.number(c.Code)).Inc()
 	m.lifetime.WithLabelValues(c.Transport).Observe(c.Duration.Seconds())
 }
 
@@ -176,9 +176,29 @@ type bounded struct {
 	max  int
 	mu   sync.RWMutex
 	seen map[string]struct{}
+	ints map[int]string // the admitted numbers' labels, so a known code costs no allocation
 }
 
-func newBounded(max int) *bounded { return &bounded{max: max, seen: make(map[string]struct{})} }
+func newBounded(max int) *bounded {
+	return &bounded{max: max, seen: make(map[string]struct{}), ints: make(map[int]string)}
+}
+
+// number returns the label of a status or close code.
+func (b *bounded) number(n int) string {
+	b.mu.RLock()
+	v, ok := b.ints[n]
+	b.mu.RUnlock()
+	if ok {
+		return v
+	}
+	v = b.value(strconv.Itoa(n))
+	if v != other {
+		b.mu.Lock()
+		b.ints[n] = v // at most max entries: only admitted values
+		b.mu.Unlock()
+	}
+	return v
+}
 
 func (b *bounded) value(v string) string {
 	b.mu.RLock()
