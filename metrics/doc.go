@@ -10,9 +10,10 @@
 //	m.Health(health)                                // optional: readiness checks
 //	http.Handle("/metrics", m.Handler())
 //
-// Handshakes and closes are counted as they happen (one map look-up and a few atomic
-// additions each); everything per frame is read from the Server's atomic counters when
-// Prometheus scrapes, so metrics cost the hot path nothing.
+// Handshakes and closes are counted as they happen (a few map look-ups and atomic
+// additions, no allocation: under a microsecond for a handshake and its close);
+// everything per frame is read from the Server's atomic counters when Prometheus
+// scrapes, so metrics add no call to the per-frame path.
 //
 // # Metrics
 //
