@@ -25,8 +25,9 @@ type Conn struct {
 	drops          *drops
 	presence       Presence
 	presenceEvents bool
-	live           bool     // Connect returned: GroupAdd records presence at once
-	tracked        []string // groups whose presence holds this connection
+	live           bool        // Connect returned: GroupAdd records presence at once
+	tracked        []string    // groups whose presence holds this connection
+	rs             *recoveries // Options.Recover's groups (recover.go), else nil
 }
 
 // Scope describes the connection.
@@ -104,7 +105,10 @@ func (c *Conn) GroupAdd(ctx context.Context, group string) error {
 	if c.layer == nil {
 		return ErrNoLayer
 	}
-	if err := c.layer.GroupAdd(ctx, group, c.channel); err != nil {
+	r := c.rs.join(group) // recovery listens before the join (recover.go)
+	err := c.layer.GroupAdd(ctx, group, c.channel)
+	c.rs.joined(r, err)
+	if err != nil {
 		return err
 	}
 	if !slices.Contains(c.groups, group) {
@@ -121,6 +125,7 @@ func (c *Conn) GroupDiscard(ctx context.Context, group string) error {
 	}
 	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
 	err := c.layer.GroupDiscard(ctx, group, c.channel)
+	c.rs.leave(group)
 	c.untrack(ctx, group)
 	return err
 }

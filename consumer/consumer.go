@@ -113,6 +113,18 @@ type Options[T any] struct {
 	// Consume, or an auth.Verifier. An error wrapping canal.ErrUnavailable lets the
 	// client try again within the grace period; any other closes with 4401.
 	Reauthorize func(ctx context.Context, credential string) (canal.User, error)
+
+	// Recover names the groups (path.Match globs, e.g. "chat_*") whose messages a
+	// reconnecting client recovers: it gives its last positions in the handshake
+	// (the "recover" query parameter), gets what it missed in order, then the live
+	// messages, without a gap or a duplicate, from any process; or, when the
+	// history no longer reaches back, a frame that says so. Each message of these
+	// groups tells the client its position. See EventRecover for the wire. Needs a
+	// Layer with history (canal.HistoryLayer, and a history rule for the groups).
+	Recover []string
+	// RecoverBuffer bounds the live messages one group holds during a catch-up
+	// (history.DefaultBuffer when 0); past it they are read back from the history.
+	RecoverBuffer int
 }
 
 // Errors reported to OnInvalid and by group calls.
@@ -137,6 +149,7 @@ type Handler[T any] struct {
 	opts    Options[T]
 	frames  map[string]*frameMemo
 	drops   *drops
+	recover *recoverRules // nil without Options.Recover (recover.go)
 }
 
 // Stats returns the counts of layer events this handler dropped rather than closing
@@ -182,6 +195,15 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	case opts.MaxAge > 0 && opts.Reauthorize == nil:
 		return nil, errors.New("consumer: MaxAge needs Reauthorize, to check the fresh credentials")
 	}
+	rr, err := newRecoverRules(opts.Layer, opts.Recover, opts.RecoverBuffer)
+	if err != nil {
+		return nil, err
+	}
+	for t := range opts.Events {
+		if reservedRecover(t) {
+			return nil, fmt.Errorf("consumer: event type %q is reserved (handled by the consumer itself)", t)
+		}
+	}
 	if opts.ReauthGrace == 0 {
 		opts.ReauthGrace = DefaultReauthGrace
 	}
@@ -191,7 +213,7 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	d := &drops{logger: opts.Logger}
 	memos := make(map[string]*frameMemo, len(opts.Frames))
 	for t, fn := range opts.Frames {
-		if reserved(t) {
+		if reserved(t) || reservedRecover(t) {
 			return nil, fmt.Errorf("consumer: event type %q is reserved (handled by the consumer itself)", t)
 		}
 		if err := (canal.Message{"type": t}).ValidateType(); err != nil {
@@ -203,12 +225,15 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 		if _, dup := opts.Events[t]; dup {
 			return nil, fmt.Errorf("consumer: event %q is in both Events and Frames", t)
 		}
+		if rr != nil {
+			fn = rr.frameFunc(fn) // built once per message with its position
+		}
 		memos[t] = &frameMemo{build: fn, typ: t, drops: d}
 	}
 	if opts.ChannelPrefix == "" {
 		opts.ChannelPrefix = "specific"
 	}
-	return &Handler[T]{factory: factory, opts: opts, frames: memos, drops: d}, nil
+	return &Handler[T]{factory: factory, opts: opts, frames: memos, drops: d, recover: rr}, nil
 }
 
 // Connect implements canal.Handler.
@@ -216,8 +241,19 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 	inst := h.factory()
 	c := &Conn{raw: raw, layer: h.opts.Layer, drops: h.drops, presence: h.opts.Presence,
 		presenceEvents: h.opts.PresenceEvents}
+	deliver := h.deliverFunc(raw)
+	if h.recover != nil {
+		// Recovered groups' messages go through their history.Recovery (recover.go).
+		since, err := parseRecover(raw.Scope())
+		if err != nil {
+			return nil, &canal.RejectError{Status: 400, Reason: err.Error()[len("consumer: "):]}
+		}
+		c.rs = &recoveries{rules: h.recover, layer: h.opts.Layer.(canal.HistoryLayer), raw: raw,
+			next: deliver, since: since, token: new(byte)}
+		c.raw, deliver = &carrier{Conn: raw}, c.rs.deliver
+	}
 	if l := h.opts.Layer; l != nil {
-		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, h.deliverFunc(raw))
+		name, detach, err := l.Attach(ctx, h.opts.ChannelPrefix, deliver)
 		if err != nil {
 			return nil, layerReject(err)
 		}
@@ -292,6 +328,9 @@ func (h *Handler[T]) deliverFunc(raw canal.Conn) func(canal.Message) bool {
 		if err != nil {
 			return true
 		}
+		if !h.fast(m, f) {
+			return raw.Deliver(m) // its position needs a frame of its own (recover.go)
+		}
 		return fd.DeliverFrame(m, f)
 	}
 }
@@ -347,6 +386,18 @@ func (s *session[T]) Event(ctx context.Context, _ canal.Conn, m canal.Message) e
 	if ok, err := s.reservedEvent(ctx, t, m); ok {
 		return err
 	}
+	if ok, err := s.recoverEvent(ctx, t, m); ok {
+		return err
+	}
+	sent := s.carry(m) // a recovered group's position rides on the frames sent (recover.go)
+	if err := s.event(ctx, t, m); err != nil {
+		return err
+	}
+	return sent()
+}
+
+// event dispatches a layer event of type t to its frame or handler.
+func (s *session[T]) event(ctx context.Context, t string, m canal.Message) error {
 	if fm, ok := s.h.frames[t]; ok {
 		f, err := fm.frame(m)
 		if err != nil {

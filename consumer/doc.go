@@ -76,6 +76,15 @@
 // closes with 4401 unless Options.Reauthorize accepts one for the same user within
 // ReauthGrace (EventReauth shows both sides of the exchange).
 //
+// # Nothing lost across a reconnect
+//
+// With Options.Recover naming groups that keep a history (layers' HistoryRule), each
+// message of those groups tells the client its position, and a client that reconnects
+// with its last positions (the "recover" query parameter; canal.js does it) gets what
+// it missed, in order, then the live messages, without a gap or a duplicate, from any
+// process; or a {"type": "canal.recover", "recovered": false} frame when the history
+// no longer reaches back. EventRecover documents the wire.
+//
 // The same consumer serves Server-Sent Events streams when the server has
 // Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
 // since a stream's client cannot send.
