@@ -27,12 +27,14 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/auth"
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
+	"github.com/canal-rt/canal/metrics"
 	"github.com/canal-rt/canal/middleware"
 	"github.com/canal-rt/canal/presence"
 	"github.com/canal-rt/canal/router"
@@ -62,6 +64,8 @@ var (
 	_ = server.New
 	_ = ticket.NewRedis
 	_ = worker.New
+	_ = metrics.New
+	_ = adaptor.HTTPHandler
 	_ = presence.NewMemory
 	_ = time.Second
 )
