@@ -15,12 +15,14 @@ const (
 	DefaultBuffer = 1000
 	// page is how many messages Catchup asks History for at once.
 	page = 500
-	// catchupRounds bounds Catchup's re-reads when the live stream keeps showing gaps.
+	// catchupRounds bounds Catchup's consecutive re-reads that emit nothing new
+	// while the live stream keeps showing gaps.
 	catchupRounds = 8
 )
 
-// ErrGaveUp: Catchup read the history catchupRounds times and live messages still
-// showed gaps (they are dropped faster than the history can be read).
+// ErrGaveUp: Catchup read the history 8 times in a row without getting further
+// (emit refused every message, or live messages are lost faster than the history
+// can be read).
 var ErrGaveUp = errors.New("history: could not catch up with the live messages")
 
 // Recovery is one subscriber's view of one group: it turns the group's live messages
@@ -28,15 +30,23 @@ var ErrGaveUp = errors.New("history: could not catch up with the live messages")
 // See the package documentation for the algorithm.
 //
 // emit is called with the recovery's lock held, from Live's or Catchup's goroutine,
-// one message at a time in order: it must not block, nor call the Recovery.
-// Messages of other groups, or without a position, are passed through in arrival
-// order (buffered like the others during a catch-up).
+// one message at a time in order: it must not block, nor call the Recovery. It
+// returns false when it could not take the message (the connection's queue is
+// full): the recovery then stops at the message before and reads the rest from the
+// history at the next Catchup. Messages of other groups, or without a position, are
+// passed through in arrival order (buffered like the others during a catch-up); one
+// that emit refuses is lost.
+//
+// A live message the layer itself lost (a full process queue in Redis) shows as a
+// gap when the next one arrives. Running Catchup now and then (every half minute,
+// say) also finds a lost last message; it costs one History call and emits nothing
+// when nothing is missing.
 //
 // Recovery is safe for concurrent use: Live from the layer's goroutines while
 // Catchup runs on the connection's.
 type Recovery struct {
 	group string
-	emit  func(canal.Message)
+	emit  func(canal.Message) bool
 	limit int
 
 	mu       sync.Mutex
@@ -49,7 +59,7 @@ type Recovery struct {
 // New returns a Recovery of group from since (the position of the last message the
 // client got; zero: none, start at the current position), holding at most buffer
 // live messages during a catch-up (0: DefaultBuffer).
-func New(group string, since canal.Position, buffer int, emit func(canal.Message)) *Recovery {
+func New(group string, since canal.Position, buffer int, emit func(canal.Message) bool) *Recovery {
 	if buffer <= 0 {
 		buffer = DefaultBuffer
 	}
@@ -82,6 +92,9 @@ func (r *Recovery) Live(msg canal.Message) bool {
 		r.live = false
 		r.buf = append(r.buf, msg)
 		return false
+	case stepRefused:
+		r.live = false // msg is read back from the history
+		return false
 	}
 	return true
 }
@@ -92,6 +105,7 @@ const (
 	stepEmitted stepResult = iota
 	stepDuplicate
 	stepGap
+	stepRefused // emit did not take it
 )
 
 // step emits msg if it is the next one; r.mu is held.
@@ -99,7 +113,9 @@ func (r *Recovery) step(msg canal.Message) stepResult {
 	group, p, ok := canal.PositionOf(msg)
 	switch {
 	case !ok || group != r.group:
-		r.emit(msg)
+		if !r.emit(msg) {
+			return stepRefused
+		}
 		return stepEmitted
 	case p.Epoch != r.pos.Epoch:
 		return stepGap
@@ -108,7 +124,9 @@ func (r *Recovery) step(msg canal.Message) stepResult {
 	case p.Offset != r.pos.Offset+1:
 		return stepGap
 	}
-	r.emit(msg)
+	if !r.emit(msg) {
+		return stepRefused
+	}
 	r.pos = p
 	return stepEmitted
 }
@@ -121,7 +139,7 @@ func (r *Recovery) step(msg canal.Message) stepResult {
 // again).
 func (r *Recovery) Catchup(ctx context.Context, l canal.HistoryLayer) (canal.Position, error) {
 	notRecovered := false
-	for range catchupRounds {
+	for stuck := 0; stuck < catchupRounds; {
 		r.mu.Lock()
 		since := r.pos
 		r.mu.Unlock()
@@ -137,18 +155,29 @@ func (r *Recovery) Catchup(ctx context.Context, l canal.HistoryLayer) (canal.Pos
 		if lost || since.Epoch == "" {
 			r.pos = head // nothing before head can be delivered
 		}
-		for _, m := range got {
-			r.step(m) // duplicates (a concurrent Live) are skipped by offset
-		}
 		gap := r.overflow
 		r.overflow = false
+		for _, m := range got {
+			// Duplicates (of a concurrent Live) are skipped by offset.
+			if res := r.step(m); res == stepGap || res == stepRefused {
+				gap = true
+				break
+			}
+		}
 		buf := r.buf
 		r.buf = nil
 		for i, m := range buf {
-			if r.step(m) == stepGap {
+			if gap {
 				r.buf = append(r.buf, buf[i:]...) // kept in order for the next round
-				gap = true
 				break
+			}
+			switch r.step(m) {
+			case stepGap:
+				r.buf = append(r.buf, buf[i:]...)
+				gap = true
+			case stepRefused:
+				r.buf = append(r.buf, buf[i+1:]...) // m itself is in the history
+				gap = true
 			}
 		}
 		if !gap {
@@ -159,6 +188,11 @@ func (r *Recovery) Catchup(ctx context.Context, l canal.HistoryLayer) (canal.Pos
 				return pos, fmt.Errorf("history: %q: %w", r.group, canal.ErrNotRecovered)
 			}
 			return pos, nil
+		}
+		if r.pos == since {
+			stuck++
+		} else {
+			stuck = 0
 		}
 		r.mu.Unlock()
 	}

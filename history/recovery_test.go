@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -30,6 +31,8 @@ type subscriber struct {
 	detach func()
 	kick   chan struct{}
 	done   chan struct{}
+	ready  chan struct{} // closed after the first Catchup
+	stop   chan struct{}
 	errs   chan error
 
 	mu   sync.Mutex
@@ -38,19 +41,25 @@ type subscriber struct {
 }
 
 // subscribe connects: drop is the chance that the layer's deliver drops a message
-// (a full queue), to exercise the gap path.
+// (the layer loses it: a gap) and, as often, that emit refuses one (the
+// connection's queue is full).
 func subscribe(t *testing.T, l canal.HistoryLayer, since canal.Position, drop float64) *subscriber {
 	t.Helper()
-	s := &subscriber{kick: make(chan struct{}, 1), done: make(chan struct{}), errs: make(chan error, 100)}
-	s.rec = history.New(group, since, 0, func(m canal.Message) {
+	s := &subscriber{kick: make(chan struct{}, 1), done: make(chan struct{}), ready: make(chan struct{}), stop: make(chan struct{}),
+		errs: make(chan error, 100)}
+	s.rec = history.New(group, since, 0, func(m canal.Message) bool {
+		if drop > 0 && rand.Float64() < drop {
+			return false // the connection's queue is full
+		}
 		_, p, ok := canal.PositionOf(m)
 		if !ok {
 			s.errs <- errors.New("emitted a message without a position")
-			return
+			return true
 		}
 		s.mu.Lock()
 		s.got = append(s.got, p)
 		s.mu.Unlock()
+		return true
 	})
 	ctx := context.Background()
 	name, detach, err := l.Attach(ctx, "specific.", func(m canal.Message) bool {
@@ -75,8 +84,18 @@ func subscribe(t *testing.T, l canal.HistoryLayer, since canal.Position, drop fl
 	s.kick <- struct{}{} // the first catch-up
 	go func() {
 		defer close(s.done)
-		for range s.kick {
+		first := true
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-s.kick:
+			}
 			_, err := s.rec.Catchup(ctx, l)
+			if first {
+				close(s.ready)
+				first = false
+			}
 			if errors.Is(err, canal.ErrNotRecovered) {
 				s.lost.Store(true)
 			} else if err != nil {
@@ -87,9 +106,16 @@ func subscribe(t *testing.T, l canal.HistoryLayer, since canal.Position, drop fl
 	return s
 }
 
+func (s *subscriber) kickNow() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (s *subscriber) close() {
 	s.detach()
-	close(s.kick)
+	close(s.stop) // a delivery under way may still kick: kick is never closed
 	<-s.done
 }
 
@@ -99,11 +125,19 @@ func (s *subscriber) positions() []canal.Position {
 	return append([]canal.Position(nil), s.got...)
 }
 
-// waitFor waits until s has got offset n.
+// waitFor waits until s has got offset n, running a Catchup every 100 ms (a lost
+// last message shows no gap).
 func (s *subscriber) waitFor(t *testing.T, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
+		select {
+		case <-tick.C:
+			s.kickNow()
+		default:
+		}
 		got := s.positions()
 		if len(got) > 0 && got[len(got)-1].Offset >= n {
 			return
@@ -132,9 +166,9 @@ func checkContiguous(t *testing.T, name string, got []canal.Position, from, to u
 }
 
 // publishAll publishes n messages from publishers goroutines, spread over layers.
-func publishAll(t *testing.T, ls []canal.HistoryLayer, publishers, n int, started chan<- struct{}) *sync.WaitGroup {
+func publishAll(t *testing.T, ls []canal.HistoryLayer, publishers, n int) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	var count atomic.Int64
+	t.Cleanup(wg.Wait) // a failing test still waits for its publishers
 	for i := range publishers {
 		wg.Add(1)
 		go func() {
@@ -144,9 +178,6 @@ func publishAll(t *testing.T, ls []canal.HistoryLayer, publishers, n int, starte
 				if _, err := l.Publish(context.Background(), group, canal.Message{"type": "chat.message"}); err != nil {
 					t.Error(err)
 					return
-				}
-				if count.Add(1) == int64(n/4) {
-					close(started)
 				}
 			}
 		}()
@@ -159,18 +190,17 @@ func publishAll(t *testing.T, ls []canal.HistoryLayer, publishers, n int, starte
 // must have got every message exactly once, in order.
 func reconnect(t *testing.T, a, b canal.HistoryLayer, drop float64) {
 	const n, publishers = 2000, 4
+	ls := []canal.HistoryLayer{a, b}
 	first := subscribe(t, a, canal.Position{}, drop)
-	started := make(chan struct{})
-	wg := publishAll(t, []canal.HistoryLayer{a, b}, publishers, n, started)
-	<-started
+	<-first.ready // live from offset 0
+	publishAll(t, ls, publishers, n/4).Wait()
+	first.waitFor(t, n/4)
 	first.close()
 	got1 := first.positions()
-	if len(got1) == 0 {
-		t.Fatal("the first connection got nothing")
-	}
-	checkContiguous(t, "first connection", got1, got1[0].Offset, got1[len(got1)-1].Offset)
+	checkContiguous(t, "first connection", got1, 1, n/4)
 	last := got1[len(got1)-1]
-
+	publishAll(t, ls, publishers, n/4).Wait() // while the client is away
+	wg := publishAll(t, ls, publishers, n/2)  // while it reconnects and catches up
 	second := subscribe(t, b, last, drop)
 	defer second.close()
 	wg.Wait()
@@ -248,9 +278,10 @@ func TestNotRecovered(t *testing.T) {
 		}
 	}
 	var got []canal.Position
-	rec := history.New(group, first, 0, func(m canal.Message) {
+	rec := history.New(group, first, 0, func(m canal.Message) bool {
 		_, p, _ := canal.PositionOf(m)
 		got = append(got, p)
+		return true
 	})
 	pos, err := rec.Catchup(ctx, l)
 	if !errors.Is(err, canal.ErrNotRecovered) || pos.Offset != 10 || len(got) != 0 {
@@ -263,7 +294,7 @@ func TestNotRecovered(t *testing.T) {
 		t.Fatalf("live after not recovered: %v", got)
 	}
 	// Another epoch (history lost): not recovered either.
-	rec2 := history.New(group, canal.Position{Offset: 3, Epoch: "gone"}, 0, func(canal.Message) {})
+	rec2 := history.New(group, canal.Position{Offset: 3, Epoch: "gone"}, 0, func(canal.Message) bool { return true })
 	if _, err := rec2.Catchup(ctx, l); !errors.Is(err, canal.ErrNotRecovered) {
 		t.Fatalf("Catchup(other epoch) = %v", err)
 	}
@@ -273,7 +304,14 @@ func TestNotRecovered(t *testing.T) {
 // messages pass.
 func TestLiveSteps(t *testing.T) {
 	var got []canal.Message
-	rec := history.New(group, canal.Position{}, 2, func(m canal.Message) { got = append(got, m) })
+	refuse := false
+	rec := history.New(group, canal.Position{}, 2, func(m canal.Message) bool {
+		if refuse {
+			return false
+		}
+		got = append(got, m)
+		return true
+	})
 	l := memoryLayer(t)
 	if _, err := rec.Catchup(context.Background(), l); err != nil { // empty group: live at 0
 		t.Fatal(err)
@@ -308,5 +346,134 @@ func TestLiveSteps(t *testing.T) {
 	}
 	if ok := rec.Live(at(1, "new")); !ok {
 		t.Fatal("Live while catching up must buffer")
+	}
+}
+
+// The Go process restarts: its layer closes, a new one (same Redis) serves the
+// reconnecting client, which misses nothing.
+func TestReconnectAfterProcessRestart(t *testing.T) {
+	srv := canaltest.StartRedis(t)
+	mk := func() *layers.Redis {
+		l, err := layers.NewRedis(context.Background(), layers.RedisOptions{Hosts: []string{srv.URL()},
+			History: []layers.HistoryRule{{Group: "chat_*"}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	ctx := context.Background()
+	old, pub := mk(), mk()
+	defer pub.Close(ctx)
+	s := subscribe(t, old, canal.Position{}, 0)
+	<-s.ready
+	for range 3 {
+		if _, err := pub.Publish(ctx, group, canal.Message{"type": "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitFor(t, 3)
+	s.close()
+	checkContiguous(t, "before the restart", s.positions(), 1, 3)
+	last := s.positions()[2]
+	old.Close(ctx) // the process is gone
+	for range 4 {  // published while the client is away
+		if _, err := pub.Publish(ctx, group, canal.Message{"type": "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := mk()
+	defer fresh.Close(ctx)
+	s2 := subscribe(t, fresh, last, 0)
+	defer s2.close()
+	if _, err := pub.Publish(ctx, group, canal.Message{"type": "x"}); err != nil {
+		t.Fatal(err)
+	}
+	s2.waitFor(t, 8)
+	checkContiguous(t, "after the restart", s2.positions(), 4, 8)
+}
+
+// Redis restarts empty while the client is away: its position's epoch is gone, it is
+// told so (ErrNotRecovered) and goes on live in the new epoch.
+func TestReconnectAfterRedisRestart(t *testing.T) {
+	srv := canaltest.StartRedis(t)
+	l, err := layers.NewRedis(context.Background(), layers.RedisOptions{Hosts: []string{srv.URL()},
+		History: []layers.HistoryRule{{Group: "chat_*"}}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	defer l.Close(ctx)
+	before, err := l.Publish(ctx, group, canal.Message{"type": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Restart()
+	var after canal.Position
+	for i := 0; ; i++ { // the first command may meet a dead pooled connection
+		if after, err = l.Publish(ctx, group, canal.Message{"type": "x"}); err == nil || i == 20 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := subscribe(t, l, before, 0)
+	defer s.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.lost.Load() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !s.lost.Load() {
+		t.Fatal("Catchup did not say ErrNotRecovered")
+	}
+	next, err := l.Publish(ctx, group, canal.Message{"type": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(t, next.Offset)
+	got := s.positions()
+	if len(got) != 1 || got[0] != next || next.Epoch != after.Epoch || after.Epoch == before.Epoch {
+		t.Fatalf("after not recovered: got %+v; before %+v, after %+v, next %+v", got, before, after, next)
+	}
+}
+
+// emit refusing a message (a full connection queue): the recovery stops before it
+// and reads it back from the history, live or during a catch-up.
+func TestRefused(t *testing.T) {
+	l := memoryLayer(t)
+	ctx := context.Background()
+	_, start, err := l.History(ctx, group, canal.Position{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := l.Publish(ctx, group, canal.Message{"type": "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []uint64
+	calls := 0
+	rec := history.New(group, start, 0, func(m canal.Message) bool {
+		calls++
+		if calls == 2 || calls == 5 {
+			return false
+		}
+		_, p, _ := canal.PositionOf(m)
+		got = append(got, p.Offset)
+		return true
+	})
+	if pos, err := rec.Catchup(ctx, l); err != nil || pos.Offset != 3 {
+		t.Fatalf("Catchup = %+v, %v", pos, err)
+	}
+	p4, _ := l.Publish(ctx, group, canal.Message{"type": "x"})
+	if rec.Live(canal.WithPosition(canal.Message{"type": "x"}, group, p4)) { // the 5th call: refused
+		t.Fatal("Live did not report the refused message")
+	}
+	if pos, err := rec.Catchup(ctx, l); err != nil || pos.Offset != 4 {
+		t.Fatalf("Catchup = %+v, %v", pos, err)
+	}
+	if fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("got %v, want [1 2 3 4]", got)
 	}
 }
