@@ -82,6 +82,7 @@ func TestGuideNotifications(t *testing.T) {
 	if err := ci.ReceiveJSON(ctx, &ev); err != nil || ev.Model != "invoice" || ev.Object != "F-2026-1" {
 		t.Fatalf("invoice event: %+v, %v", ev, err)
 	}
+	invoiceCT := ev.ContentTypeID
 	if err := ca.ExpectNothing(500 * time.Millisecond); err != nil {
 		t.Fatalf("the article reader got an invoice event: %v", err)
 	}
@@ -149,6 +150,29 @@ func TestGuideNotifications(t *testing.T) {
 		t.Errorf("%d events on the page, want 1 (the invoice is not for this user)", items)
 	}
 	browser.Screenshot(t, bctx, "guide-notifications.png")
+
+	// The Go clients got the browser part's events too, each its own.
+	for c, want := range map[*canaltest.Communicator]string{ca: "Seen in Chromium", ci: "F-2026-2"} {
+		if err := c.ReceiveJSON(ctx, &ev); err != nil || ev.Object != want {
+			t.Fatalf("%s: %+v, %v", want, ev, err)
+		}
+	}
+
+	// Better than the guide: the article reader is granted the right to view
+	// invoices (in Django: user_permissions.add); django_canal's signal pushes the new
+	// claims through the channel layer, and the open socket gets invoice events from
+	// then on, without a reconnect.
+	canaltest.DjangoCommand(t, opts, "django", "shell", "-c",
+		`from django.contrib.auth.models import Permission, User; `+
+			`User.objects.get(username="articles").user_permissions.add(Permission.objects.get(codename="view_invoice"))`)
+	// The invoice reader, and the article reader's three sockets (ticket, page, cookie).
+	waitMembers(t, r, fmt.Sprintf("ct_%d", invoiceCT), 4)
+	editor.adminAdd(t, "invoice", url.Values{"number": {"F-2026-granted"}})
+	for _, c := range []*canaltest.Communicator{ca, ci} {
+		if err := c.ReceiveJSON(ctx, &ev); err != nil || ev.Object != "F-2026-granted" {
+			t.Fatalf("invoice event after the grant: %+v, %v", ev, err)
+		}
+	}
 }
 
 // startCanalFile runs canal serve on an existing configuration file, with more

@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
@@ -101,7 +101,10 @@ async def arefresh_user(user):
     if not getattr(user, "is_active", True):
         await adisconnect_user(user, DEFAULT_DISCONNECT_CODE, "inactive")
         return
-    await _layer().group_send(user_group(user), {"type": EVENT_REFRESH, "user": user_claims(user)})
+    # The claims hook may query the database (the websockets guide's content types
+    # do), which Django refuses inside a coroutine: run it as sync code.
+    claims = await sync_to_async(user_claims)(user)
+    await _layer().group_send(user_group(user), {"type": EVENT_REFRESH, "user": claims})
 
 
 def disconnect_selected(modeladmin, request, queryset):

@@ -87,3 +87,15 @@ REALTIME_TICKET_CLAIMS = "news.claims.ticket_claims"
 # Optional: canal may authenticate the session cookie instead, when it serves on
 # this site's host name (docs/deploy.md). The same claims come with the user.
 REALTIME_SESSION_TOKEN = os.environ.get("CANAL_SESSION_TOKEN") or None
+
+# Better than the guide: permissions granted or revoked in the admin reach open
+# sockets. django_canal's signals push the user's fresh claims (the content types
+# above) through the channel layer canal shares, and canal moves the socket between
+# its ct_ groups without a reconnect.
+REALTIME_USER_SIGNALS = True
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
