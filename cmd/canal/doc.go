@@ -139,6 +139,13 @@
 // user.id, user.username, user.authenticated, user.<claim>[.<key>], route.<name> or
 // just <name>; predicates are NAME, not NAME, A == B, A != B, A contains B.
 //
+// Every authenticated socket also joins its user's group (consumer.UserGroup,
+// "canal.user.<id>"), so django_canal.realtime reaches it: disconnect_user closes it,
+// and refresh_user (sent by django_canal's REALTIME_USER_SIGNALS when a user's
+// permissions or groups change) replaces its claims: canal checks require again
+// (closing with 4403 a user who no longer passes) and joins and leaves groups to
+// match the templates, without a reconnect. authorize is asked at the handshake only.
+//
 // Every route also relays {"type": "websocket.send", "text": "..."} (or "bytes")
 // sent to a socket's channel as that frame, how a worker replies, and closes the
 // socket on {"type": "websocket.close", "code": 4403} (Django closing a user's sockets
