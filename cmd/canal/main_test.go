@@ -728,3 +728,37 @@ func TestServeRefresh(t *testing.T) {
 		t.Fatalf("no longer staff: close %d, %v; want 4403", code, err)
 	}
 }
+
+// The bus survives a Redis restart: it subscribes again, and messages published
+// afterwards reach the sockets that stayed open.
+func TestServeBusRedisRestart(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, fmt.Sprintf(`
+[redis]
+url = %q
+[layer]
+backend = "memory"
+[[bus]]
+channel = "events"
+group = "all"
+[[route]]
+path = "ws/"
+anonymous = true
+groups = ["all"]
+`, r.URL()))
+	c, err := canaltest.Dial(context.Background(), p.url("/ws/"), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	waitReady(t, r)
+	r.Restart()
+	waitReady(t, r)
+	client := r.Client(t)
+	if err := client.Do(context.Background(), client.B().Publish().Channel("events").Message(`{"after":"restart"}`).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ReceiveText(context.Background()); err != nil || got != `{"after":"restart"}` {
+		t.Fatalf("after the restart: %q, %v\n%s", got, err, p.logs)
+	}
+}
