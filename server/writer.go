@@ -44,9 +44,10 @@ func init() {
 	}
 }
 
-// outboxSizes are the recycled capacities: steps of 4 keep the unused part of an
-// array below three quarters, and 256 is SendQueue's default.
-var outboxSizes = [...]int{16, 64, 256}
+// outboxSizes are the recycled capacities: doubling keeps the unused part of an array
+// below half (a burst of 100 frames held by 5,000 sockets took 256-frame arrays with
+// steps of 4: 40 MiB live where 20 do), and 256 is SendQueue's default.
+var outboxSizes = [...]int{16, 32, 64, 128, 256}
 
 // growOutbox moves the outbox to a larger array, recycling the one it leaves.
 // Pooled arrays travel with their *[]canal.Frame holder (c.arr), so recycling
