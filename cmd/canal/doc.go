@@ -166,6 +166,16 @@
 //	                  socket as a text frame; 4xx closes with 4000+status, 5xx or no
 //	                  answer in time with 1013
 //
+// A worker for mode "worker" (channel = "jobs", type = "job.submit"), run with
+// `python manage.py runworker jobs` and ASGI_APPLICATION's
+// ProtocolTypeRouter({"channel": ChannelNameRouter({"jobs": JobConsumer.as_asgi()})}):
+//
+//	class JobConsumer(SyncConsumer):
+//	    def job_submit(self, message):         # the client's fields, plus sender, route, reply_channel
+//	        result = do_the_work(message)      # the ORM is fine here
+//	        async_to_sync(self.channel_layer.send)(message["reply_channel"],
+//	            {"type": "websocket.send", "text": json.dumps(result)})
+//
 // In group and worker modes a frame that is not a JSON object closes the socket with
 // 1007 (binary: 1003); a full worker channel or a layer that is down closes it with
 // 1013, so a client never believes an undelivered message arrived.
