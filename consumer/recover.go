@@ -53,10 +53,11 @@ import (
 // that gave no position gets recovered true and its starting position, so that it can
 // recover even if no message comes before it is cut off.
 //
-// A live message of a recovered group that the connection's queue cannot take closes
-// it with 1013 (try again later) rather than leave a hole: the client reconnects from
-// its last position and loses nothing. So does a history that cannot be read (Redis
-// down): the client retries.
+// A live message of a recovered group that the connection's queue cannot take is read
+// back from the history once the queue has room; a connection whose queue cannot
+// even take that catch-up is closed with 1013 (try again later) rather than left with
+// a hole: the client reconnects from its last position and loses nothing. So is one
+// whose history cannot be read (Redis down): the client retries.
 const (
 	// EventRecover is the type of the frame that ends a catch-up.
 	EventRecover = "canal.recover"
@@ -296,21 +297,21 @@ func (rs *recoveries) deliver(m canal.Message) bool {
 }
 
 // emit is the Recovery's output: held back for the session during a catch-up, else
-// queued for the client.
-func (rs *recoveries) emit(r *recovery, m canal.Message) {
+// queued for the client. A message the connection's queue refuses stops the
+// Recovery there (Live returns false, and deliver queues a catch-up that reads it
+// back from the history).
+func (rs *recoveries) emit(r *recovery, m canal.Message) bool {
 	r.mu.Lock()
 	if r.catching {
-		r.got = append(r.got, m)
+		r.got = append(r.got, m) // at most what the history holds
 		r.mu.Unlock()
-		return
+		return true
 	}
 	r.mu.Unlock()
-	if !rs.next(m) {
-		rs.overflow()
-	}
+	return rs.next(m)
 }
 
-// overflow closes a connection that cannot take a recovered group's message: a hole
+// overflow closes a connection whose queue cannot even take a catch-up: a hole
 // would be silent, a reconnect recovers it.
 func (rs *recoveries) overflow() {
 	_ = rs.raw.Close(canal.CloseTryAgainLater, "too far behind")
@@ -338,7 +339,7 @@ func (rs *recoveries) join(group string) *recovery {
 		return nil
 	}
 	r := &recovery{group: group}
-	r.rec = history.New(group, rs.since[group], rs.rules.buffer, func(m canal.Message) { rs.emit(r, m) })
+	r.rec = history.New(group, rs.since[group], rs.rules.buffer, func(m canal.Message) bool { return rs.emit(r, m) })
 	if rs.m == nil {
 		rs.m = make(map[string]*recovery)
 	}
