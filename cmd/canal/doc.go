@@ -131,7 +131,8 @@
 //	            "ct_{user.content_types}"] (a list claim joins one group per item)
 //	max_groups  256: more groups from the templates refuse the socket
 //	events      layer message types sent to the socket, each as the message's JSON
-//	            (built once per message for every member)
+//	            (built once per message for every member); canal.* and websocket.*
+//	            types are built in and cannot be listed
 //
 // A route value or claim a template names but the connection lacks refuses it (403),
 // so a missing claim can never put users in a group shared by everyone it is missing

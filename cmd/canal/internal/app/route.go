@@ -41,9 +41,7 @@ func newRouteHandler(cfg *config.Route, layer canal.Layer, django *djangoClient,
 	for _, t := range cfg.Events {
 		frames[t] = whole
 	}
-	if _, listed := frames["websocket.send"]; !listed {
-		frames["websocket.send"] = sendFrame
-	}
+	frames["websocket.send"] = sendFrame // config keeps websocket.* out of Events
 	return consumer.New(func() *socket { return &socket{rt: rt} }, consumer.Options[*socket]{
 		Layer:     layer,
 		Frames:    frames,

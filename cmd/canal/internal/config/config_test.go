@@ -212,10 +212,11 @@ func TestParseErrors(t *testing.T) {
 		{"groups", route + "groups = [\n  \"chat_{room}\",\n  \"chat_{rooom}\",\n  \"bad group!\",\n]\n", nil, []string{
 			"canal.toml:6: route[0].groups[1]: {rooom}: the route pattern captures only room",
 			`canal.toml:7: route[0].groups[2]: "bad group!" is not a valid group name (at most 99 of a-z A-Z 0-9 - _ .)`}},
-		{"events", route + "events = [\"chat.message\", \"_private\", \"chat.message\", \"canal.bus.message\"]\n", nil, []string{
+		{"events", route + "events = [\"chat.message\", \"_private\", \"chat.message\", \"canal.bus.message\", \"websocket.close\"]\n", nil, []string{
 			`canal.toml:4: route[0].events[1]: "_private" is not a message type (like "chat.message")`,
 			`canal.toml:4: route[0].events[2]: "chat.message" is listed twice`,
-			`canal.toml:4: route[0].events[3]: "canal.bus.message" is canal's own type for bus messages`}},
+			`canal.toml:4: route[0].events[3]: "canal.bus.message": types starting with canal. are canal's own (bus messages, user refresh and disconnect)`,
+			`canal.toml:4: route[0].events[4]: "websocket.close": websocket.send, websocket.close and the other websocket. types are built in, never sent as JSON`}},
 		{"anonymous ticket", "[redis]\nurl = \"redis://r/0\"\n[auth.ticket]\n[[route]]\npath = \"ws/\"\nanonymous = true\nauth = [\"ticket\"]\n", nil,
 			[]string{`canal.toml:7: route[0].auth: ticket auth always needs a ticket, so anonymous = true cannot hold: drop "ticket" or anonymous`}},
 		{"max groups", route + "max_groups = 100000\n", nil, []string{"canal.toml:4: route[0].max_groups: 100000 is not between 1 and 10000"}},

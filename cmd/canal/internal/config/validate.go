@@ -383,8 +383,10 @@ func (c *Config) validateRoute(v *validator, i int) {
 		switch err := (canal.Message{"type": t}).ValidateType(); {
 		case err != nil:
 			v.errf(k, "%q is not a message type (like \"chat.message\")", t)
-		case t == BusType:
-			v.errf(k, "%q is canal's own type for bus messages", t)
+		case strings.HasPrefix(t, "canal."):
+			v.errf(k, "%q: types starting with canal. are canal's own (bus messages, user refresh and disconnect)", t)
+		case strings.HasPrefix(t, "websocket."):
+			v.errf(k, "%q: websocket.send, websocket.close and the other websocket. types are built in, never sent as JSON", t)
 		case seen[t]:
 			v.errf(k, "%q is listed twice", t)
 		}
