@@ -134,6 +134,18 @@
 //	            (built once per message for every member); canal.* and websocket.*
 //	            types are built in and cannot be listed
 //
+// An authorize view, in Django:
+//
+//	@csrf_exempt
+//	@require_POST
+//	def canal_authorize(request):
+//	    expected = "Bearer " + os.environ["CANAL_DJANGO_TOKEN"]
+//	    if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
+//	        return HttpResponse(status=401)
+//	    body = json.loads(request.body)
+//	    member = Membership.objects.filter(user_id=body["user"]["id"], room=body["route"]["room"]).exists()
+//	    return HttpResponse(status=204 if member else 403)
+//
 // A route value or claim a template names but the connection lacks refuses it (403),
 // so a missing claim can never put users in a group shared by everyone it is missing
 // for. Templates and predicates are the small language of package expr: names are
