@@ -762,3 +762,29 @@ groups = ["all"]
 		t.Fatalf("after the restart: %q, %v\n%s", got, err, p.logs)
 	}
 }
+
+// server.event_streams: the same route serves an EventSource (ticket in the query
+// string), which gets group_send events and bus messages like a socket.
+func TestServeEventStream(t *testing.T) {
+	r := canaltest.StartRedis(t)
+	p := startCanal(t, "[server]\nevent_streams = true\n"+fmt.Sprintf(chatConfig, r.URL(), "redis"))
+	ctx := context.Background()
+	es, err := canaltest.DialEvents(ctx, "http://"+p.addr+"/ws/chat/lobby/?ticket="+issue(t, r, alice), canaltest.DialOptions{})
+	if err != nil {
+		t.Fatalf("event stream: %v\n%s", err, p.logs)
+	}
+	defer es.Close()
+	waitMembers(t, r, "chat_lobby", 1)
+	groupSend(t, "core", r.URL(), "chat_lobby", map[string]any{"type": "chat.message", "message": "to a stream"})
+	if ev, err := es.Next(ctx); err != nil || ev.Data != `{"message":"to a stream","type":"chat.message"}` {
+		t.Fatalf("group_send: %+v, %v", ev, err)
+	}
+	waitReady(t, r)
+	client := r.Client(t)
+	if err := client.Do(ctx, client.B().Publish().Channel("events").Message(`{"content_type_id": 7}`).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := es.Next(ctx); err != nil || ev.Data != `{"content_type_id": 7}` {
+		t.Fatalf("bus: %+v, %v", ev, err)
+	}
+}
