@@ -85,7 +85,8 @@ export class Canal extends EventTarget {
     /** @type {"websocket"|"sse"} */
     this.transport = this.options.transport === "sse" ? "sse" : "websocket";
     this.attempt = 0; // failed attempts since the last open
-    this.neverOpened = 0; // WebSocket attempts that never opened, for the fallback
+    this.neverOpened = 0; // attempts in a row that never opened, for the fallback
+    this.wsWorked = false; // a WebSocket opened once on this page
     /** @type {unknown[]} */
     this.queue = [];
     /** @type {WebSocket|EventSource|null} */
@@ -93,7 +94,9 @@ export class Canal extends EventTarget {
     this.timer = 0;
     this.stopped = false;
     this.posting = false;
-    this.open();
+    // After the caller's synchronous code, so that listeners added right after
+    // connect() hear the first "connecting".
+    queueMicrotask(() => this.open());
   }
 
   /**
@@ -171,6 +174,7 @@ export class Canal extends EventTarget {
       clearTimeout(guard);
       this.attempt = 0;
       this.neverOpened = 0;
+      if (sock instanceof WebSocket) this.wsWorked = true;
       this.setState("open");
       this.flush();
     };
@@ -200,9 +204,15 @@ export class Canal extends EventTarget {
       this.setState("closed", { code, reason });
       return;
     }
-    if (!opened && this.transport === "websocket" && this.options.transport === "auto" &&
+    // "auto": a transport that failed to open fallbackAfter times in a row gives way to
+    // the other one (WebSockets blocked by a proxy, or the stream's path not served),
+    // but never a WebSocket that has worked on this page: then the server is down, not
+    // the transport blocked.
+    if (opened) this.neverOpened = 0;
+    else if (this.options.transport === "auto" && !(this.transport === "websocket" && this.wsWorked) &&
         ++this.neverOpened >= this.options.fallbackAfter) {
-      this.transport = "sse"; // WebSockets look blocked: a proxy, a firewall
+      this.transport = this.transport === "websocket" ? "sse" : "websocket";
+      this.neverOpened = 0;
     }
     this.retry(code, reason);
   }
