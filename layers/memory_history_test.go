@@ -164,31 +164,3 @@ func TestRedisHistoryTwoHosts(t *testing.T) {
 		}
 	}
 }
-
-// In Cluster mode the history keys share a slot (braces); the group and queue keys
-// are elsewhere, so copies are delivered after the script, with the same position,
-// and a reconnecting client reads the history from another process.
-func TestRedisHistoryCluster(t *testing.T) {
-	b := startCluster(t)
-	opts := RedisOptions{Cluster: b.cluster.Addrs(), History: []HistoryRule{{Group: "chat_*"}}}
-	x, y := b.core(t, opts), b.core(t, opts)
-	live := collectGroup(t, x, "chat_room")
-	ctx := context.Background()
-	var first canal.Position
-	for i := range 5 {
-		p, err := y.Publish(ctx, "chat_room", canal.Message{"type": "x", "n": i})
-		if err != nil || p.Offset != uint64(i+1) {
-			t.Fatalf("Publish = %+v, %v", p, err)
-		}
-		if i == 0 {
-			first = p
-		}
-		if got := mustPos(t, nextMsg(t, live), "chat_room"); got != p {
-			t.Fatalf("got %+v, published %+v", got, p)
-		}
-	}
-	msgs, head, err := x.History(ctx, "chat_room", first, 0)
-	if err != nil || len(msgs) != 4 || head.Offset != 5 {
-		t.Fatalf("History = %v, %+v, %v", msgs, head, err)
-	}
-}
