@@ -19,6 +19,7 @@ import (
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
+	"github.com/canal-rt/canal/presence"
 	"github.com/canal-rt/canal/router"
 	"github.com/canal-rt/canal/server"
 	"github.com/canal-rt/canal/ticket"
@@ -50,14 +51,21 @@ type config struct {
 	Logger *slog.Logger
 }
 
-// Chat is the room consumer: Channels' tutorial chat for users Django vouched for.
+// Chat is the room consumer: Channels' tutorial chat for users Django vouched for,
+// which also tells the page who is online in the room, live.
 type Chat struct {
+	who   presence.Store // where the consumer records the room's members (Options.Presence)
 	group string
 	user  canal.User
 }
 
-// Connect joins the room's group and the user's (so that Django can close the socket
-// at logout), accepts and greets the user by name.
+// Connect joins the room's group, accepts, greets the user by name and sends who is
+// online: {"type": "online", "users": [{"id": "1", "username": "alice"}, ...]}, in the
+// order they came. From then on "joined" and "left" frames keep the page's list current.
+//
+// The consumer also puts the socket in its user's group, "canal.user.<id>", by itself:
+// django_canal.realtime.disconnect_user (the admin action, and the logout signal) sends
+// {"type": "canal.disconnect", "code": 4403} there, which closes it.
 func (ch *Chat) Connect(ctx context.Context, c *consumer.Conn) error {
 	room := c.Scope().Route.String("room")
 	if len(room) > maxRoomName {
@@ -68,13 +76,44 @@ func (ch *Chat) Connect(ctx context.Context, c *consumer.Conn) error {
 	if err := c.GroupAdd(ctx, ch.group); err != nil {
 		return layerDown(err)
 	}
-	if err := joinUserGroup(ctx, c); err != nil {
+	if err := c.Accept(); err != nil { // records the socket in the room's presence
 		return err
 	}
-	if err := c.Accept(); err != nil {
+	if err := c.SendJSON(map[string]string{"type": "greeting", "text": "hello " + ch.user.Username}); err != nil {
 		return err
 	}
-	return c.SendJSON(map[string]string{"type": "greeting", "text": "hello " + ch.user.Username})
+	entries, err := ch.who.Presence(ctx, ch.group)
+	if err != nil {
+		// Who is online is a nicety: the chat goes on without the list.
+		return c.SendJSON(map[string]string{"type": "error", "text": "who is online is unknown for now"})
+	}
+	users := make([]onlineUser, len(entries))
+	for i, e := range entries {
+		users[i] = onlineUser{ID: e.ID, Username: e.Username}
+	}
+	return c.SendJSON(map[string]any{"type": "online", "users": users})
+}
+
+// onlineUser is one entry of the "online" frame.
+type onlineUser struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+}
+
+// Joined handles presence.join, sent to the room when a user's first socket joins it:
+// {"type": "joined", "id": "2", "username": "bob"}. The user's own arrival is in the
+// "online" frame already.
+func (ch *Chat) Joined(ctx context.Context, c *consumer.Conn, m canal.Message) error {
+	if m.String("id") == ch.user.ID {
+		return nil
+	}
+	return c.SendJSON(map[string]string{"type": "joined", "id": m.String("id"), "username": m.String("username")})
+}
+
+// Left handles presence.leave, sent to the room when a user's last socket leaves it
+// (closed, kicked or logged out): {"type": "left", "id": "2", "username": "bob"}.
+func (ch *Chat) Left(ctx context.Context, c *consumer.Conn, m canal.Message) error {
+	return c.SendJSON(map[string]string{"type": "left", "id": m.String("id"), "username": m.String("username")})
 }
 
 // ReceiveJSON relays {"message": "..."} to everyone in the room, with the sender's name.
@@ -106,15 +145,11 @@ func (ch *Chat) ChatMessage(ctx context.Context, c *consumer.Conn, m canal.Messa
 	return c.SendJSON(map[string]string{"type": "chat", "user": m.String("user"), "message": m.String("message")})
 }
 
-// ignoreNotification drops "notify" events on the chat socket: notifications go to
-// the user's group, which the chat socket joins only to be closed at logout.
-func (*Chat) ignoreNotification(context.Context, *consumer.Conn, canal.Message) error { return nil }
-
-// Notify is the per-user notification consumer: every socket of a user is in the group
-// "user_<id>", where Django's notifications arrive.
+// Notify is the per-user notification consumer: every notification socket of a user is
+// in the group "user_<id>", where Django's notifications arrive.
 type Notify struct{}
 
-// Connect joins the user's group and accepts.
+// Connect joins the user's notification group and accepts.
 func (*Notify) Connect(ctx context.Context, c *consumer.Conn) error {
 	if err := joinUserGroup(ctx, c); err != nil {
 		return err
@@ -127,15 +162,16 @@ func (*Notify) Notification(ctx context.Context, c *consumer.Conn, m canal.Messa
 	return c.SendJSON(map[string]string{"type": "notification", "text": m.String("text")})
 }
 
-// joinUserGroup puts the socket in its user's group, "user_<id>", as Django names it
-// (demo.views.user_group). Django sends two events there: {"type": "notify"} from
-// POST /notify/, and at logout {"type": "websocket.close", "code": 4403}, on which
-// Canal's consumer closes the socket with that code, as Channels' does.
+// joinUserGroup puts the socket in the group "user_<id>", as Django names it
+// (demo.views.user_group), where POST /notify/ sends {"type": "notify"} with plain
+// Channels code. (Closing a user's sockets goes through "canal.user.<id>", which every
+// consumer joins by itself; a {"type": "websocket.close"} sent to either group closes
+// too, as in Channels.)
 func joinUserGroup(ctx context.Context, c *consumer.Conn) error {
 	group := "user_" + c.Scope().User.ID
 	if err := layers.ValidGroupName(group); err != nil {
 		// A primary key that cannot be in a group name (too long, odd characters):
-		// refuse the socket rather than leave it out of reach of logout.
+		// refuse the socket rather than leave it out of reach of notifications.
 		return canal.Reject(http.StatusForbidden, "user id not usable in a group name")
 	}
 	return layerDown(c.GroupAdd(ctx, group))
@@ -210,13 +246,27 @@ func newApp(cfg config) (app *fiber.App, srv *server.Server, closeFn func(contex
 	}
 	cleanups = append(cleanups, layer.Close)
 
-	chat, err := consumer.New(func() *Chat { return &Chat{} }, consumer.Options[*Chat]{
+	// Who is online: each chat socket is recorded in its room's presence, in the same
+	// Redis (keys "canal:presence:chat_<room>"), where django_canal.realtime.presence
+	// reads it for the page; PresenceEvents tells the room when a user comes and goes.
+	pctx, pcancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer pcancel()
+	who, err := presence.NewRedis(pctx, client, presence.RedisOptions{Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("presence: %w", err)
+	}
+	cleanups = append(cleanups, who.Close) // before client.Close: it deletes its liveness key
+
+	chat, err := consumer.New(func() *Chat { return &Chat{who: who} }, consumer.Options[*Chat]{
 		Layer: layer,
 		Events: map[string]consumer.EventFunc[*Chat]{
-			"chat.message": (*Chat).ChatMessage,
-			"notify":       (*Chat).ignoreNotification,
+			"chat.message":              (*Chat).ChatMessage,
+			consumer.EventPresenceJoin:  (*Chat).Joined,
+			consumer.EventPresenceLeave: (*Chat).Left,
 		},
-		Logger: cfg.Logger,
+		Presence:       who,
+		PresenceEvents: true,
+		Logger:         cfg.Logger,
 	})
 	if err != nil {
 		return nil, nil, nil, err

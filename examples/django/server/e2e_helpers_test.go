@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,8 +59,8 @@ type stack struct {
 // wsURL is the Canal URL of a socket path such as "/ws/chat/lobby/".
 func (s *stack) wsURL(path string) string { return "ws://" + s.goAddr + path }
 
-// startStack starts everything, with the users alice (password alicePassword) and
-// bob (bobPassword).
+// startStack starts everything, with the users alice (password alicePassword), bob
+// (bobPassword) and the superuser admin (adminPassword).
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	requireDjango(t)
@@ -90,6 +91,7 @@ func startStack(t *testing.T) *stack {
 	manage(t, env, "migrate", "--noinput")
 	manage(t, env, "demo_user", "alice", alicePassword)
 	manage(t, env, "demo_user", "bob", bobPassword)
+	manage(t, env, "demo_user", "--admin", "admin", adminPassword)
 	st.django = startDjango(t, env, tmp)
 
 	app, srv, closeApp, err := newApp(config{
@@ -503,7 +505,7 @@ var transports = []transport{
 	}},
 }
 
-// serverMsg is what Canal sends to the page.
+// serverMsg is what Canal sends to the page, but for who is online (presenceMsg).
 type serverMsg struct {
 	Type    string `json:"type"`
 	Text    string `json:"text"`
@@ -511,15 +513,55 @@ type serverMsg struct {
 	Message string `json:"message"`
 }
 
-// receive reads the next message, bounded by ctx.
+// presenceMsg is a chat socket's frame about who is online: "online" (Users), then
+// "joined" and "left" (ID, Username).
+type presenceMsg struct {
+	Type     string       `json:"type"`
+	Users    []onlineUser `json:"users"`
+	ID       string       `json:"id"`
+	Username string       `json:"username"`
+}
+
+func isPresence(typ string) bool { return typ == "online" || typ == "joined" || typ == "left" }
+
+// receive reads the next message that is not about who is online, bounded by ctx.
 func receive(ctx context.Context, c *canaltest.Communicator) (serverMsg, error) {
-	var m serverMsg
-	err := c.ReceiveJSON(ctx, &m)
-	return m, err
+	for {
+		var raw json.RawMessage
+		if err := c.ReceiveJSON(ctx, &raw); err != nil {
+			return serverMsg{}, err
+		}
+		var m serverMsg
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return m, fmt.Errorf("frame %s: %w", raw, err)
+		}
+		if !isPresence(m.Type) {
+			return m, nil
+		}
+	}
+}
+
+// receivePresence reads the next message about who is online, skipping others,
+// bounded by ctx.
+func receivePresence(ctx context.Context, c *canaltest.Communicator) (presenceMsg, error) {
+	for {
+		var raw json.RawMessage
+		if err := c.ReceiveJSON(ctx, &raw); err != nil {
+			return presenceMsg{}, err
+		}
+		var m presenceMsg
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return m, fmt.Errorf("frame %s: %w", raw, err)
+		}
+		if isPresence(m.Type) {
+			return m, nil
+		}
+	}
 }
 
 // joinChat opens a chat socket with a fresh ticket of s (subprotocol transport) and
-// reads the greeting. The test's cleanup closes it.
+// reads the greeting and the list of who is online, which must hold the user. The
+// test's cleanup closes it.
 func joinChat(ctx context.Context, t *testing.T, st *stack, s *session, room string) *canaltest.Communicator {
 	t.Helper()
 	c, err := transports[1].dial(ctx, st, "/ws/chat/"+room+"/", s.ticket(t))
@@ -527,8 +569,14 @@ func joinChat(ctx context.Context, t *testing.T, st *stack, s *session, room str
 		t.Fatalf("join %s: %v", room, err)
 	}
 	t.Cleanup(func() { c.Abort() })
-	if m, err := receive(ctx, c); err != nil || m.Type != "greeting" {
+	m, err := receive(ctx, c)
+	if err != nil || m.Type != "greeting" {
 		t.Fatalf("join %s: got %+v, %v; want a greeting", room, m, err)
+	}
+	p, err := receivePresence(ctx, c)
+	me := strings.TrimPrefix(m.Text, "hello ")
+	if err != nil || p.Type != "online" || !slices.ContainsFunc(p.Users, func(u onlineUser) bool { return u.Username == me }) {
+		t.Fatalf("join %s: got %+v, %v; want who is online, with %s", room, p, err, me)
 	}
 	return c
 }
@@ -558,13 +606,35 @@ func wantRefused(t *testing.T, what string, c *canaltest.Communicator, err error
 	}
 }
 
-// wantClosed checks that an accepted socket is closed with code before any message.
+// wantClosed checks that an accepted socket is closed with code before any message
+// but those about who is online.
 func wantClosed(ctx context.Context, t *testing.T, what string, c *canaltest.Communicator, code int) {
 	t.Helper()
 	defer c.Abort()
-	got, _, err := c.ExpectClose(ctx)
+	got, _, err := expectClose(ctx, c)
 	if err != nil || got != code {
 		t.Fatalf("%s: close %d, %v; want close %d", what, got, err, code)
+	}
+}
+
+// expectClose waits for the server to close c and returns its close code and
+// reason. Frames about who is online may come first; any other frame is an error.
+func expectClose(ctx context.Context, c *canaltest.Communicator) (int, string, error) {
+	for {
+		f, err := c.Receive(ctx)
+		var ce *canal.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code, ce.Reason, nil
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		var m struct {
+			Type string `json:"type"`
+		}
+		if f.Binary || json.Unmarshal(f.Data, &m) != nil || !isPresence(m.Type) {
+			return 0, "", fmt.Errorf("got frame %q, want close", f.Data)
+		}
 	}
 }
 

@@ -33,10 +33,11 @@ import (
 const (
 	alicePassword = "correct-horse-battery-staple"
 	bobPassword   = "tr0ub4dor-and-3"
+	adminPassword = "admin-of-the-demo-9f3b"
 )
 
 // closeLoggedOut is the close code Django sends to a user's sockets at logout
-// (demo/signals.py).
+// (django_canal's REALTIME_USER_SIGNALS), and when an admin disconnects them.
 const closeLoggedOut = 4403
 
 func TestDjangoEndToEnd(t *testing.T) {
@@ -53,6 +54,7 @@ func TestDjangoEndToEnd(t *testing.T) {
 	t.Run("session_cookie", func(t *testing.T) { testSessionCookie(t, st) })
 	t.Run("browser", func(t *testing.T) { testBrowser(t, st, alice) })
 	t.Run("logout", func(t *testing.T) { testLogout(t, st, alice, bob) })
+	t.Run("online_and_kick", func(t *testing.T) { testOnlineAndKick(t, st, bob) })
 	t.Run("redis_outage", func(t *testing.T) { testRedisOutage(t, st, alice) })
 }
 
@@ -250,7 +252,8 @@ func testNotify(t *testing.T, st *stack, alice, bob *session) {
 	// The groups are where Django looks for them: channels_redis' sorted sets
 	// "asgi:group:user_<id>" of channel names, written by the Go layer. alice and bob
 	// are users 1 and 2 of a fresh database; alice's group holds her two notification
-	// sockets and her chat socket (sockets of earlier subtests may still be leaving it).
+	// sockets (sockets of earlier subtests may still be leaving it); chat sockets are
+	// only in "canal.user.1", where logout and the admin's action close them.
 	rc := st.redis.Client(t)
 	members := func(group string) []string {
 		m, err := rc.Do(ctx, rc.B().Zrange().Key("asgi:group:"+group).Min("0").Max("-1").Build()).AsStrSlice()
@@ -261,7 +264,7 @@ func testNotify(t *testing.T, st *stack, alice, bob *session) {
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		a, b := members("user_1"), members("user_2")
-		if len(a) == 3 && len(b) == 1 {
+		if len(a) == 2 && len(b) == 1 {
 			for _, name := range append(a, b...) {
 				if !strings.HasPrefix(name, "specific.") || !strings.Contains(name, "!") {
 					t.Fatalf("member %q is not a process-local channel as channels_redis names them", name)
@@ -270,7 +273,7 @@ func testNotify(t *testing.T, st *stack, alice, bob *session) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("groups in Redis: user_1 %q, user_2 %q; want 3 and 1 members", a, b)
+			t.Fatalf("groups in Redis: user_1 %q, user_2 %q; want 2 and 1 members", a, b)
 		}
 	}
 
@@ -305,9 +308,10 @@ func testNotify(t *testing.T, st *stack, alice, bob *session) {
 	}
 }
 
-// Logging out in Django closes the user's sockets on the Go server: the
-// user_logged_out signal sends {"type": "websocket.close", "code": 4403} to
-// "user_<id>", which both routes' consumers joined. Other users keep theirs.
+// Logging out in Django closes the user's sockets on the Go server: django_canal's
+// user_logged_out handler (REALTIME_USER_SIGNALS) sends {"type": "canal.disconnect",
+// "code": 4403, "reason": "logged out"} to "canal.user.<id>", which both routes'
+// consumers joined. Other users keep theirs.
 func testLogout(t *testing.T, st *stack, alice, bob *session) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -323,9 +327,9 @@ func testLogout(t *testing.T, st *stack, alice, bob *session) {
 		name string
 		c    *canaltest.Communicator
 	}{{"chat", chat}, {"notify", notify}} {
-		code, _, err := c.c.ExpectClose(ctx)
-		if err != nil || code != closeLoggedOut {
-			t.Fatalf("alice's %s socket after logout: close %d, %v; want close %d", c.name, code, err, closeLoggedOut)
+		code, reason, err := expectClose(ctx, c.c)
+		if err != nil || code != closeLoggedOut || reason != "logged out" {
+			t.Fatalf("alice's %s socket after logout: close %d %q, %v; want close %d \"logged out\"", c.name, code, reason, err, closeLoggedOut)
 		}
 	}
 	t.Logf("alice's sockets closed %v after the logout began", time.Since(start).Round(time.Millisecond))

@@ -4,13 +4,15 @@
 //
 //	go run ./examples/django/server -redis redis://127.0.0.1:6379/0
 //
-// Sockets: /ws/chat/<room>/ (a chat room; each user is greeted by name) and
-// /ws/notify/ (notifications for the logged-in user). The channel layer is
-// layers.NewRedis on the same Redis, in channels_redis' format with its defaults, so
-// Django reaches the sockets the Channels way: async_to_sync(get_channel_layer().
-// group_send)("user_<id>", {"type": "notify", ...}) pushes a notification, and
-// {"type": "websocket.close", "code": 4403}, sent when the user logs out, closes the
-// user's sockets. See ../README.md for the walkthrough.
+// Sockets: /ws/chat/<room>/ (a chat room; each user is greeted by name and told who
+// is online, live) and /ws/notify/ (notifications for the logged-in user). The channel
+// layer is layers.NewRedis on the same Redis, in channels_redis' format with its
+// defaults, so Django reaches the sockets the Channels way: async_to_sync(
+// get_channel_layer().group_send)("user_<id>", {"type": "notify", ...}) pushes a
+// notification, and django_canal.realtime.disconnect_user (at logout, or from the
+// admin's "disconnect" action) closes every socket of the user with 4403. Who is
+// online is presence.NewRedis in the same Redis, which Django reads too
+// (django_canal.realtime.presence). See ../README.md for the walkthrough.
 package main
 
 import (

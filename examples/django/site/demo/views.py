@@ -7,16 +7,18 @@ from asgiref.sync import async_to_sync  # a dependency of Django itself
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
+from django_canal import realtime
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 500  # characters of a notification
+MAX_ROOM = 64  # characters of a room name, as the Go server allows
 
 # What group_send raises when Redis cannot be reached (channels_redis talks to it
 # through redis-py's asyncio client).
@@ -34,16 +36,38 @@ class NotifyError(Exception):
 @never_cache
 @ensure_csrf_cookie  # the page's JavaScript sends this token with its POSTs
 @login_required
-def index(request):
-    """The chat page. Its JavaScript gets tickets from POST /ticket/ and opens
-    its sockets on the Go server (settings.CANAL_WS_URL)."""
+def index(request, room="lobby"):
+    """The chat page of a room (/ is the lobby, /room/<slug>/ any other). Its
+    JavaScript gets tickets from POST /ticket/ and opens its sockets on the Go
+    server (settings.CANAL_WS_URL)."""
+    if len(room) > MAX_ROOM:
+        raise Http404("room name too long")
     config = {
         "ws_url": settings.CANAL_WS_URL,
-        "room": "lobby",
+        "room": room,
         "username": request.user.get_username(),
         "login_url": settings.LOGIN_URL,
     }
-    return render(request, "demo/index.html", {"canal": config})
+    context = {"canal": config, "online": online(room)}
+    return render(request, "demo/index.html", context)
+
+
+def room_group(room):
+    """The group of a chat room, as the Go server's chat consumer names it."""
+    return "chat_" + room
+
+
+def online(room):
+    """Who is in the room now, from the presence the Go servers keep in Redis
+    (django_canal.realtime.presence): [{"id": "1", "username": "alice"}, ...],
+    earliest first, or None when Redis cannot be reached. The page shows it
+    until its socket sends the live list."""
+    try:
+        entries = realtime.presence(room_group(room))
+    except LAYER_ERRORS as exc:
+        log.warning("presence of room %s: %s", room, type(exc).__name__)
+        return None
+    return [{"id": e["id"], "username": e["username"]} for e in entries]
 
 
 @never_cache

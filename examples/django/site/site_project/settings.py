@@ -53,10 +53,13 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",  # /admin/, with the "disconnect" action on users
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
-    "django_canal",  # POST /ticket/ and the {% realtime_ticket %} tag
+    "django.contrib.messages",  # the admin's "Disconnected 1 user(s)" message
+    "django.contrib.staticfiles",  # the admin's CSS, with DJANGO_DEBUG=1
+    "django_canal",  # POST /ticket/, realtime.disconnect_user, realtime.presence
     "demo",
 ]
 
@@ -66,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -81,6 +85,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
             ],
         },
     }
@@ -99,6 +104,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+STATIC_URL = "/static/"
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -116,6 +123,12 @@ REALTIME_TICKET_EXPIRE = env_int("REALTIME_TICKET_EXPIRE", 10)
 # Session-cookie login on the Go server (middleware.Session): it posts the
 # visitor's sessionid to /session/ with this secret. Unset = endpoint off.
 REALTIME_SESSION_TOKEN = os.environ.get("CANAL_SESSION_TOKEN") or None
+
+# Close a user's sockets on every Go server when Django changes what they may
+# do: at logout (4403 "logged out"), when the password changes or is_active is
+# turned off (django_canal.signals). The page goes to the login page on
+# "logged out".
+REALTIME_USER_SIGNALS = True
 
 # Where the browser opens its sockets: the Go server, not Django.
 CANAL_WS_URL = os.environ.get("CANAL_WS_URL", "ws://127.0.0.1:8001").rstrip("/")
