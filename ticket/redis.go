@@ -28,7 +28,9 @@ type RedisOptions struct {
 	DisableGETDEL bool
 	// ClientOptions, when set, may change the client's rueidis options (timeouts, TLS,
 	// pool sizes) before DialRedis connects, as in layers.RedisOptions. NewRedis,
-	// which is handed a client, ignores it.
+	// which is handed a client, ignores it. DialRedis's client starts with a
+	// MaxFlushDelay of 100 µs, which lets concurrent handshakes' GETDELs share a write
+	// (set it to 0 here to turn that off).
 	ClientOptions func(*rueidis.ClientOption)
 }
 

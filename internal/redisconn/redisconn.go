@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -62,11 +63,34 @@ func DialURL(ctx context.Context, u string, hook func(*rueidis.ClientOption)) (r
 	return c, name, err
 }
 
+// FlushDelay is the rueidis MaxFlushDelay every client made here starts with: the
+// most a connection's writer waits, while other commands are in flight, for more
+// commands to share its next write. A handshake sends several small commands (the
+// ticket's GETDEL, ZADD and EXPIRE per group joined, ZREM per group when it ends);
+// without the wait most of them cost a write system call of their own, on loopback
+// about as costly as the rest of the command. Sequential use (one command in flight)
+// is never delayed. A ClientOptions hook may set MaxFlushDelay to 0 to turn it off.
+//
+// Chosen by measurement (W1 handshakes, 64 in flight, server on one core, Redis reads
+// per handshake = writes that reached Redis): 0 µs: 2.2 reads, 129-159 µs server CPU
+// per handshake; 20 µs: 1.7-2.0, 126-149 µs; 50 µs: 1.0, 97-119 µs; 100 µs: 0.6-0.75,
+// 111-117 µs; 200 µs: 0.5, 111-117 µs. Past 50 µs the CPU saving levels off. The
+// cost: under load a command waits at most this long; on an idle process Go's timers
+// round a sub-millisecond sleep up to about 1 ms, so a command that does wait (one
+// overlapping another) may take 1 ms longer: handshake p50 with one client at a time
+// 0.4-0.5 ms at 0 and 20 µs, 0.6-1.5 ms at 50 µs and above. Blocking commands
+// (BZPOPMIN, on their own connections) never wait.
+const FlushDelay = 100 * time.Microsecond
+
 // Dial makes the client for opt (after hook), runs check on it, if any, and pings the
 // server. Connection failures wrap canal.ErrUnavailable; name, free of passwords,
-// identifies the server in errors.
+// identifies the server in errors. Options without MaxFlushDelay get FlushDelay
+// before hook runs.
 func Dial(ctx context.Context, name string, opt rueidis.ClientOption, hook func(*rueidis.ClientOption),
 	check func(rueidis.Client) error) (rueidis.Client, error) {
+	if opt.MaxFlushDelay == 0 {
+		opt.MaxFlushDelay = FlushDelay
+	}
 	if hook != nil {
 		hook(&opt)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/redis/rueidis"
 
@@ -60,6 +61,47 @@ func TestDialUnreachable(t *testing.T) {
 	}
 	if !hooked {
 		t.Error("the hook was not called")
+	}
+}
+
+// TestDialFlushDelay checks that Dial gives options without MaxFlushDelay the default
+// before the hook runs, so that a hook can still change it (0 turns it off), and
+// leaves an explicit value alone.
+func TestDialFlushDelay(t *testing.T) {
+	tests := []struct {
+		name string
+		set  time.Duration // in the options passed to Dial
+		hook func(*rueidis.ClientOption)
+		want time.Duration // seen last by the hook
+	}{
+		{"default", 0, nil, FlushDelay},
+		{"explicit", 7 * time.Microsecond, nil, 7 * time.Microsecond},
+		{"hook turns it off", 0, func(o *rueidis.ClientOption) { o.MaxFlushDelay = 0 }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got time.Duration
+			before := tt.set
+			if before == 0 {
+				before = FlushDelay
+			}
+			opt := rueidis.ClientOption{InitAddress: []string{"127.0.0.1:1"}, MaxFlushDelay: tt.set}
+			_, err := Dial(t.Context(), "test", opt, func(o *rueidis.ClientOption) {
+				if o.MaxFlushDelay != before {
+					t.Errorf("the hook saw %v, want %v", o.MaxFlushDelay, before)
+				}
+				if tt.hook != nil {
+					tt.hook(o)
+				}
+				got = o.MaxFlushDelay
+			}, nil)
+			if !errors.Is(err, canal.ErrUnavailable) {
+				t.Fatalf("Dial to a closed port: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("MaxFlushDelay = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
