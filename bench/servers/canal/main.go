@@ -37,6 +37,7 @@ import (
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/consumer"
+	"github.com/canal-rt/canal/internal/redisconn"
 	"github.com/canal-rt/canal/layers"
 	"github.com/canal-rt/canal/middleware"
 	"github.com/canal-rt/canal/router"
@@ -46,11 +47,10 @@ import (
 
 const group = "bench"
 
-// flushDelay is rueidis' MaxFlushDelay for the server's Redis clients: under load it
-// lets commands from concurrent handshakes (GETDEL, group joins and leaves) share one
-// write; profiles of W1 showed 17 % of the server's CPU in rueidis' one-command writes.
-// It adds at most this much to a command's latency.
-var flushDelay = 20 * time.Microsecond
+// flushDelay is rueidis' MaxFlushDelay for the ticket store's and the layer's
+// clients: the library's default (internal/redisconn.FlushDelay, which every Redis
+// client Canal dials starts with) unless -flush-delay asks to measure another value.
+var flushDelay = redisconn.FlushDelay
 
 // Bench is the benchmark consumer, one per connection.
 type Bench struct{}
@@ -109,7 +109,7 @@ func main() {
 	ping := flag.Duration("ping", 10*time.Second, "keepalive ping interval")
 	layerName := flag.String("layer", "redis", "channel layer: redis or memory")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (profiling runs only)")
-	flag.DurationVar(&flushDelay, "flush-delay", flushDelay, "rueidis MaxFlushDelay for every Redis client: coalesces commands into fewer writes")
+	flag.DurationVar(&flushDelay, "flush-delay", flushDelay, "rueidis MaxFlushDelay for every Redis client (default: the library's)")
 	status := flag.Bool("layer-status", false, `print "redis" if this build has the Redis layer, else "pending", and exit`)
 	flag.Parse()
 	if *status {
@@ -134,26 +134,20 @@ func main() {
 
 func run(addr, redisURL string, ping time.Duration, layerName string) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opt, err := rueidis.ParseURL(redisURL)
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store, err := ticket.DialRedis(dctx, redisURL, ticket.RedisOptions{
+		ClientOptions: func(o *rueidis.ClientOption) { o.MaxFlushDelay = flushDelay },
+	})
 	if err != nil {
 		return err
 	}
-	opt.DisableCache = true
-	opt.MaxFlushDelay = flushDelay
-	rdb, err := rueidis.NewClient(opt)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	store, err := ticket.NewRedis(rdb, ticket.RedisOptions{})
-	if err != nil {
-		return err
-	}
+	defer store.Close()
 
 	var layer canal.Layer
 	switch layerName {
 	case "redis":
-		layer, err = newRedisLayer(rdb, redisURL)
+		layer, err = newRedisLayer(nil, redisURL)
 	case "memory":
 		layer, err = layers.NewMemory(layers.MemoryOptions{})
 	default:
