@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,8 @@ func (s *Server) Listen(app *fiber.App, addr string) error {
 	if network == "" {
 		network = fiber.NetworkTCP4
 	}
-	ln, err := net.Listen(network, addr)
+	lc := listenConfig()
+	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return fmt.Errorf("server: listen on %s: %w", addr, err)
 	}
