@@ -9,11 +9,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/canal-rt/canal/bench/internal/result"
 	"github.com/canal-rt/canal/bench/internal/stressreport"
+	"github.com/canal-rt/canal/bench/internal/w5report"
 )
 
 // smokeBudget bounds the measured part of the smoke run (the cells, not the build):
@@ -49,37 +52,7 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts every server in turn for about a minute; skipped with -short")
 	}
-	out := t.TempDir()
-	// Generous: a cold Go build cache adds about a minute to the smoke run itself.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := []string{"run.sh", "--smoke", "--out", out}
-	// CANAL_BENCH_SMOKE_FLAGS adds run.sh flags, e.g. --without-redis-layer to check
-	// the "n/a (Redis layer pending)" path.
-	args = append(args, strings.Fields(os.Getenv("CANAL_BENCH_SMOKE_FLAGS"))...)
-	cmd := exec.CommandContext(ctx, "bash", args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// On timeout run.sh gets SIGTERM and stops what it started (its trap); the group
-	// kill below catches anything left if it cannot.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 20 * time.Second
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	start := time.Now()
-	err := cmd.Run()
-	if cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group we created; ESRCH when all gone
-	}
-	if err != nil {
-		t.Fatalf("bench/run.sh --smoke: %v (after %v)\n%s", err, time.Since(start).Round(time.Second), tail(log.String(), 6000))
-	}
-	t.Logf("bench/run.sh --smoke took %v", time.Since(start).Round(time.Second))
-
-	if m := regexp.MustCompile(`bench: cells took (\d+) s`).FindStringSubmatch(log.String()); m == nil {
-		t.Errorf("run.sh did not report the time its cells took")
-	} else if s, _ := strconv.Atoi(m[1]); time.Duration(s)*time.Second > smokeBudget {
-		t.Errorf("smoke cells took %d s, over the %v budget", s, smokeBudget)
-	}
+	out, _ := runSmoke(t, strings.Fields(os.Getenv("CANAL_BENCH_SMOKE_FLAGS"))...)
 
 	var sum summary
 	readJSON(t, filepath.Join(out, "summary.json"), &sum)
@@ -166,6 +139,41 @@ func TestSmoke(t *testing.T) {
 	if t.Failed() {
 		t.Logf("report.md:\n%s", report)
 	}
+}
+
+// runSmoke runs bench/run.sh --smoke with flags into a temporary directory, fails the
+// test if it fails, checks that its cells stayed within smokeBudget, and returns the
+// directory and the output.
+func runSmoke(t *testing.T, flags ...string) (string, string) {
+	t.Helper()
+	out := t.TempDir()
+	// Generous: a cold Go build cache adds about a minute to the smoke run itself.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append([]string{"run.sh", "--smoke", "--out", out}, flags...)
+	cmd := exec.CommandContext(ctx, "bash", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// On timeout run.sh gets SIGTERM and stops what it started (its trap); the group
+	// kill below catches anything left if it cannot.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	start := time.Now()
+	err := cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the group we created; ESRCH when all gone
+	}
+	if err != nil {
+		t.Fatalf("bench/run.sh --smoke %v: %v (after %v)\n%s", flags, err, time.Since(start).Round(time.Second), tail(log.String(), 6000))
+	}
+	t.Logf("bench/run.sh --smoke %v took %v", flags, time.Since(start).Round(time.Second))
+	if m := regexp.MustCompile(`bench: cells took (\d+) s`).FindStringSubmatch(log.String()); m == nil {
+		t.Errorf("run.sh did not report the time its cells took")
+	} else if s, _ := strconv.Atoi(m[1]); time.Duration(s)*time.Second > smokeBudget {
+		t.Errorf("smoke cells took %d s, over the %v budget", s, smokeBudget)
+	}
+	return out, log.String()
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -328,6 +336,171 @@ func TestStressReport(t *testing.T) {
 		t.Fatalf("replacing the section in place went wrong:\n%s", again)
 	}
 	if got := stressreport.Extract(again); !strings.Contains(got, "second run") || !strings.HasPrefix(got, stressreport.Begin) {
+		t.Errorf("Extract: %q", got)
+	}
+}
+
+// TestSmokeW5 runs the W5 harness (bench/run.sh --smoke --w5: one Redis and a 3-master
+// cluster, 1 and 2 Canal processes) end to end and checks that every cell gave a row
+// per phase with numbers and no lost delivery.
+func TestSmokeW5(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis, a Redis Cluster and Canal processes for about 30 s; skipped with -short")
+	}
+	out, _ := runSmoke(t, "--w5")
+	var sum w5report.Summary
+	readJSON(t, filepath.Join(out, "summary.json"), &sum)
+	report, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Errors != 0 {
+		t.Errorf("%d cells failed:\n%s", sum.Errors, report)
+	}
+	got := map[string]w5report.Row{}
+	for _, r := range sum.Rows {
+		got[r.Key] = r
+	}
+	for _, topo := range []string{"redis", "cluster"} {
+		for _, procs := range []int{1, 2} {
+			for _, ph := range []string{"burst", "paced"} {
+				key := fmt.Sprintf("w5.%s.%dx25.%s", topo, procs, ph)
+				r, ok := got[key]
+				if !ok {
+					t.Errorf("row %s missing", key)
+					continue
+				}
+				v := r.Values
+				if v["subscribers"] != float64(25*procs) || v["loss"] != 0 {
+					t.Errorf("%s: %v subscribers, %v lost; want %d and 0", key, v["subscribers"], v["loss"], 25*procs)
+				}
+				for _, m := range []string{"deliveries_per_s", "p99_ms", "redis_calls_per_msg", "redis_bytes_per_msg", "redis_cpu_us_per_msg", "server_us_per_delivery", "rss_mib_max"} {
+					if !(v[m] > 0) {
+						t.Errorf("%s: %s = %v, want a positive number", key, m, v[m])
+					}
+				}
+				// Every process's queue gets each message once: at least one Redis call
+				// per process per message (the publisher's reads come on top).
+				if v["redis_calls_per_msg"] < float64(procs) {
+					t.Errorf("%s: %.2f Redis calls per message, want at least %d", key, v["redis_calls_per_msg"], procs)
+				}
+			}
+		}
+	}
+	for _, want := range []string{w5report.Begin, w5report.End, "SMOKE MODE", "3-master cluster, core layer"} {
+		if !bytes.Contains(report, []byte(want)) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report.md:\n%s", report)
+	}
+}
+
+// w5Cell is a canned W5 cell whose burst metrics follow known costs: Redis
+// redisUS(P, S) µs per message, calls 2 + 3·P, bytes 100 + 60·S, server RSS 12 MiB per
+// process + 5 KiB per socket, 2 µs of server CPU per delivery.
+func w5Cell(run int, topo string, procs, per int, redisUS func(p, s float64) float64) *result.Cell {
+	p, s := float64(procs), float64(procs*per)
+	m := map[string]float64{
+		"subscribers": s, "messages": 100, "loss": 0, "deliveries_per_s": 1000 * s, "p50_ms": 5, "p99_ms": 9 + float64(run),
+		"redis_cpu_us_per_msg": redisUS(p, s), "redis_max_node_cpu_us_per_msg": redisUS(p, s),
+		"redis_calls_per_msg": 2 + 3*p, "redis_bytes_per_msg": 100 + 60*s,
+		"rss_mib_total": 12*p + 5*s/1024, "rss_mib_max": 12 + 5*float64(per)/1024, "server_us_per_delivery": 2,
+	}
+	paced := maps.Clone(m)
+	paced["loss"] = 0
+	return &result.Cell{Run: run, Server: result.Canal, Workload: "w5", Param: procs * per, Topology: topo, Procs: procs,
+		Phases: []result.Phase{{Name: "burst", Metrics: m}, {Name: "paced", Metrics: paced}}}
+}
+
+// TestW5Report checks the W5 report (bench/internal/w5report) on canned cells: the
+// fits recover the costs the cells were made with, the projection to 1,000,000 sockets
+// follows from them, a slope the data does not support is dropped, and the
+// BENCHMARKS.md section is replaced in place. It runs nothing.
+func TestW5Report(t *testing.T) {
+	core := func(p, s float64) float64 { return 50 + 20*p + 0.1*s }
+	// Pub/Sub: no per-socket cost, plus a little scatter that must not become one.
+	jitter := map[[2]int]float64{{1, 1000}: 0.4, {2, 1000}: -0.3, {3, 1000}: 0.1, {1, 2000}: -0.2, {2, 2000}: 0.3, {3, 2000}: -0.4}
+	var cells []*result.Cell
+	for run := 1; run <= 2; run++ {
+		for _, per := range []int{1000, 2000} {
+			for procs := 1; procs <= 3; procs++ {
+				j := jitter[[2]int{procs, per}]
+				cells = append(cells,
+					w5Cell(run, "redis", procs, per, core),
+					w5Cell(run, "pubsub", procs, per, func(p, s float64) float64 { return 30 + 10*p + j }))
+			}
+		}
+	}
+	cells = append(cells, &result.Cell{Run: 3, Server: result.Canal, Workload: "w5", Param: 3000, Topology: "redis", Procs: 3, Error: "canned failure"})
+	m := &w5report.Meta{Mode: "full", Runs: 2, Command: "bench/run.sh --w5", Params: "canned", Pinned: true, Note: "Canned figures."}
+	sum := w5report.Build(m, cells)
+	if len(sum.Rows) != 24 || sum.Errors != 1 {
+		t.Fatalf("%d rows and %d errors, want 24 (2 topologies × 6 cells × 2 phases) and 1", len(sum.Rows), sum.Errors)
+	}
+	models := map[string]w5report.Model{}
+	for _, md := range sum.Models {
+		models[md.Topology] = md
+	}
+	near := func(what string, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 1e-6*math.Max(1, math.Abs(want)) {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	c := models["redis"]
+	near("core a", c.RedisUS.A, 50)
+	near("core b", c.RedisUS.B, 20)
+	near("core c", c.RedisUS.C, 0.1)
+	near("calls a", c.Calls.A, 2)
+	near("calls b", c.Calls.B, 3)
+	near("bytes c", c.Bytes.C, 60)
+	near("RSS per process", c.RSS.B, 12)
+	near("RSS per socket", c.RSS.C*1024, 5)
+	near("server µs per delivery", c.ServerUSPerDel, 2)
+	if !c.RedisUS.Separable || !c.Lossless {
+		t.Errorf("core model: separable %v, lossless %v; want both", c.RedisUS.Separable, c.Lossless)
+	}
+	ps := models["pubsub"]
+	if ps.RedisUS.C != 0 || !slices.Contains(ps.RedisUS.Dropped, "c") {
+		t.Errorf("pubsub: c = %v (dropped %v), want the scatter's per-socket slope dropped", ps.RedisUS.C, ps.RedisUS.Dropped)
+	}
+	if math.Abs(ps.RedisUS.B-10) > 0.5 || math.Abs(ps.RedisUS.A-30) > 1 {
+		t.Errorf("pubsub: %v + %v·P, want about 30 + 10·P", ps.RedisUS.A, ps.RedisUS.B)
+	}
+
+	// 1,000,000 sockets on 53 processes: 50 + 20·53 + 0.1·1e6 = 101,110 µs per message.
+	pr := w5report.Project(c, 53)
+	near("projected µs/msg", pr.RedisMaxUS, 101110)
+	near("max msg/s", pr.MaxMsgPerS, 1e6/101110)
+	near("server cores at 1 msg/s", pr.ServerCores1, 2)
+	near("server RSS GiB", pr.RSSGiB, (12*53+5*1e6/1024)/1024)
+	if got := w5report.ProjectionProcs(); got[0] != 53 {
+		t.Errorf("fewest processes %d, want 53 (1,000,000 / 19,000 rounded up)", got[0])
+	}
+
+	text := w5report.Render(m, sum, cells)
+	for _, want := range []string{w5report.Begin, w5report.End, "**Canned figures.**",
+		"| one Redis, core layer | 1 × 1,000 | burst | 1,000,000 | 5.00 | 10.5 | 0 | 170; 170 | 5.0 | 58.7 | 2.00 | 16.9 |",
+		"| one Redis, core layer | 3 × 1,000 | burst | 3,000,000 * |", // the failed run
+		"50.0 + 20.0·P + 0.1·S", "| one Redis, core layer | 53 | 101,110 | 9.89 |", "canned failure", "Pub/Sub (layers.NewRedisPubSub)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("report:\n%s", text)
+	}
+
+	doc := "# Benchmarks\n\n<!-- stress:begin -->\nstress\n<!-- stress:end -->\n"
+	once := w5report.Replace(doc, text)
+	again := w5report.Replace(once+"\n## After\n", strings.Replace(text, "canned failure", "second run", 1))
+	if !strings.HasPrefix(again, doc) || strings.Count(again, w5report.Begin) != 1 || strings.Contains(again, "canned failure") ||
+		!strings.HasSuffix(again, "\n## After\n") || stressreport.Extract(again) != "<!-- stress:begin -->\nstress\n<!-- stress:end -->\n" {
+		t.Fatalf("replacing the W5 section went wrong:\n%s", again)
+	}
+	if got := w5report.Extract(again); !strings.Contains(got, "second run") {
 		t.Errorf("Extract: %q", got)
 	}
 }

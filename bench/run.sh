@@ -9,6 +9,10 @@
 #                                10 % of the clients not reading; Canal and the baseline;
 #                                writes the "Stress" section of BENCHMARKS.md
 #   bench/run.sh --smoke --stress   the same, tiny and fast: tests the stress harness
+#   bench/run.sh --w5            W5 scale-out: 1, 2, 3 Canal processes on one Redis and on a
+#                                3-master Redis Cluster, core and Pub/Sub layers; writes the
+#                                "W5" section of BENCHMARKS.md (bench/README.md "W5")
+#   bench/run.sh --smoke --w5    the same, tiny and fast: tests the W5 harness
 #
 # Options:
 #   --smoke                  small N, short phases, one run; never writes BENCHMARKS.md
@@ -30,6 +34,14 @@
 #                            runs default: 1); see bench/README.md "Stress"
 #   --stress-sizes a,b       its member counts (default 1000,5000,19000; smoke 50)
 #   --stress-conditions a,b  subset of: quiet,busy,stalled (default all three)
+#   --w5                     the W5 scale-out mode instead of W1-W4 (Canal only; runs default 1)
+#   --w5-procs a,b           server processes per cell (default 1,2,3; smoke 1,2)
+#   --w5-per-proc a,b        sockets per server process (default 6000,19000; smoke 25);
+#                            two or more sizes let the report's model tell per-socket from
+#                            per-process costs
+#   --w5-topologies a,b      subset of: redis,pubsub,cluster,cluster-pubsub (default all;
+#                            smoke redis,cluster)
+#   --note TEXT              a line the W5 section prints under its title (e.g. the machine's state)
 #
 # Everything runs on 127.0.0.1: a private redis-server on a free port, each server in
 # turn pinned to core 0 (Go servers with GOMAXPROCS=1), the load generator, Redis and
@@ -58,6 +70,11 @@ stress=0
 stress_sizes=""
 stress_conditions="quiet busy stalled"
 servers_given=0
+w5=0
+w5_procs=""
+w5_per_proc=""
+w5_topologies=""
+note=""
 [ "${CANAL_SKIP_INSTALL:-0}" = 1 ] && install=0
 
 die() {
@@ -82,6 +99,11 @@ while [ $# -gt 0 ]; do
   --stress) stress=1 ;;
   --stress-sizes) stress_sizes=${2//,/ }; shift ;;
   --stress-conditions) stress_conditions=${2//,/ }; shift ;;
+  --w5) w5=1 ;;
+  --w5-procs) w5_procs=${2//,/ }; shift ;;
+  --w5-per-proc) w5_per_proc=${2//,/ }; shift ;;
+  --w5-topologies) w5_topologies=${2//,/ }; shift ;;
+  --note) note=${2:?--note needs a text}; shift ;;
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown option $1 (see --help)" ;;
   esac
@@ -103,9 +125,15 @@ if [ "$stress" = 1 ]; then
   [ "$soak" = 0 ] || die "--soak and --stress are separate runs"
 fi
 
+if [ "$w5" = 1 ]; then
+  [ "$stress" = 0 ] || die "--w5 and --stress are separate runs"
+  [ "$soak" = 0 ] || die "--soak and --w5 are separate runs"
+  servers="canal"
+fi
+
 # Parameters. Full: what bench/README.md states. Smoke: the same code paths, tiny.
 if [ "$mode" = full ]; then
-  [ "$stress" = 1 ] && : "${runs:=1}"
+  { [ "$stress" = 1 ] || [ "$w5" = 1 ]; } && : "${runs:=1}"
   : "${runs:=3}"
   W1_DUR=10s W1_CONC=64 W1_MAX=300000
   W2_SIZES="1000 5000" BURST=100 PACED_RATE=2 PACED_DUR=10s DRAIN_IDLE=10s
@@ -114,6 +142,7 @@ if [ "$mode" = full ]; then
   PING=10 PER_WORKER=5000 CONNECT_CONC=64
   HOLD_DEADLINE=900 SERVER_START=60
   STRESS_SIZES="1000 5000 19000" STRESS_SETTLE=2s
+  W5_PROCS="1 2 3" W5_PER_PROC="6000 19000" W5_TOPOLOGIES="redis pubsub cluster cluster-pubsub"
 else
   : "${runs:=1}"
   W1_DUR=1s W1_CONC=8 W1_MAX=20000
@@ -123,7 +152,16 @@ else
   PING=1 PER_WORKER=40 CONNECT_CONC=16
   HOLD_DEADLINE=90 SERVER_START=30
   STRESS_SIZES="50" STRESS_SETTLE=0.3s
+  W5_PROCS="1 2" W5_PER_PROC="25" W5_TOPOLOGIES="redis cluster"
 fi
+[ -n "$w5_procs" ] && W5_PROCS=$w5_procs
+[ -n "$w5_per_proc" ] && W5_PER_PROC=$w5_per_proc
+[ -n "$w5_topologies" ] && W5_TOPOLOGIES=$w5_topologies
+for n in $W5_PROCS; do [[ "$n" =~ ^[1-9]$ ]] || die "--w5-procs wants counts 1 … 9"; done
+for n in $W5_PER_PROC; do [[ "$n" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$n" -le 19000 ] || die "--w5-per-proc wants counts 1 … 19000 (each server stays under the 20,000-file limit)"; done
+for t in $W5_TOPOLOGIES; do
+  case $t in redis | pubsub | cluster | cluster-pubsub) ;; *) die "unknown W5 topology $t (redis, pubsub, cluster, cluster-pubsub)" ;; esac
+done
 # Stress: 10 % of the members stop reading; during the burst they are sent 640 messages
 # of 32 KiB (20 MiB each): more than loopback's socket buffers (about 3 MiB per socket
 # here) and a bounded server's own can hold, so the server must end them.
@@ -133,7 +171,7 @@ if [ -n "$stress_sizes" ]; then
   for n in $stress_sizes; do [[ "$n" =~ ^[1-9][0-9]{0,4}$ ]] || die "--stress-sizes wants counts 1 … 99999"; done
   STRESS_SIZES=$stress_sizes
 fi
-if [ "$stress" = 1 ]; then
+if [ "$stress" = 1 ] || [ "$w5" = 1 ]; then
   W2_SIZES="" W3_SIZES=""
 fi
 if [ -n "$w2_sizes" ]; then
@@ -174,7 +212,11 @@ if [ "$stress" = 1 ]; then
   for n in $STRESS_SIZES; do [ "$n" -gt "$biggest" ] && biggest=$n; done
 fi
 for n in $W3_SIZES; do [ "$n" -gt "$biggest_w3" ] && biggest_w3=$n; done
-# The server holds every socket in one process; the load generator splits them.
+if [ "$w5" = 1 ]; then
+  for n in $W5_PER_PROC; do [ "$n" -gt "$biggest" ] && biggest=$n; done
+fi
+# The server holds every socket in one process (W5: each server its share); the load
+# generator splits them over workers.
 if [ "$(ulimit -n)" -lt $((biggest + 500)) ]; then
   die "open-file limit $(ulimit -n) is below the $((biggest + 500)) the server needs for $biggest sockets (raise ulimit -Hn)"
 fi
@@ -188,7 +230,7 @@ fi
 
 # --- Output and processes -------------------------------------------------------------
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-: "${out:=$BENCH/results/$stamp-$mode$([ "$stress" = 1 ] && echo -stress)}"
+: "${out:=$BENCH/results/$stamp-$mode$([ "$stress" = 1 ] && echo -stress)$([ "$w5" = 1 ] && echo -w5)}"
 mkdir -p "$out/cells" "$out/logs" "$out/bin"
 out=$(cd "$out" && pwd)
 BIN=$out/bin
@@ -228,6 +270,9 @@ if ! (cd "$ROOT" && go build ${tags:+-tags "$tags"} -o "$BIN/" ./bench/cmd/loadg
   die "build failed"
 fi
 canal_layer=$("$BIN/canal" -layer-status)
+if [ "$canal_layer" != redis ] && [ "$w5" = 1 ]; then
+  die "W5 needs Canal's Redis layer (layers.NewRedis): this build has none"
+fi
 if [ "$canal_layer" != redis ]; then
   echo "bench: WARNING: Canal's Redis channel layer is pending: Canal runs W1/W3/W4 on the memory layer and its W2 rows say \"n/a (Redis layer pending)\"" >&2
   if [ "$mode" = full ] && [ "$allow_pending" = 0 ] && [[ " $servers " == *" canal "* ]]; then
@@ -245,8 +290,35 @@ REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 "$BIN/loadgen" redis -redis "$RURL" -timeout 10s ping || die "redis-server did not start (see $out/logs/redis.log)"
 
+# W5's Redis Cluster: 3 masters, no replicas, as canaltest.StartRedisCluster builds it
+# (cluster bus on its own free port, full coverage not required), pinned with Redis.
+CLUSTER_ADDRS=() CLUSTER_PIDS=()
+if [ "$w5" = 1 ] && [[ " $W5_TOPOLOGIES " == *" cluster"* ]]; then
+  command -v redis-cli >/dev/null || die "redis-cli not found (Debian: redis-tools): W5's cluster needs it"
+  for i in 1 2 3; do
+    cport=$("$BIN/loadgen" freeport)
+    bport=$("$BIN/loadgen" freeport)
+    mkdir -p "$out/redis/cluster$i"
+    $PIN1 redis-server --port "$cport" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$out/redis/cluster$i" --maxclients 10000 --cluster-enabled yes \
+      --cluster-config-file nodes.conf --cluster-port "$bport" --cluster-node-timeout 3000 \
+      --cluster-require-full-coverage no >"$out/logs/redis-cluster$i.log" 2>&1 &
+    PIDS+=($!)
+    CLUSTER_PIDS+=($!)
+    CLUSTER_ADDRS+=("127.0.0.1:$cport")
+    "$BIN/loadgen" redis -redis "redis://127.0.0.1:$cport" -timeout 10s ping ||
+      die "cluster node $i did not start (see $out/logs/redis-cluster$i.log)"
+  done
+  timeout 30 redis-cli --cluster create "${CLUSTER_ADDRS[@]}" --cluster-replicas 0 --cluster-yes \
+    >"$out/logs/redis-cluster-create.log" 2>&1 || die "redis-cli --cluster create failed (see $out/logs/redis-cluster-create.log)"
+  "$BIN/loadgen" redis -redis "redis://${CLUSTER_ADDRS[0]}" -timeout 20s \
+    -nodes "$(IFS=,; echo "${CLUSTER_ADDRS[*]}")" cluster-ready || die "the Redis Cluster did not become ready"
+fi
+
 # --- Metadata ------------------------------------------------------------------------
-META_STRESS=$stress META_STRESS_SIZES=$STRESS_SIZES META_STRESS_CONDITIONS=$stress_conditions \
+META_W5=$w5 META_W5_PROCS=$W5_PROCS META_W5_PER_PROC=$W5_PER_PROC META_W5_TOPOLOGIES=$W5_TOPOLOGIES META_NOTE=$note \
+  META_W5_PARAMS="burst ${BURST}, then paced ${PACED_RATE}/s for ${PACED_DUR}, on the same sockets, settle ${STRESS_SETTLE}; server pings every ${PING}s; every Canal server GOMAXPROCS=1 on core 0, redis-server(s), the load generator and the publisher on core 1" \
+  META_STRESS=$stress META_STRESS_SIZES=$STRESS_SIZES META_STRESS_CONDITIONS=$stress_conditions \
   META_STRESS_PARAMS="W2 burst ${BURST}, then paced ${PACED_RATE}/s for ${PACED_DUR}, on the same sockets, settle ${STRESS_SETTLE}; busy: a CPU busy loop pinned to core 0 at normal priority during both phases; stalled: ${STALL_PCT} % of the members never read after the greeting and are sent ${STALL_MSGS} messages of ${STALL_BYTES} bytes during the burst; server pings every ${PING}s" \
   META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
   META_LAYER=$canal_layer META_SERVERS=$servers META_WORKLOADS=$workloads \
@@ -294,6 +366,12 @@ print(json.dumps({
     "stress_sizes": [int(x) for x in e["META_STRESS_SIZES"].split()] if e["META_STRESS"] == "1" else [],
     "stress_conditions": e["META_STRESS_CONDITIONS"].split() if e["META_STRESS"] == "1" else [],
     "stress_params": e["META_STRESS_PARAMS"] if e["META_STRESS"] == "1" else "",
+    "w5": e["META_W5"] == "1",
+    "w5_procs": [int(x) for x in e["META_W5_PROCS"].split()] if e["META_W5"] == "1" else [],
+    "w5_per_proc": [int(x) for x in e["META_W5_PER_PROC"].split()] if e["META_W5"] == "1" else [],
+    "w5_topologies": e["META_W5_TOPOLOGIES"].split() if e["META_W5"] == "1" else [],
+    "w5_params": e["META_W5_PARAMS"] if e["META_W5"] == "1" else "",
+    "note": e["META_NOTE"],
 }, indent=2))
 EOF
 
@@ -426,6 +504,57 @@ run_cell() {
   echo "bench: $name done$([ "$rc" = 0 ] || echo " (status $rc)")"
 }
 
+# --- W5 -----------------------------------------------------------------------------------
+# run_w5_cell RUN TOPOLOGY PROCS PER_PROC: fresh Redis state, PROCS fresh Canal servers
+# (each GOMAXPROCS=1, all pinned to core 0), PROCS × PER_PROC sockets split evenly.
+run_w5_cell() {
+  local run=$1 topo=$2 procs=$3 per=$4 name file log i layer=redis backend=core
+  local urls=() spids=() raddrs=() rpids=() seeds="" cluster_args=() a rc=0 cap=$HOLD_DEADLINE
+  name="r$run-w5-$topo-${procs}x$per"
+  file="$out/cells/$name.json"
+  log="$out/logs/$name"
+  case $topo in pubsub | cluster-pubsub) layer=pubsub backend=pubsub ;; esac
+  "$BIN/loadgen" redis -redis "$RURL" flushall
+  if [[ "$topo" == cluster* ]]; then
+    seeds=$(IFS=,; echo "${CLUSTER_ADDRS[*]}")
+    cluster_args=(-layer-cluster "$seeds")
+    for a in "${CLUSTER_ADDRS[@]}"; do "$BIN/loadgen" redis -redis "redis://$a" flushall; done
+    raddrs=("${CLUSTER_ADDRS[@]}") rpids=("${CLUSTER_PIDS[@]}")
+    backend=go-$backend # channels_redis cannot use a cluster: Canal's layer publishes
+  else
+    raddrs=("127.0.0.1:$rport") rpids=("$REDIS_PID")
+  fi
+  for i in $(seq "$procs"); do
+    SERVER_PORT=$("$BIN/loadgen" freeport)
+    env GOMAXPROCS=1 $PIN0 "$BIN/canal" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
+      -ping "${PING}s" -layer "$layer" "${cluster_args[@]}" >"$log.server$i.log" 2>&1 &
+    PIDS+=($!)
+    spids+=($!)
+    urls+=("ws://127.0.0.1:$SERVER_PORT/ws/bench/")
+    if ! "$BIN/loadgen" waitport -addr "127.0.0.1:$SERVER_PORT" -pid "$!" -timeout "${SERVER_START}s"; then
+      printf '{"run": %d, "server": "canal", "workload": "w5", "param": %d, "topology": "%s", "procs": %d, "error": "server %d did not start (see logs/%s.server%d.log)"}\n' \
+        "$run" $((procs * per)) "$topo" "$procs" "$i" "$name" "$i" >"$file"
+      for a in "${spids[@]}"; do SERVER_PID=$a stop_server; done
+      echo "bench: $name: a server did not start"
+      return
+    fi
+  done
+  $PIN1 timeout -k 10 $((cap + 30)) "$BIN/loadgen" w5 -redis "$RURL" -run "$run" -server canal \
+    -layer "redis-$backend" -topology "$topo" -out "$file" -connect-concurrency "$CONNECT_CONC" \
+    -urls "$(IFS=,; echo "${urls[*]}")" -server-pids "$(IFS=,; echo "${spids[*]}")" \
+    -redis-pids "$(IFS=,; echo "${rpids[*]}")" -redis-addrs "$(IFS=,; echo "${raddrs[*]}")" \
+    ${seeds:+-layer-cluster "$seeds"} -sockets $((procs * per)) -per-worker "$PER_WORKER" \
+    -burst "$BURST" -paced-rate "$PACED_RATE" -paced-duration "$PACED_DUR" -drain-idle "$DRAIN_IDLE" \
+    -settle "$STRESS_SETTLE" -python "$PY" -publisher "$BENCH/peer/publish.py" -publisher-backend "$backend" \
+    -deadline "${cap}s" 2>>"$log.loadgen.log" || rc=$?
+  for a in "${spids[@]}"; do SERVER_PID=$a stop_server; done
+  if [ ! -s "$file" ]; then
+    printf '{"run": %d, "server": "canal", "workload": "w5", "param": %d, "topology": "%s", "procs": %d, "error": "load generator exited with status %d (see logs/%s.loadgen.log)"}\n' \
+      "$run" $((procs * per)) "$topo" "$procs" "$rc" "$name" >"$file"
+  fi
+  echo "bench: $name done$([ "$rc" = 0 ] || echo " (status $rc)")"
+}
+
 # --- Runs ------------------------------------------------------------------------------
 read -r -a order <<<"$servers"
 cells=()
@@ -443,6 +572,16 @@ else
   done
 fi
 cells_start=$SECONDS
+if [ "$w5" = 1 ]; then
+  cells=() runs_w5=$runs runs=0
+  for run in $(seq "$runs_w5"); do
+    for t in $W5_TOPOLOGIES; do
+      for per in $W5_PER_PROC; do
+        for n in $W5_PROCS; do run_w5_cell "$run" "$t" "$n" "$per"; done
+      done
+    done
+  done
+fi
 for run in $(seq "$runs"); do
   # Servers alternate within each cell; the starting server rotates from run to run.
   k=$(((run - 1) % ${#order[@]}))

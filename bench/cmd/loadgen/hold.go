@@ -48,22 +48,14 @@ func startWorkers(ctx context.Context, cfg *config, lifetime time.Duration) (poo
 	if err != nil {
 		return nil, err
 	}
-	n := (cfg.sockets + cfg.perWorker - 1) / cfg.perWorker
-	if n > 200 {
-		return nil, fmt.Errorf("%d workers: raise -per-worker", n)
+	jobs, err := workerJobs(cfg)
+	if err != nil {
+		return nil, err
 	}
 	var p pool
-	for i := 0; i < n; i++ {
-		count := cfg.sockets / n
-		if i < cfg.sockets%n {
-			count++
-		}
-		stall := cfg.stall / n
-		if i < cfg.stall%n {
-			stall++
-		}
+	for i, job := range jobs {
 		cmd := exec.CommandContext(ctx, self, "worker",
-			"-url", cfg.url, "-redis", cfg.redis, "-count", itoa(count), "-stall", itoa(stall),
+			"-url", job.url, "-redis", cfg.redis, "-count", itoa(job.count), "-stall", itoa(job.stall),
 			"-src", "127.0.0."+itoa(2+i), "-name", "u"+itoa(i)+"-",
 			"-connect-concurrency", itoa(cfg.connConcurrency),
 			"-connect-timeout", cfg.connectTimeout.String(),
@@ -107,6 +99,46 @@ func startWorkers(ctx context.Context, cfg *config, lifetime time.Duration) (poo
 		}
 	}
 	return p, nil
+}
+
+// workerJob is one worker's share: its server and its sockets.
+type workerJob struct {
+	url          string
+	count, stall int
+}
+
+// workerJobs splits cfg.sockets (and cfg.stall) evenly over the servers (cfg.urls,
+// W5, or the one cfg.url), then each server's share over workers of at most
+// cfg.perWorker sockets.
+func workerJobs(cfg *config) ([]workerJob, error) {
+	urls := cfg.urls
+	if len(urls) == 0 {
+		urls = []string{cfg.url}
+	}
+	if cfg.sockets < len(urls) {
+		return nil, fmt.Errorf("%d sockets for %d servers", cfg.sockets, len(urls))
+	}
+	var jobs []workerJob
+	for s, u := range urls {
+		share, stall := split(cfg.sockets, len(urls), s), split(cfg.stall, len(urls), s)
+		n := (share + cfg.perWorker - 1) / cfg.perWorker
+		for i := 0; i < n; i++ {
+			jobs = append(jobs, workerJob{url: u, count: split(share, n, i), stall: split(stall, n, i)})
+		}
+	}
+	if len(jobs) > 200 {
+		return nil, fmt.Errorf("%d workers: raise -per-worker", len(jobs))
+	}
+	return jobs, nil
+}
+
+// split returns part i of total divided into n parts that differ by at most one.
+func split(total, n, i int) int {
+	c := total / n
+	if i < total%n {
+		c++
+	}
+	return c
 }
 
 // stalledOpen counts the non-reading sockets opened (stress mode).
@@ -273,7 +305,7 @@ func w2(ctx context.Context, cfg *config, cell *result.Cell) error {
 		if ph.count <= 0 {
 			continue
 		}
-		m, cpu, window, err := fanout(ctx, cfg, p, n, ph.base, ph.count, ph.rate, nil)
+		m, cpu, window, err := fanout(ctx, cfg, p, n, ph.base, ph.count, ph.rate, phaseHooks{})
 		if err != nil {
 			return fmt.Errorf("%s: %w", ph.name, err)
 		}
@@ -297,18 +329,24 @@ type publisherOut struct {
 	WallS   float64 `json:"wall_s"`
 }
 
+// phaseHooks are fanout's optional callbacks: beforeGo runs once the publisher is
+// ready, just before the clock starts; afterDrain once every delivery came (or the
+// drain gave up), before the CPU meter stops.
+type phaseHooks struct {
+	beforeGo, afterDrain func()
+}
+
 // fanout runs one publishing phase and waits until every subscriber has every message,
 // or until no delivery came for cfg.drainIdle. subs counts the reading subscribers.
-// beforeGo, if not nil, runs once the publisher is ready, just before the clock starts.
-func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, count int, rate float64, beforeGo func()) (map[string]float64, []result.Proc, float64, error) {
+func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, count int, rate float64, hooks phaseHooks) (map[string]float64, []result.Proc, float64, error) {
 	if _, err := p.each(workerCmd{Cmd: "reset", Base: base, Count: int64(count)}); err != nil {
 		return nil, nil, 0, err
 	}
 	expected := int64(subs) * int64(count)
 	var meter *cpuMeter
 	pub, err := publish(ctx, cfg, base, count, rate, func() {
-		if beforeGo != nil {
-			beforeGo()
+		if hooks.beforeGo != nil {
+			hooks.beforeGo()
 		}
 		meter = newCPUMeter(cfg.tracked(p.pids()...))
 	})
@@ -334,6 +372,9 @@ func fanout(ctx context.Context, cfg *config, p pool, subs int, base int64, coun
 			return nil, nil, 0, ctx.Err()
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if hooks.afterDrain != nil {
+		hooks.afterDrain()
 	}
 	window, cpu := meter.stop(result.Proc{Role: "publisher", Core: "1", CPUSeconds: pub.CPUS})
 	st, err := p.stats(true)
@@ -374,11 +415,23 @@ func publishTo(ctx context.Context, cfg *config, group string, textBytes int, ba
 	var out publisherOut
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(float64(count)/max(rate, 1)*float64(time.Second))+2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cfg.python, cfg.publisher,
-		"--backend", cfg.publisherBackend, "--redis", cfg.redis, "--count", itoa(count),
+	args := []string{"--backend", cfg.publisherBackend, "--redis", cfg.redis, "--count", itoa(count),
 		"--rate", strconv.FormatFloat(rate, 'f', -1, 64), "--seq-base", strconv.FormatInt(base, 10),
-		"--text-bytes", itoa(textBytes), "--group", group, "--wait-go")
-	cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Dir(cfg.publisher), "DJANGO_SETTINGS_MODULE=benchpeer.settings")
+		"--text-bytes", itoa(textBytes), "--group", group, "--wait-go"}
+	var cmd *exec.Cmd
+	if kind, ok := strings.CutPrefix(cfg.publisherBackend, "go-"); ok {
+		// W5 on a Redis Cluster, which channels_redis cannot use: Canal's own layer
+		// publishes, with publish.py's protocol (publisher.go).
+		self, err := os.Executable()
+		if err != nil {
+			return out, err
+		}
+		args[1] = kind
+		cmd = exec.CommandContext(ctx, self, append([]string{"publish", "--cluster", strings.Join(cfg.layerCluster, ",")}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, cfg.python, append([]string{cfg.publisher}, args...)...)
+		cmd.Env = append(os.Environ(), "PYTHONPATH="+filepath.Dir(cfg.publisher), "DJANGO_SETTINGS_MODULE=benchpeer.settings")
+	}
 	cmd.Stderr = os.Stderr
 	cmd.WaitDelay = 5 * time.Second
 	in, err := cmd.StdinPipe()

@@ -7,6 +7,8 @@
 //	loadgen soak …    w3 held for a long time, memory sampled
 //	loadgen w4 …      echo round trips/s
 //	loadgen stress …  w2 under a condition: quiet, busy or stalled (bench/README.md "Stress")
+//	loadgen w5 …      w2 over several server processes on one Redis or a cluster (bench/README.md "W5")
+//	loadgen publish … (internal) W5's Go publisher for a Redis Cluster (publish.py's protocol)
 //	loadgen spin …    (internal) the stress mode's CPU busy loop
 //	loadgen worker …  (internal) holds sockets for w2, w3 and soak in its own process
 //	loadgen freeport | waitport | redis   helpers for run.sh
@@ -27,11 +29,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/canal-rt/canal/bench/internal/result"
 )
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen w1|w2|w3|w4|soak|stress|spin|worker|freeport|waitport|redis [flags]")
+	fmt.Fprintln(os.Stderr, "usage: loadgen w1|w2|w3|w4|w5|soak|stress|spin|worker|publish|freeport|waitport|redis [flags]")
 	os.Exit(2)
 }
 
@@ -56,6 +60,10 @@ func main() {
 		err = runMeasure(ctx, cmd, args, w4)
 	case "stress":
 		err = runMeasure(ctx, cmd, args, stress)
+	case "w5":
+		err = runMeasure(ctx, cmd, args, w5)
+	case "publish":
+		err = runPublish(ctx, args)
 	case "spin":
 		err = runSpin(ctx, args)
 	case "worker":
@@ -112,6 +120,13 @@ type config struct {
 	busyCPU        string
 	stall          int       // non-reading sockets to open (from condition and stallPct)
 	extra          []tracked // more processes whose CPU each phase records (the busy loop)
+	// w5
+	urls         []string // one per server process; sockets are split evenly
+	serverPIDs   []int
+	redisPIDs    []int    // every redis-server of the layer (one, or the cluster's masters)
+	redisAddrs   []string // the same, host:port, for INFO
+	layerCluster []string // seed addresses when the layer is on a cluster (the Go publisher's)
+	topology     string
 }
 
 type workload func(ctx context.Context, cfg *config, cell *result.Cell) error
@@ -153,9 +168,33 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	fs.IntVar(&cfg.stallTextBytes, "stall-text-bytes", 32768, "stress, stalled: bytes of text in each of those")
 	fs.StringVar(&cfg.debugURL, "debug-url", "", "stress: the Go server's /debug/stats URL (goroutines, closes); empty for servers without one")
 	fs.StringVar(&cfg.busyCPU, "busy-cpu", "0", "stress, busy: CPU list for taskset (the server's core); empty: not pinned")
+	var urls, serverPIDs, redisPIDs, redisAddrs, layerCluster string
+	fs.StringVar(&urls, "urls", "", "w5: the server processes' URLs, comma-separated (instead of -url)")
+	fs.StringVar(&serverPIDs, "server-pids", "", "w5: their processes, in the same order (instead of -server-pid)")
+	fs.StringVar(&redisPIDs, "redis-pids", "", "w5: the layer's redis-server processes, comma-separated (instead of -redis-pid)")
+	fs.StringVar(&redisAddrs, "redis-addrs", "", "w5: the same servers' host:port, for INFO commandstats")
+	fs.StringVar(&layerCluster, "layer-cluster", "", "w5: seed addresses of the layer's Redis Cluster (the go-core and go-pubsub publishers')")
+	fs.StringVar(&cfg.topology, "topology", "", "w5: recorded: redis, pubsub, cluster or cluster-pubsub")
 	_ = fs.Parse(args)
+	var err error
+	cfg.urls, cfg.redisAddrs, cfg.layerCluster = list(urls), list(redisAddrs), list(layerCluster)
+	if cfg.serverPIDs, err = pidList(serverPIDs); err == nil {
+		cfg.redisPIDs, err = pidList(redisPIDs)
+	}
+	if err != nil {
+		return err
+	}
+	if len(cfg.urls) > 0 {
+		if len(cfg.urls) != len(cfg.serverPIDs) {
+			return fmt.Errorf("%d -urls but %d -server-pids", len(cfg.urls), len(cfg.serverPIDs))
+		}
+		cfg.url, cfg.serverPID = cfg.urls[0], cfg.serverPIDs[0]
+	}
+	if len(cfg.redisPIDs) > 0 && cfg.redisPID == 0 {
+		cfg.redisPID = -1 // tracked below from redisPIDs
+	}
 	if cfg.url == "" || cfg.redis == "" || cfg.serverPID == 0 {
-		return errors.New("-url, -redis and -server-pid are required")
+		return errors.New("-url, -redis and -server-pid (or -urls and -server-pids) are required")
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.deadline)
 	defer cancel()
@@ -166,7 +205,10 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	if name == "stress" {
 		cell.Condition = cfg.condition
 	}
-	err := fn(ctx, &cfg, cell)
+	if name == "w5" {
+		cell.Param, cell.Topology, cell.Procs = cfg.sockets, cfg.topology, len(cfg.urls)
+	}
+	err = fn(ctx, &cfg, cell)
 	if err != nil {
 		cell.Error = err.Error()
 		fmt.Fprintf(os.Stderr, "loadgen %s (%s): %v\n", name, cfg.server, err)
@@ -182,15 +224,48 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 
 // tracked returns the processes every phase records: the server on core 0, and
 // Redis and this process on core 1.
+// W5 has several servers (all on core 0) and Redis nodes.
 func (cfg *config) tracked(workers ...int) []tracked {
-	t := []tracked{{"server", cfg.serverPID, "0"}, {"loadgen", os.Getpid(), "1"}}
+	servers := cfg.serverPIDs
+	if len(servers) == 0 {
+		servers = []int{cfg.serverPID}
+	}
+	var t []tracked
+	for _, pid := range servers {
+		t = append(t, tracked{"server", pid, "0"})
+	}
+	t = append(t, tracked{"loadgen", os.Getpid(), "1"})
 	for _, pid := range workers {
 		t = append(t, tracked{"loadgen", pid, "1"})
 	}
-	if cfg.redisPID != 0 {
-		t = append(t, tracked{"redis", cfg.redisPID, "1"})
+	redis := cfg.redisPIDs
+	if len(redis) == 0 && cfg.redisPID > 0 {
+		redis = []int{cfg.redisPID}
+	}
+	for _, pid := range redis {
+		t = append(t, tracked{"redis", pid, "1"})
 	}
 	return append(t, cfg.extra...)
+}
+
+// list splits a comma-separated flag; empty gives nil.
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func pidList(s string) ([]int, error) {
+	var out []int
+	for _, f := range list(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("process id %q: want a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // freePort prints a TCP port that was free on 127.0.0.1 a moment ago.
@@ -233,19 +308,27 @@ func waitPort(ctx context.Context, args []string) error {
 }
 
 // redisCmd runs one command (ping, flushall) against the benchmark's Redis, retrying
-// for a few seconds while it starts.
+// for a few seconds while it starts; it talks to that one server even when it is a
+// cluster node. cluster-ready waits until every node of -nodes (W5's cluster) reports
+// cluster_state:ok and knows all the others.
 func redisCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("redis", flag.ExitOnError)
 	u := fs.String("redis", "", "Redis URL")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after")
+	nodes := fs.String("nodes", "", "cluster-ready: every node's host:port, comma-separated")
 	_ = fs.Parse(args)
 	if fs.NArg() != 1 {
-		return errors.New("usage: loadgen redis -redis URL ping|flushall")
+		return errors.New("usage: loadgen redis -redis URL ping|flushall|cluster-ready")
 	}
 	deadline := time.Now().Add(*timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		rc, err := newRedis(*u)
+		opt, err := rueidis.ParseURL(*u)
+		var rc rueidis.Client
+		if err == nil {
+			opt.DisableCache, opt.ForceSingleClient = true, true
+			rc, err = rueidis.NewClient(opt)
+		}
 		if err == nil {
 			c, cancel := context.WithTimeout(ctx, 5*time.Second)
 			switch strings.ToLower(fs.Arg(0)) {
@@ -253,6 +336,8 @@ func redisCmd(ctx context.Context, args []string) error {
 				err = rc.Do(c, rc.B().Ping().Build()).Error()
 			case "flushall":
 				err = rc.Do(c, rc.B().Flushall().Build()).Error()
+			case "cluster-ready":
+				err = clusterReady(c, list(*nodes))
 			default:
 				err = fmt.Errorf("unknown command %q", fs.Arg(0))
 			}
@@ -270,6 +355,29 @@ func redisCmd(ctx context.Context, args []string) error {
 		}
 	}
 	return fmt.Errorf("redis %s: %v", fs.Arg(0), last)
+}
+
+// clusterReady checks that every node says cluster_state:ok and knows len(nodes) masters.
+func clusterReady(ctx context.Context, nodes []string) error {
+	if len(nodes) == 0 {
+		return errors.New("-nodes is required")
+	}
+	for _, a := range nodes {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{a}, ForceSingleClient: true, DisableCache: true})
+		if err != nil {
+			return err
+		}
+		info, err := c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+		want := "cluster_known_nodes:" + itoa(len(nodes))
+		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, want) {
+			return fmt.Errorf("%s: not ready yet", a)
+		}
+	}
+	return nil
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

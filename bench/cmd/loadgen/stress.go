@@ -287,7 +287,7 @@ func stress(ctx context.Context, cfg *config, cell *result.Cell) error {
 			fill = startFill(ctx, cfg)
 			beforeGo = fill.go_
 		}
-		m, cpu, window, err := fanout(ctx, cfg, p, readers, ph.base, ph.count, ph.rate, beforeGo)
+		m, cpu, window, err := fanout(ctx, cfg, p, readers, ph.base, ph.count, ph.rate, phaseHooks{beforeGo: beforeGo})
 		peak, hwm := watch.peak()
 		if fill != nil && ph.name == "burst" {
 			out, ferr := fill.wait()

@@ -28,6 +28,7 @@ import (
 
 	"github.com/canal-rt/canal/bench/internal/result"
 	"github.com/canal-rt/canal/bench/internal/stressreport"
+	"github.com/canal-rt/canal/bench/internal/w5report"
 )
 
 type meta struct {
@@ -59,6 +60,11 @@ type meta struct {
 	StressSizes      []int    `json:"stress_sizes"`
 	StressConditions []string `json:"stress_conditions"`
 	StressParams     string   `json:"stress_params"`
+	// The W5 mode (bench/run.sh --w5).
+	W5           bool     `json:"w5"`
+	W5Topologies []string `json:"w5_topologies"`
+	W5Params     string   `json:"w5_params"`
+	Note         string   `json:"note"`
 }
 
 // kind says how a metric compares.
@@ -281,10 +287,13 @@ func run(dir, mdPath string) error {
 	for _, cs := range cells {
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Run < cs[j].Run })
 	}
-	if m.Stress {
+	if m.Stress || m.W5 {
 		var all []*result.Cell
 		for _, cs := range cells {
 			all = append(all, cs...)
+		}
+		if m.W5 {
+			return runW5(dir, mdPath, &m, all)
 		}
 		return runStress(dir, mdPath, &m, all)
 	}
@@ -403,14 +412,17 @@ func run(dir, mdPath string) error {
 	}
 	fmt.Print(text)
 	if mdPath != "" {
-		// Keep the Stress section a stress run wrote (it is not part of this run).
-		var keep string
+		// Keep the Stress and W5 sections their runs wrote (they are not part of this run).
+		var keep, keepW5 string
 		if old, err := os.ReadFile(mdPath); err == nil {
-			keep = stressreport.Extract(string(old))
+			keep, keepW5 = stressreport.Extract(string(old)), w5report.Extract(string(old))
 		}
 		doc := benchmarksMD(text)
 		if keep != "" {
 			doc = stressreport.Replace(doc, keep)
+		}
+		if keepW5 != "" {
+			doc = w5report.Replace(doc, keepW5)
 		}
 		if err := os.WriteFile(mdPath, []byte(doc), 0o644); err != nil {
 			return err
@@ -596,18 +608,28 @@ the command below; it rewrites this file.
 ` + report
 }
 
-// runStress writes a stress run's report: report.md, summary.json and, with mdPath,
-// the Stress section of BENCHMARKS.md.
-func runStress(dir, mdPath string, m *meta, cells []*result.Cell) error {
-	sm := &stressreport.Meta{
+// machine describes the machine in one line.
+func (m *meta) machine() string {
+	return fmt.Sprintf("%s, %d cores, %.0f GiB, %s, Linux %s; open-file limit %d",
+		m.Machine.CPU, m.Machine.Cores, m.Machine.MemoryGiB, m.Machine.OS, m.Machine.Kernel, m.OpenFiles)
+}
+
+// runW5 writes a W5 run's report: report.md, summary.json and, with mdPath, the W5
+// section of BENCHMARKS.md.
+func runW5(dir, mdPath string, m *meta, cells []*result.Cell) error {
+	sort.SliceStable(cells, func(i, j int) bool { return cells[i].Run < cells[j].Run })
+	wm := &w5report.Meta{
 		Mode: m.Mode, Runs: m.Runs, Command: m.Command, Date: m.Date, Commit: m.Commit,
-		Machine: fmt.Sprintf("%s, %d cores, %.0f GiB, %s, Linux %s; open-file limit %d",
-			m.Machine.CPU, m.Machine.Cores, m.Machine.MemoryGiB, m.Machine.OS, m.Machine.Kernel, m.OpenFiles),
-		Pinned: m.Pinned, CanalLayer: m.CanalLayer, Servers: orderServers(m.Servers),
-		Sizes: m.StressSizes, Conditions: m.StressConditions, Params: m.StressParams,
+		Machine: m.machine(), Note: m.Note, Pinned: m.Pinned, Params: m.W5Params, Topologies: m.W5Topologies,
 	}
-	sum := stressreport.Build(sm, cells)
-	text := stressreport.Render(sm, sum, cells)
+	sum := w5report.Build(wm, cells)
+	text := w5report.Render(wm, sum, cells)
+	return writeSection(dir, mdPath, text, sum, "W5", w5report.Replace)
+}
+
+// writeSection writes report.md and summary.json, and with mdPath puts the section
+// into BENCHMARKS.md with replace, leaving the rest of the file alone.
+func writeSection(dir, mdPath, text string, sum any, name string, replace func(doc, section string) string) error {
 	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(text), 0o644); err != nil {
 		return err
 	}
@@ -630,9 +652,22 @@ func runStress(dir, mdPath string, m *meta, cells []*result.Cell) error {
 	if doc == "" {
 		doc = benchmarksMD("")
 	}
-	if err := os.WriteFile(mdPath, []byte(stressreport.Replace(doc, text)), 0o644); err != nil {
+	if err := os.WriteFile(mdPath, []byte(replace(doc, text)), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "report: wrote the Stress section of %s\n", mdPath)
+	fmt.Fprintf(os.Stderr, "report: wrote the %s section of %s\n", name, mdPath)
 	return nil
+}
+
+// runStress writes a stress run's report: report.md, summary.json and, with mdPath,
+// the Stress section of BENCHMARKS.md.
+func runStress(dir, mdPath string, m *meta, cells []*result.Cell) error {
+	sm := &stressreport.Meta{
+		Mode: m.Mode, Runs: m.Runs, Command: m.Command, Date: m.Date, Commit: m.Commit,
+		Machine: m.machine(), Pinned: m.Pinned, CanalLayer: m.CanalLayer, Servers: orderServers(m.Servers),
+		Sizes: m.StressSizes, Conditions: m.StressConditions, Params: m.StressParams,
+	}
+	sum := stressreport.Build(sm, cells)
+	text := stressreport.Render(sm, sum, cells)
+	return writeSection(dir, mdPath, text, sum, "Stress", stressreport.Replace)
 }

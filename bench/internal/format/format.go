@@ -58,3 +58,34 @@ func MS(v float64) string {
 		return strconv.FormatFloat(v, 'f', 2, 64)
 	}
 }
+
+// ReplaceSection replaces doc's section between the markers begin and end (inclusive)
+// with section, which should carry the same markers, and leaves the rest alone; a doc
+// without the section gets it appended after a blank line.
+func ReplaceSection(doc, begin, end, section string) string {
+	section = strings.TrimRight(section, "\n") + "\n"
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i >= 0 && j > i {
+		rest := doc[j+len(end):]
+		rest = strings.TrimPrefix(rest, "\n")
+		return doc[:i] + section + rest
+	}
+	if doc != "" && !strings.HasSuffix(doc, "\n") {
+		doc += "\n"
+	}
+	if doc != "" {
+		doc += "\n"
+	}
+	return doc + section
+}
+
+// ExtractSection returns doc's section between begin and end (markers included), or "".
+func ExtractSection(doc, begin, end string) string {
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i < 0 || j < i {
+		return ""
+	}
+	return doc[i:j+len(end)] + "\n"
+}

@@ -27,8 +27,12 @@ const LayerPending = "n/a (Redis layer pending)"
 type Cell struct {
 	Run      int    `json:"run"`
 	Server   string `json:"server"`
-	Workload string `json:"workload"`        // w1, w2, w3, w4, soak, stress
-	Param    int    `json:"param,omitempty"` // N for w2, w3, soak and stress
+	Workload string `json:"workload"`        // w1, w2, w3, w4, soak, stress, w5
+	Param    int    `json:"param,omitempty"` // N for w2, w3, soak and stress; w5: sockets in all
+	// Topology and Procs are W5's: the Redis and layer ("redis", "pubsub", "cluster",
+	// "cluster-pubsub") and the number of server processes sharing the sockets.
+	Topology string `json:"topology,omitempty"`
+	Procs    int    `json:"procs,omitempty"`
 	// Condition is the stress mode's: quiet, busy or stalled.
 	Condition string `json:"condition,omitempty"`
 	// Layer is the channel layer the server used ("redis-core", "redis-pubsub",

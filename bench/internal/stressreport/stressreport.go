@@ -492,33 +492,10 @@ func plural(n int) string {
 
 // Replace puts section (from Render, markers included) into doc in place of the
 // previous one, or appends it when doc has none; everything else is kept.
-func Replace(doc, section string) string {
-	section = strings.TrimRight(section, "\n") + "\n"
-	i := strings.Index(doc, Begin)
-	j := strings.Index(doc, End)
-	if i >= 0 && j > i {
-		rest := doc[j+len(End):]
-		rest = strings.TrimPrefix(rest, "\n")
-		return doc[:i] + section + rest
-	}
-	if doc != "" && !strings.HasSuffix(doc, "\n") {
-		doc += "\n"
-	}
-	if doc != "" {
-		doc += "\n"
-	}
-	return doc + section
-}
+func Replace(doc, section string) string { return format.ReplaceSection(doc, Begin, End, section) }
 
 // Extract returns doc's stress section (markers included), or "".
-func Extract(doc string) string {
-	i := strings.Index(doc, Begin)
-	j := strings.Index(doc, End)
-	if i < 0 || j < i {
-		return ""
-	}
-	return doc[i:j+len(End)] + "\n"
-}
+func Extract(doc string) string { return format.ExtractSection(doc, Begin, End) }
 
 func fmtMiB(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 func fmtX(v float64) string   { return strconv.FormatFloat(v, 'f', 2, 64) + "×" }

@@ -5,8 +5,6 @@ package main
 import (
 	"errors"
 
-	"github.com/redis/rueidis"
-
 	"github.com/canal-rt/canal"
 )
 
@@ -19,6 +17,6 @@ const redisLayerBuilt = false
 
 var errLayerPending = errors.New("the Redis channel layer is not built in (Redis layer pending): build with -tags canal_redis_layer once layers.NewRedis exists")
 
-func newRedisLayer(rueidis.Client, string) (canal.Layer, error) {
+func newRedisLayer(string, string, []string) (canal.Layer, error) {
 	return nil, errLayerPending
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -25,11 +26,23 @@ const redisLayerBuilt = true
 
 var errLayerPending = errors.New("unreachable: the Redis layer is built in")
 
-func newRedisLayer(_ rueidis.Client, redisURL string) (canal.Layer, error) {
+// newRedisLayer returns that layer for kind "redis", and layers.NewRedisPubSub
+// (channels_redis.pubsub's wire format) for kind "pubsub";
+// cluster, when set, are the seed addresses of a Redis Cluster the layer uses instead
+// of redisURL (W5: Cluster mode, Go publishers only, since channels_redis has none).
+func newRedisLayer(kind, redisURL string, cluster []string) (canal.Layer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return layers.NewRedis(ctx, layers.RedisOptions{
-		Hosts:         []string{redisURL},
-		ClientOptions: func(o *rueidis.ClientOption) { o.MaxFlushDelay = flushDelay },
-	})
+	var hosts []string
+	if len(cluster) == 0 {
+		hosts = []string{redisURL}
+	}
+	hook := func(o *rueidis.ClientOption) { o.MaxFlushDelay = flushDelay }
+	switch kind {
+	case "redis":
+		return layers.NewRedis(ctx, layers.RedisOptions{Hosts: hosts, Cluster: cluster, ClientOptions: hook})
+	case "pubsub":
+		return layers.NewRedisPubSub(ctx, layers.RedisPubSubOptions{Hosts: hosts, Cluster: cluster, ClientOptions: hook})
+	}
+	return nil, fmt.Errorf("layer %q: want redis or pubsub", kind)
 }

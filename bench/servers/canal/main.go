@@ -11,7 +11,9 @@
 //     per message (consumer.Options.Frames);
 //
 //   - the channel layer: -layer redis, Canal's channels_redis-compatible layer on the
-//     benchmark's Redis (core backend, Channels' defaults), or -layer memory.
+//     benchmark's Redis (core backend, Channels' defaults), -layer pubsub (the Pub/Sub
+//     backend), or -layer memory; with -layer-cluster the Redis layers use a Redis
+//     Cluster (W5) while tickets stay on -redis.
 //
 //     canal -addr 127.0.0.1:8000 -redis redis://127.0.0.1:6379/0 -ping 10s -layer redis
 //     canal -layer-status    prints "redis" when this build has the Redis layer, else "pending"
@@ -29,6 +31,7 @@ import (
 	_ "net/http/pprof" // only served with -pprof
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -107,7 +110,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8000", "listen address")
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL: tickets, and the channel layer with -layer redis")
 	ping := flag.Duration("ping", 10*time.Second, "keepalive ping interval")
-	layerName := flag.String("layer", "redis", "channel layer: redis or memory")
+	layerName := flag.String("layer", "redis", "channel layer: redis (core), pubsub or memory")
+	clusterSeeds := flag.String("layer-cluster", "", "comma-separated seed addresses of a Redis Cluster for the redis and pubsub layers (tickets stay on -redis)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this loopback address (profiling runs only)")
 	flag.DurationVar(&flushDelay, "flush-delay", flushDelay, "rueidis MaxFlushDelay for every Redis client (default: the library's)")
 	status := flag.Bool("layer-status", false, `print "redis" if this build has the Redis layer, else "pending", and exit`)
@@ -123,7 +127,11 @@ func main() {
 	if *pprofAddr != "" {
 		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
 	}
-	if err := run(*addr, *redisURL, *ping, *layerName); err != nil {
+	var cluster []string
+	if *clusterSeeds != "" {
+		cluster = strings.Split(*clusterSeeds, ",")
+	}
+	if err := run(*addr, *redisURL, *ping, *layerName, cluster); err != nil {
 		if errors.Is(err, errLayerPending) {
 			fmt.Fprintln(os.Stderr, "canal:", err)
 			os.Exit(3)
@@ -132,7 +140,7 @@ func main() {
 	}
 }
 
-func run(addr, redisURL string, ping time.Duration, layerName string) error {
+func run(addr, redisURL string, ping time.Duration, layerName string, cluster []string) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -146,12 +154,12 @@ func run(addr, redisURL string, ping time.Duration, layerName string) error {
 
 	var layer canal.Layer
 	switch layerName {
-	case "redis":
-		layer, err = newRedisLayer(nil, redisURL)
+	case "redis", "pubsub":
+		layer, err = newRedisLayer(layerName, redisURL, cluster)
 	case "memory":
 		layer, err = layers.NewMemory(layers.MemoryOptions{})
 	default:
-		err = fmt.Errorf("-layer %q: want redis or memory", layerName)
+		err = fmt.Errorf("-layer %q: want redis, pubsub or memory", layerName)
 	}
 	if err != nil {
 		return err
