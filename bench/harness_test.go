@@ -475,6 +475,10 @@ func TestW5Report(t *testing.T) {
 	near("projected µs/msg", pr.RedisMaxUS, 101110)
 	near("max msg/s", pr.MaxMsgPerS, 1e6/101110)
 	near("server cores at 1 msg/s", pr.ServerCores1, 2)
+	near("server-bound msg/s", pr.ServerMsgPerS, 53*1e6/2/1e6) // 53 cores at 2 µs per delivery
+	if lim, who := pr.Limit(); who != "Redis" || lim != pr.MaxMsgPerS {
+		t.Errorf("limit %v (%s), want Redis's %v", lim, who, pr.MaxMsgPerS)
+	}
 	near("server RSS GiB", pr.RSSGiB, (12*53+5*1e6/1024)/1024)
 	if got := w5report.ProjectionProcs(); got[0] != 53 {
 		t.Errorf("fewest processes %d, want 53 (1,000,000 / 19,000 rounded up)", got[0])
@@ -484,7 +488,7 @@ func TestW5Report(t *testing.T) {
 	for _, want := range []string{w5report.Begin, w5report.End, "**Canned figures.**",
 		"| one Redis, core layer | 1 × 1,000 | burst | 1,000,000 | 5.00 | 10.5 | 0 | 170; 170 | 5.0 | 58.7 | 2.00 | 16.9 |",
 		"| one Redis, core layer | 3 × 1,000 | burst | 3,000,000 * |", // the failed run
-		"50.0 + 20.0·P + 0.1·S", "| one Redis, core layer | 53 | 101,110 | 9.89 |", "canned failure", "Pub/Sub (layers.NewRedisPubSub)"} {
+		"50.0 + 20.0·P + 0.1·S", "| one Redis, core layer | 53 | 101,110 | 9.89 | 9,890,219 | 19.8 (2.00) | 27 | Redis |", "the limit is then the servers, at 27 messages/s", "canned failure", "Pub/Sub (layers.NewRedisPubSub)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q", want)
 		}

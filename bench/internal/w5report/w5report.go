@@ -399,14 +399,24 @@ func solve(cols []col, y []float64) (coef, se []float64, ok bool) {
 
 // Projection is a model evaluated at Target sockets on procs processes.
 type Projection struct {
-	Procs        int
-	RedisUS      float64 // Redis CPU µs per message, all nodes
-	RedisMaxUS   float64 // the busiest node's
-	MaxMsgPerS   float64 // messages/s at which the busiest node is one core busy
-	Calls, Bytes float64
-	ServerCores  float64 // server cores at MaxMsgPerS
-	ServerCores1 float64 // server cores at 1 message/s
-	RSSGiB       float64
+	Procs         int
+	RedisUS       float64 // Redis CPU µs per message, all nodes
+	RedisMaxUS    float64 // the busiest node's
+	MaxMsgPerS    float64 // messages/s at which the busiest node is one core busy
+	Calls, Bytes  float64
+	ServerCores   float64 // server cores at MaxMsgPerS
+	ServerCores1  float64 // server cores at 1 message/s
+	ServerMsgPerS float64 // messages/s the procs processes deliver with one core each
+	RSSGiB        float64
+}
+
+// Limit is the message rate the deployment sustains: the lower of Redis's and the
+// servers' (one core per process), and which one it is.
+func (p Projection) Limit() (float64, string) {
+	if p.MaxMsgPerS > 0 && p.MaxMsgPerS < p.ServerMsgPerS {
+		return p.MaxMsgPerS, "Redis"
+	}
+	return p.ServerMsgPerS, "the servers"
 }
 
 // Project evaluates md at Target sockets on procs processes.
@@ -421,6 +431,9 @@ func Project(md Model, procs int) Projection {
 	}
 	pr.ServerCores1 = s * md.ServerUSPerDel / 1e6
 	pr.ServerCores = pr.ServerCores1 * pr.MaxMsgPerS
+	if md.ServerUSPerDel > 0 {
+		pr.ServerMsgPerS = p * 1e6 / md.ServerUSPerDel / s
+	}
 	return pr
 }
 
@@ -497,6 +510,13 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 		}
 		return a.Run < b.Run
 	})
+	firstRun, biggest := map[string]int{}, map[string]int{}
+	for _, c := range cells {
+		if c.Error == "" && (firstRun[c.Topology] == 0 || c.Run < firstRun[c.Topology]) {
+			firstRun[c.Topology] = c.Run
+		}
+		biggest[c.Topology] = max(biggest[c.Topology], c.Param)
+	}
 	for _, c := range cells {
 		if c.Workload != "w5" {
 			continue
@@ -506,6 +526,11 @@ func Render(m *Meta, sum *Summary, cells []*result.Cell) string {
 			notes = append(notes, id+": error: "+c.Error)
 		}
 		for _, n := range c.Notes {
+			// The per-command breakdown is shown for each topology's largest cell's
+			// burst in its first run only; the cell files keep every one.
+			if strings.Contains(n, "by command") && (!strings.HasPrefix(n, "burst:") || c.Run != firstRun[c.Topology] || c.Param != biggest[c.Topology]) {
+				continue
+			}
 			notes = append(notes, id+": "+n)
 		}
 	}
@@ -552,16 +577,17 @@ func renderModel(b *strings.Builder, sum *Summary) {
 		return
 	}
 	procs := ProjectionProcs()
-	w("Projected at %s sockets (P processes; %d is the fewest under this machine's %s-file limit per process). *Max msg/s*: the rate at which the busiest Redis node is one core busy; *server cores*: what the deliveries need at that rate and, in brackets, at 1 message/s.\n\n",
+	w("Projected at %s sockets (P processes; %d is the fewest under this machine's %s-file limit per process). *Max msg/s*: the rate at which the busiest Redis node is one core busy; *server cores*: what the deliveries need at that rate and, in brackets, at 1 message/s; *server-bound msg/s*: the rate P processes of one core each deliver to every socket (P / (10⁶ sockets × µs per delivery)); *limit*: the lower of the two.\n\n",
 		format.Int(Target), procs[0], format.Int(FDLimit+1000))
-	w("| Topology | P | Redis µs/msg (busiest node) | Max msg/s | Deliveries/s at max | Server cores at max (at 1 msg/s) | Redis MiB/msg | Server RSS (GiB) |\n")
-	w("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| Topology | P | Redis µs/msg (busiest node) | Max msg/s | Deliveries/s at max | Server cores at max (at 1 msg/s) | Server-bound msg/s | Limit | Redis MiB/msg | Server RSS (GiB) |\n")
+	w("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n")
 	for _, md := range sep {
 		for _, n := range procs {
 			pr := Project(md, n)
-			w("| %s | %d | %s | %s | %s | %s (%s) | %s | %s |\n", topologyTitle[md.Topology], n, format.Int(pr.RedisMaxUS),
+			_, who := pr.Limit()
+			w("| %s | %d | %s | %s | %s | %s (%s) | %s | %s | %s | %s |\n", topologyTitle[md.Topology], n, format.Int(pr.RedisMaxUS),
 				rate(pr.MaxMsgPerS), format.Int(pr.MaxMsgPerS*Target), strconv.FormatFloat(pr.ServerCores, 'f', 1, 64),
-				strconv.FormatFloat(pr.ServerCores1, 'f', 2, 64), strconv.FormatFloat(pr.Bytes/(1<<20), 'f', 2, 64),
+				strconv.FormatFloat(pr.ServerCores1, 'f', 2, 64), rate(pr.ServerMsgPerS), who, strconv.FormatFloat(pr.Bytes/(1<<20), 'f', 2, 64),
 				strconv.FormatFloat(pr.RSSGiB, 'f', 1, 64))
 		}
 	}
@@ -586,11 +612,13 @@ func findings(models []Model, procs int) []string {
 		if core.RedisUS > 0 {
 			share = 100 * md.RedisUS.C * Target / core.RedisUS
 		}
-		out = append(out, fmt.Sprintf("One Redis, core layer: at %s sockets on %d processes one message costs Redis %s µs (%.0f %% of it grows with the sockets, c·S), so Redis is the limit at %s messages/s (%s deliveries/s), where the servers need %.1f cores.",
-			format.Int(Target), procs, format.Int(core.RedisUS), share, rate(core.MaxMsgPerS), format.Int(core.MaxMsgPerS*Target), core.ServerCores))
+		lim, who := core.Limit()
+		out = append(out, fmt.Sprintf("One Redis, core layer: at %s sockets on %d processes one message costs Redis %s µs and %s MiB of traffic (%.0f %% of the time grows with the sockets, c·S: the member list), so Redis saturates at %s messages/s (%s deliveries/s), where the servers need %.1f cores; the limit is %s, at %s messages/s.",
+			format.Int(Target), procs, format.Int(core.RedisUS), strconv.FormatFloat(core.Bytes/(1<<20), 'f', 0, 64), share, rate(core.MaxMsgPerS), format.Int(core.MaxMsgPerS*Target), core.ServerCores, who, rate(lim)))
 		if ps, ok := by["pubsub"]; ok && ps.RedisMaxUS > 0 {
-			out = append(out, fmt.Sprintf("Pub/Sub (layers.NewRedisPubSub): one PUBLISH per message, delivered once per subscribed process, so the member list never reaches Redis: %s µs per message, %.0f× less than the core layer, which moves Redis's limit to %s messages/s; the servers (%.1f cores at that rate) become the limit first. Pub/Sub keeps nothing for a process that is not subscribed at that moment.",
-				format.Int(ps.RedisUS), core.RedisUS/ps.RedisUS, rate(ps.MaxMsgPerS), ps.ServerCores))
+			lim, who := ps.Limit()
+			out = append(out, fmt.Sprintf("Pub/Sub (layers.NewRedisPubSub): one PUBLISH per message, delivered once per subscribed process, so the member list never reaches Redis: %s µs per message, %.0f× less than the core layer, which moves Redis's saturation to %s messages/s; the limit is then %s, at %s messages/s (%d processes of one core). Pub/Sub keeps nothing for a process that is not subscribed at that moment.",
+				format.Int(ps.RedisUS), core.RedisUS/ps.RedisUS, rate(ps.MaxMsgPerS), who, rate(lim), procs))
 		}
 		if cl, ok := by["cluster"]; ok && cl.RedisMaxUS > 0 {
 			out = append(out, fmt.Sprintf("Sharding (3-master cluster, core layer): the busiest master does %s µs per message against the single Redis's %s: one group's key, and so the read of its members, lives on one master, and only the per-process queue pushes spread. Sharding raises the limit for many groups (each on its own slot), not for one group of %s.",
