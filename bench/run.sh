@@ -182,6 +182,8 @@ fi
 # --- Dependencies -----------------------------------------------------------------
 pkgs=(redis-server python3-django python3-django-channels python3-channels-redis
   python3-daphne python3-redis python3-msgpack util-linux)
+# W5's Redis Cluster is created with redis-cli.
+[ "$w5" = 1 ] && [[ " $W5_TOPOLOGIES " == *" cluster"* ]] && pkgs+=(redis-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
