@@ -32,6 +32,8 @@
  * @property {number} [fallbackAfter=2]
  * @property {string} [postURL] Where sends go (HTTP POST, JSON) on an event stream;
  *   without it they stay queued until a WebSocket opens.
+ * @property {() => Object<string, string>} [postHeaders] Extra headers of each POST
+ *   (Django's X-CSRFToken, say).
  * @property {number} [minDelay=500] First backoff step in ms.
  * @property {number} [maxDelay=30000] Backoff ceiling in ms.
  * @property {number} [openTimeout=10000] An attempt that has not opened by then fails.
@@ -305,7 +307,8 @@ export class Canal extends EventTarget {
       while (this.queue.length && this.state === "open") {
         const data = this.queue[0];
         const r = await fetch(this.options.postURL, {
-          method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", ...(this.options.postHeaders ? this.options.postHeaders() : {}) },
           body: typeof data === "string" ? data : JSON.stringify(data),
         });
         if (r.status >= 500 || r.status === 429) break; // try again at the next open

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,10 +39,13 @@ var historyRules = []layers.HistoryRule{
 
 // reader serves /ws/feed/<group>/: it joins the group named in the path and sends
 // each "feed.item" to the page. Options.Recover does the rest: positions on every
-// frame, catch-up after a reconnect.
-type reader struct{}
+// frame, catch-up after a reconnect. A page may post to the feed: {"text": "..."}.
+type reader struct{ group string }
 
-func (*reader) Connect(ctx context.Context, c *consumer.Conn) error {
+// maxPost bounds a posted text, in bytes.
+const maxPost = 500
+
+func (r *reader) Connect(ctx context.Context, c *consumer.Conn) error {
 	g := c.Scope().Route.String("group")
 	if !strings.HasPrefix(g, "feed_") && !strings.HasPrefix(g, "short_") {
 		return canal.Reject(404, "no such feed")
@@ -49,7 +53,21 @@ func (*reader) Connect(ctx context.Context, c *consumer.Conn) error {
 	if err := c.GroupAdd(ctx, g); err != nil {
 		return err
 	}
+	r.group = g
 	return c.Accept()
+}
+
+// ReceiveJSON publishes a page's post to the feed, with history like Django's items.
+func (r *reader) ReceiveJSON(ctx context.Context, c *consumer.Conn, content json.RawMessage) error {
+	var in struct {
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(content, &in); err != nil || in.Text == "" || len(in.Text) > maxPost {
+		return c.SendJSON(map[string]any{"error": fmt.Sprintf("send {\"text\": 1 to %d bytes}", maxPost)})
+	}
+	_, err := c.Layer().(canal.HistoryLayer).Publish(ctx, r.group, canal.Message{
+		"type": "feed.item", "text": in.Text, "by": c.User().Username})
+	return err
 }
 
 // app is one Canal process: the Fiber app, the Canal server on it, and what to close.
@@ -83,7 +101,7 @@ func newApp(ctx context.Context, cfg config) (*app, error) {
 		Recover: []string{"feed_*", "short_*"},
 		Frames: map[string]consumer.FrameFunc{
 			"feed.item": consumer.JSONFrame(func(m canal.Message) any {
-				return map[string]any{"n": m["n"], "text": m["text"]}
+				return map[string]any{"n": m["n"], "text": m["text"], "by": m["by"]}
 			}),
 		},
 		Logger: cfg.Logger,

@@ -93,9 +93,25 @@ type proxy struct {
 	ln net.Listener
 	wg sync.WaitGroup
 
-	mu     sync.Mutex
-	target string // "" refuses (closes) new connections
-	conns  map[net.Conn]struct{}
+	mu      sync.Mutex
+	target  string // "" refuses (closes) new connections
+	blockWS bool   // answer WebSocket upgrades 403, as some corporate proxies do
+	conns   map[net.Conn]struct{}
+}
+
+// blockWebSockets makes the balancer refuse WebSocket upgrades from now on.
+func (p *proxy) blockWebSockets() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blockWS = true
+}
+
+// refused reports whether the request starting head is a WebSocket upgrade the
+// balancer refuses.
+func (p *proxy) refused(head []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.blockWS && strings.Contains(strings.ToLower(string(head)), "upgrade: websocket")
 }
 
 func newProxy(t *testing.T) *proxy {
@@ -143,9 +159,25 @@ func (p *proxy) serve() {
 			down.Close()
 			continue
 		}
+		// The request's head, to refuse upgrades (one read holds it on loopback).
+		head := make([]byte, 8192)
+		_ = down.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := down.Read(head)
+		_ = down.SetReadDeadline(time.Time{})
+		if err != nil || p.refused(head[:n]) {
+			_, _ = down.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			down.Close()
+			continue
+		}
 		up, err := net.DialTimeout("tcp", target, 2*time.Second)
+		if err == nil {
+			_, err = up.Write(head[:n])
+		}
 		if err != nil {
 			down.Close()
+			if up != nil {
+				up.Close()
+			}
 			continue
 		}
 		p.mu.Lock()

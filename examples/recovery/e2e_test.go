@@ -17,13 +17,14 @@ import (
 // pageState is what the page's window.feed holds.
 type pageState struct {
 	Got       []int    `json:"got"`
+	Posts     []string `json:"posts"`
 	Recovered []bool   `json:"recovered"`
 	States    []string `json:"states"`
 	Tickets   int      `json:"tickets"`
 }
 
 func readPage(tab context.Context) (pageState, error) {
-	return chromedp.Run(tab, chromedp.Evaluate[pageState](`window.feed || {got: [], recovered: [], states: [], tickets: 0}`))
+	return chromedp.Run(tab, chromedp.Evaluate[pageState](`window.feed || {got: [], posts: [], recovered: [], states: [], tickets: 0}`))
 }
 
 // waitPage polls the page until ok holds, at most d.
@@ -167,5 +168,55 @@ func TestBrowserNotRecovered(t *testing.T) {
 	st = waitPage(t, tab, 10*time.Second, "live after not recovered", func(s pageState) bool { return len(s.Got) == 1 })
 	if fmt.Sprint(st.Got) != "[1]" {
 		t.Fatalf("items %v", st.Got)
+	}
+}
+
+// send calls canal.send in the page and returns its answer.
+func send(t *testing.T, tab context.Context, text string) {
+	t.Helper()
+	ok, err := chromedp.Run(tab, chromedp.Evaluate[bool](fmt.Sprintf(`window.canal.send({text: %q})`, text)))
+	if err != nil || !ok {
+		t.Fatalf("canal.send(%q) = %v, %v", text, ok, err)
+	}
+}
+
+// TestBrowserSendQueue: what the page sends while offline is queued and sent, in
+// order, once the socket is back.
+func TestBrowserSendQueue(t *testing.T) {
+	d := deploy(t)
+	tab := d.openFeed(t, "feed_2", "auto")
+	send(t, tab, "online")
+	waitPage(t, tab, 10*time.Second, "online post", func(s pageState) bool { return len(s.Posts) == 1 })
+	d.proxy.route("", true)
+	waitPage(t, tab, 10*time.Second, "offline", func(s pageState) bool { return slices.Contains(s.States, "waiting/websocket") })
+	send(t, tab, "offline 1")
+	send(t, tab, "offline 2")
+	d.proxy.route(d.first.Addr, false)
+	st := waitPage(t, tab, 20*time.Second, "queued posts", func(s pageState) bool { return len(s.Posts) >= 3 })
+	if want := []string{"reader: online", "reader: offline 1", "reader: offline 2"}; !slices.Equal(st.Posts, want) {
+		t.Fatalf("posts %q, want %q", st.Posts, want)
+	}
+}
+
+// TestBrowserFallback: a balancer that refuses WebSocket upgrades; canal.js falls
+// back to an event stream, recovers on it, and its sends go to Django by POST.
+func TestBrowserFallback(t *testing.T) {
+	d := deploy(t)
+	d.proxy.blockWebSockets()
+	tab := d.openFeed(t, "feed_3", "auto")
+	st, err := readPage(tab)
+	if err != nil || !slices.Contains(st.States, "open/sse") || slices.Contains(st.States, "open/websocket") {
+		t.Fatalf("states %v (%v): want an event stream, no WebSocket", st.States, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := <-d.site.publish(ctx, "feed_3", 20, 100); err != nil {
+		t.Fatal(err)
+	}
+	send(t, tab, "by post")
+	st = waitPage(t, tab, 20*time.Second, "items and the post", func(s pageState) bool { return len(s.Got) >= 20 && len(s.Posts) >= 1 })
+	checkAll(t, st, 20)
+	if !slices.Equal(st.Posts, []string{"reader: by post"}) {
+		t.Fatalf("posts %q", st.Posts)
 	}
 }
