@@ -36,6 +36,10 @@
  *   (Django's X-CSRFToken, say).
  * @property {number} [minDelay=500] First backoff step in ms.
  * @property {number} [maxDelay=30000] Backoff ceiling in ms.
+ * @property {number} [spread=5000] The window (ms) of the first retry after an open
+ *   connection drops: when a deploy drops thousands of clients at once, they come back
+ *   spread over it instead of all hitting the ticket view within minDelay (see
+ *   bench/cmd/storm). Later retries follow the backoff.
  * @property {number} [openTimeout=10000] An attempt that has not opened by then fails.
  * @property {number} [maxQueue=1000] Sends kept while offline; past it send() returns false.
  * @property {number[]} [stopCodes=[1008, 4403]] Close codes after which the client
@@ -76,7 +80,7 @@ export class Canal extends EventTarget {
     /** @type {Required<Omit<Options, "getTicket"|"postURL"|"positions">> & Options} */
     this.options = {
       ticketProtocol: "canal.ticket", ticketParam: "ticket", protocols: [], transport: "auto",
-      fallbackAfter: 2, minDelay: 500, maxDelay: 30000, openTimeout: 10000, maxQueue: 1000,
+      fallbackAfter: 2, minDelay: 500, maxDelay: 30000, spread: 5000, openTimeout: 10000, maxQueue: 1000,
       stopCodes: [1008, 4403], ...options,
     };
     this.url = new URL(url, globalThis.location?.href);
@@ -216,13 +220,14 @@ export class Canal extends EventTarget {
       this.transport = this.transport === "websocket" ? "sse" : "websocket";
       this.neverOpened = 0;
     }
-    this.retry(code, reason);
+    this.retry(code, reason, opened);
   }
 
   /** @private waits a jittered backoff, then tries again */
-  retry(code, reason) {
+  retry(code, reason, dropped = false) {
     const o = this.options;
-    const ceiling = Math.min(o.maxDelay, o.minDelay * 2 ** Math.min(this.attempt, 30));
+    let ceiling = Math.min(o.maxDelay, o.minDelay * 2 ** Math.min(this.attempt, 30));
+    if (dropped) ceiling = Math.max(ceiling, o.spread);
     this.attempt++;
     // Full jitter: clients dropped together (a deploy) come back spread over the
     // whole interval, not in waves.
