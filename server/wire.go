@@ -25,12 +25,12 @@ func (t transport) scopeType() string {
 }
 
 // wire encodes a connection's output for its transport: WebSocket frames (wsWire) or a
-// Server-Sent Events stream (sseWire). The writer appends what is due to one buffer
-// and hands it to the socket (sock) in one write. Encoders only append: they are
+// Server-Sent Events stream (sseWire). The writer adds what is due to one write (vec)
+// and hands it to the socket (sock) in one system call. Encoders only append: they are
 // called by the connection's writer, one call at a time.
 type wire interface {
-	// appendFrame appends f's encoding.
-	appendFrame(dst []byte, f canal.Frame) []byte
+	// addFrame adds f's encoding to v.
+	addFrame(v *vec, f canal.Frame)
 	// appendPing appends a keepalive.
 	appendPing(dst []byte) []byte
 	// appendClose appends the last thing the peer gets: a close frame, or a "close"
@@ -54,11 +54,22 @@ type wsWire struct {
 }
 
 func (w *wsWire) appendFrame(dst []byte, f canal.Frame) []byte {
-	op := byte(0x1) // text
+	return append(appendWSHeader(dst, opcode(f), len(f.Data)), f.Data...)
+}
+
+// addFrame adds the header, and the data by reference when it is large: f.Data is not
+// modified once sent (canal.Frame), and often shared by a whole group.
+func (w *wsWire) addFrame(v *vec, f canal.Frame) {
+	v.buf = appendWSHeader(v.buf, opcode(f), len(f.Data))
+	v.addPayload(f.Data)
+}
+
+// opcode is f's WebSocket opcode: text or binary.
+func opcode(f canal.Frame) byte {
 	if f.Binary {
-		op = 0x2
+		return 0x2
 	}
-	return append(appendWSHeader(dst, op, len(f.Data)), f.Data...)
+	return 0x1
 }
 
 func appendWSHeader(dst []byte, op byte, n int) []byte {
@@ -93,6 +104,9 @@ type sseWire struct{ s *sock }
 func (w *sseWire) appendFrame(dst []byte, f canal.Frame) []byte {
 	return append(dst, lastEvent.encode(f.Data)...)
 }
+
+// addFrame copies: an event's data is rewritten line by line.
+func (w *sseWire) addFrame(v *vec, f canal.Frame) { v.buf = w.appendFrame(v.buf, f) }
 
 var ssePing = []byte(": ping\n\n")
 

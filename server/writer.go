@@ -10,7 +10,8 @@ import (
 
 // The outbox and its writer. Send puts frames in the outbox; the writer, a task on the
 // server's write workers, encodes everything due (frames, a ping, the close) into one
-// buffer and hands it to the socket in one write that never waits for the peer (sock).
+// write (a buffer, and references to large payloads: vec) and hands it to the socket
+// in one system call that never waits for the peer (sock).
 // A connection has at most one writer task queued or running (c.writing).
 //
 // Bounds: the outbox holds at most SendQueue frames. It fills only when frames come
@@ -26,9 +27,12 @@ const writeRounds = 4
 
 // writeBufs lends the writers their encode buffers. Buffers grown past maxPooledBuf by
 // a large frame are left to the garbage collector.
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+var writeBufs = sync.Pool{New: func() any { return &vec{buf: make([]byte, 0, 16<<10)} }}
 
-const maxPooledBuf = 256 << 10
+const (
+	maxPooledBuf  = 256 << 10
+	maxPooledRefs = 1024
+)
 
 // Outbox arrays. A burst to thousands of sockets fills every outbox faster than the
 // writers drain them; growing each by doubling made ~8 KiB of garbage per socket per
@@ -103,11 +107,11 @@ func (c *conn) kickWriter() {
 
 func (c *conn) write() {
 	defer c.wg.Done()
-	bp := writeBufs.Get().(*[]byte)
+	v := writeBufs.Get().(*vec)
 	defer func() {
-		if cap(*bp) <= maxPooledBuf {
-			*bp = (*bp)[:0]
-			writeBufs.Put(bp)
+		v.reset()
+		if cap(v.buf) <= maxPooledBuf && cap(v.refs) <= maxPooledRefs {
+			writeBufs.Put(v)
 		}
 	}()
 	for round := 0; ; round++ {
@@ -119,7 +123,7 @@ func (c *conn) write() {
 			return
 		}
 		w := c.wire
-		buf := (*bp)[:0]
+		v.reset()
 		// While the socket holds half of SendBuffer for a peer that is behind, frames
 		// stay in the outbox (they may be shared by a whole group, and cost nothing
 		// there), and the flusher resumes the writer once the peer has caught up.
@@ -127,8 +131,8 @@ func (c *conn) write() {
 		c.stalled = w.sock().buffered() >= half
 		if !c.stalled && len(c.outbox) > 0 {
 			n := 0
-			for n < len(c.outbox) && (n == 0 || len(buf) < half) {
-				buf = w.appendFrame(buf, c.outbox[n])
+			for n < len(c.outbox) && (n == 0 || v.len() < half) {
+				w.addFrame(v, c.outbox[n])
 				c.outbox[n] = canal.Frame{}
 				n++
 			}
@@ -145,23 +149,22 @@ func (c *conn) write() {
 		if c.pingDue {
 			c.pingDue = false
 			if c.state == stateAccepted {
-				buf = w.appendPing(buf)
+				v.buf = w.appendPing(v.buf)
 			}
 		}
 		closing := false
 		if c.closeCode != 0 && !c.closeSent {
 			c.closeSent, closing = true, true
-			buf = w.appendClose(buf, c.closeCode, c.closeText)
+			v.buf = w.appendClose(v.buf, c.closeCode, c.closeText)
 		}
-		if len(buf) == 0 {
+		if v.len() == 0 {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
 
-		err := w.sock().write(buf)
-		*bp = buf
+		err := w.sock().writev(v)
 		if err != nil {
 			c.writeFailed(err)
 			c.mu.Lock()
