@@ -152,4 +152,12 @@
 // a crashed process's entries are skipped and deleted by the next reader. Per-user
 // addressing adds no key type: a user's sockets are members of the ordinary group
 // "canal.user.<pk>" (asgi:group:canal.user.<pk>), with channels_redis' group expiry.
+//
+// Group history (RedisOptions.History, Django's REALTIME_HISTORY) lives under the
+// layer's prefix, so Django's flush clears it with the rest:
+// <prefix>:history:{<group>}:meta is a hash (s: the last offset, e: the epoch) that
+// expires HistoryMetaTTL (24 h) after the group's last message, and
+// <prefix>:history:{<group>} a stream of at most the rule's Size entries, trimmed to
+// its TTL and expiring TTL after the last message. The braces keep both in one Cluster
+// slot. Details in redis_history.go.
 package layers
