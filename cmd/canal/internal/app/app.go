@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/redis/rueidis"
 
 	"github.com/canal-rt/canal"
+	"github.com/canal-rt/canal/client"
 	"github.com/canal-rt/canal/cmd/canal/internal/config"
 	"github.com/canal-rt/canal/consumer"
 	"github.com/canal-rt/canal/internal/redisconn"
@@ -57,7 +59,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 	if err != nil {
 		return nil, err
 	}
-	a.django = newDjangoClient(cfg.DjangoToken, time.Duration(cfg.Django.Timeout))
+	a.django = newDjangoClient(cfg.DjangoToken, cfg.Django.Timeout.Duration)
 	routes := make([]router.Route, 0, len(cfg.Routes))
 	handlers := make([]*consumer.Handler[*socket], 0, len(cfg.Routes))
 	for i := range cfg.Routes {
@@ -96,7 +98,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 		Observer:         a.admin.metrics,
 		Origins:          cfg.Origins,
 		MaxConnections:   cfg.Server.MaxConnections,
-		HandshakeTimeout: time.Duration(cfg.Server.HandshakeTimeout),
+		HandshakeTimeout: cfg.Server.HandshakeTimeout.Duration,
 		ReadLimit:        cfg.Server.ReadLimit,
 		EventStreams:     cfg.Server.EventStreams,
 		SessionWorkers:   cfg.Server.SessionWorkers,
@@ -114,20 +116,42 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 	}
 	a.fiber = fiber.New(fiber.Config{DisableStartupMessage: true})
 	a.srv.Mount(a.fiber, "/")
+	if cfg.Server.ServeClientJS() {
+		// After Mount: an upgrade to any path still goes to the sockets' routes,
+		// plain HTTP falls through to here.
+		a.fiber.Get("/canal.js", adaptor.HTTPHandler(client.Handler()))
+	}
 	return a, nil
 }
 
 func (a *App) newLayer(ctx context.Context) (canal.Layer, error) {
 	l := a.cfg.Layer
+	history := historyRules(l.History)
 	switch l.Backend {
 	case "redis":
 		return layers.NewRedis(ctx, layers.RedisOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
-			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log})
-	case "pubsub":
+			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log, History: history})
+	case "pubsub": // keeps no history: config refuses [[layer.history]] with it
 		return layers.NewRedisPubSub(ctx, layers.RedisPubSubOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
 			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log})
 	}
-	return layers.NewMemory(layers.MemoryOptions{Capacity: l.Capacity})
+	return layers.NewMemory(layers.MemoryOptions{Capacity: l.Capacity, History: history})
+}
+
+// historyRules converts [[layer.history]] to the layers' rules (zero values are
+// the layers' defaults).
+func historyRules(rs []config.HistoryRule) []layers.HistoryRule {
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]layers.HistoryRule, len(rs))
+	for i, r := range rs {
+		out[i] = layers.HistoryRule{Group: r.Group, Size: r.Size}
+		if r.TTL != nil {
+			out[i].TTL = r.TTL.Duration
+		}
+	}
+	return out
 }
 
 // redisClient returns the client for a Redis URL, made (and pinged) once. Errors
@@ -174,7 +198,7 @@ func (a *App) Serve(ctx context.Context, ln, admin net.Listener) error {
 	}
 	a.admin.health.Drain()
 	a.log.Info("canal: shutting down", "conns", a.srv.Conns())
-	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(a.cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout.Duration)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil {
 		a.log.Warn("canal: shutdown timed out; remaining sockets dropped", "err", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/auth"
@@ -59,10 +58,10 @@ func (a *App) credentials(ctx context.Context) (*credentials, error) {
 // auth.django.cache is set.
 func djangoAuth(cfg *config.Config, kind string) (auth.Verifier, error) {
 	v, err := auth.Django(cfg.DjangoOptions(kind))
-	if err != nil || cfg.Auth.Django.Cache == 0 {
+	if err != nil || cfg.Auth.Django.Cache.Duration == 0 {
 		return v, err
 	}
-	return auth.Cache(v, auth.CacheOptions{TTL: time.Duration(cfg.Auth.Django.Cache)})
+	return auth.Cache(v, auth.CacheOptions{TTL: cfg.Auth.Django.Cache.Duration})
 }
 
 // chain returns a route's credential middleware: the session cookie first (it

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/canal-rt/canal"
@@ -12,6 +13,11 @@ import (
 // each must deliver it to its own sockets only (a GroupSend through a shared Redis
 // layer would deliver it once per process). Group calls go to the layer too, so
 // Django's group_send reaches the same sockets.
+//
+// It is a canal.HistoryLayer whatever the layer below: Publish and History go to the
+// layer when it keeps history (routes with recover need the interface on the layer
+// they are given), else fail with canal.ErrNoHistory (config keeps recover off such
+// layers).
 //
 // The index holds one entry per (socket, group) joined, bounded by the connection
 // limit times a route's max_groups; entries go with GroupDiscard or, at the latest,
@@ -56,6 +62,26 @@ func (l *localLayer) forget(ch string) {
 	}
 	delete(l.joined, ch)
 }
+
+// Publish implements canal.HistoryLayer by delegating to the layer.
+func (l *localLayer) Publish(ctx context.Context, group string, msg canal.Message) (canal.Position, error) {
+	h, ok := l.Layer.(canal.HistoryLayer)
+	if !ok {
+		return canal.Position{}, fmt.Errorf("app: publish to %q: layer %T: %w", group, l.Layer, canal.ErrNoHistory)
+	}
+	return h.Publish(ctx, group, msg)
+}
+
+// History implements canal.HistoryLayer by delegating to the layer.
+func (l *localLayer) History(ctx context.Context, group string, since canal.Position, limit int) ([]canal.Message, canal.Position, error) {
+	h, ok := l.Layer.(canal.HistoryLayer)
+	if !ok {
+		return nil, canal.Position{}, fmt.Errorf("app: history of %q: layer %T: %w", group, l.Layer, canal.ErrNoHistory)
+	}
+	return h.History(ctx, group, since, limit)
+}
+
+var _ canal.HistoryLayer = (*localLayer)(nil)
 
 func (l *localLayer) GroupAdd(ctx context.Context, group, channel string) error {
 	if err := l.Layer.GroupAdd(ctx, group, channel); err != nil {

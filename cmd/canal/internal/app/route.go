@@ -37,7 +37,7 @@ func newRouteHandler(cfg *config.Route, layer canal.Layer, django *djangoClient,
 	frames := map[string]consumer.FrameFunc{
 		config.BusType: busFrame,
 	}
-	whole := consumer.JSONFrame(func(m canal.Message) any { return map[string]any(m) })
+	whole := consumer.JSONFrame(func(m canal.Message) any { return map[string]any(withoutPosition(m)) })
 	for _, t := range cfg.Events {
 		frames[t] = whole
 	}
@@ -47,7 +47,25 @@ func newRouteHandler(cfg *config.Route, layer canal.Layer, django *djangoClient,
 		Frames:    frames,
 		OnInvalid: rt.invalid,
 		Logger:    log,
+		Recover:   cfg.Recover,
 	})
+}
+
+// withoutPosition returns m without the position a message published with history
+// carries (canal.PositionKey): a recovered group's frame gets it spliced in as the
+// "canal" key canal.js reads, and the layer's own key is not the client's business.
+// m is shared by every member, so it is copied, not changed.
+func withoutPosition(m canal.Message) canal.Message {
+	if _, ok := m[canal.PositionKey]; !ok {
+		return m
+	}
+	out := make(canal.Message, len(m)-1)
+	for k, v := range m {
+		if k != canal.PositionKey {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // busFrame sends a bus message as it was published: no decoding, no re-encoding.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/canal-rt/canal/cmd/canal/internal/expr"
@@ -38,6 +40,8 @@ type Server struct {
 	ReadLimit        int64    `toml:"read_limit"`
 	EventStreams     bool     `toml:"event_streams"`
 	SessionWorkers   int      `toml:"session_workers"`
+	// ClientJS serves canal.js at GET /canal.js on the socket listener; default true.
+	ClientJS *bool `toml:"client_js"`
 }
 
 // Log configures log/slog.
@@ -62,8 +66,21 @@ type Layer struct {
 	Hosts    []string `toml:"hosts"`   // default [redis.url]
 	Prefix   string   `toml:"prefix"`  // default "asgi"
 	Capacity int      `toml:"capacity"`
+	// History lists the [[layer.history]] rules: which groups keep a history that
+	// clients recover from (layers.HistoryRule; the first match wins).
+	History []HistoryRule `toml:"history"`
 
 	hostsFromRedis bool
+}
+
+// HistoryRule is one [[layer.history]]: the groups matching Group (a path.Match glob)
+// keep their last Size messages, none older than TTL, so that a client that
+// reconnects with its last position gets what it missed. Django's REALTIME_HISTORY
+// must list the same rules (its ttl in seconds).
+type HistoryRule struct {
+	Group string    `toml:"group"`
+	Size  int       `toml:"size"` // 0: layers.DefaultHistorySize (100); at most layers.MaxHistorySize
+	TTL   *Duration `toml:"ttl"`  // nil: layers.DefaultHistoryTTL (5m); else positive
 }
 
 // Auth lists the credential kinds routes may use; a kind is on when its table is present.
@@ -158,6 +175,10 @@ type Route struct {
 	MaxGroups int      `toml:"max_groups"` // default 256
 	Events    []string `toml:"events"`
 	Receive   Receive  `toml:"receive"`
+	// Recover lists globs of this route's groups that a client coming back with its
+	// positions (canal.js does) recovers: consumer.Options.Recover. Each must be
+	// covered by a [[layer.history]] rule.
+	Recover []string `toml:"recover"`
 
 	GroupTemplates []*expr.Template  `toml:"-"`
 	Predicates     []*expr.Predicate `toml:"-"`
@@ -183,21 +204,30 @@ const (
 	ModeDjango = "django"
 )
 
-// Duration is a time.Duration written as Go text: "10s", "1m30s".
-type Duration time.Duration
+// Duration is a time.Duration written as Go text: "10s", "1m30s". It is a struct, not
+// an integer type, so that a bare number (ttl = 600, as Django's REALTIME_HISTORY
+// writes seconds) is a decoding error instead of 600 nanoseconds.
+type Duration struct{ time.Duration }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
+		if strings.Trim(string(b), "0123456789.") == "" {
+			// A number in an inline table, which lines does not reach.
+			return fmt.Errorf("config: duration %q needs a unit, e.g. \"%ss\"", b, b)
+		}
 		return err
 	}
-	*d = Duration(v)
+	d.Duration = v
 	return nil
 }
 
 // MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// ServeClientJS reports whether GET /canal.js serves the browser client.
+func (s Server) ServeClientJS() bool { return s.ClientJS == nil || *s.ClientJS }
 
 // Pattern returns the route's pattern as written (path or regex).
 func (r *Route) Pattern() string {

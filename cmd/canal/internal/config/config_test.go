@@ -79,7 +79,7 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:9000" || time.Duration(c.ShutdownTimeout) != 10*time.Second || c.Log.Format != "json" {
+	if c.Listen != "127.0.0.1:9000" || c.ShutdownTimeout.Duration != 10*time.Second || c.Log.Format != "json" {
 		t.Errorf("top level: %+v", c)
 	}
 	if c.Layer.Backend != "redis" || !slices.Equal(c.Layer.Hosts, []string{"redis://127.0.0.1:6379/0"}) {
@@ -123,7 +123,7 @@ func TestParseMinimal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen != DefaultListen || c.Layer.Backend != "memory" || c.Routes[0].Receive.Mode != ModeRefuse ||
-		time.Duration(c.ShutdownTimeout) != DefaultShutdownTimeout || c.Log.Level != "info" || c.Log.Format != "text" {
+		c.ShutdownTimeout.Duration != DefaultShutdownTimeout || c.Log.Level != "info" || c.Log.Format != "text" {
 		t.Errorf("defaults: %+v", c)
 	}
 }
@@ -238,6 +238,30 @@ func TestParseErrors(t *testing.T) {
 			[]string{`canal.toml:10: route[1].receive.group: "user." is not a name (letters, digits and _ between dots)`}},
 		{"layer keys on memory", route, map[string]string{EnvLayerKeys: "k"}, []string{
 			"canal.toml: CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS (environment): set, but the layer is memory (encryption is for Redis layers)"}},
+		{"history", "[[layer.history]]\nsize = -1\nttl = \"0s\"\n[[layer.history]]\ngroup = \"feed_[\"\nsize = 100001\n" +
+			"[[layer.history]]\ngroup = \"a_*\"\nttl = \"-1m\"\n[[layer.history]]\ngroup = \"a_*\"\n" + route, nil, []string{
+			`canal.toml:1: layer.history[0].group: missing: a glob of group names, e.g. "feed_*"`,
+			"canal.toml:2: layer.history[0].size: -1 is not between 0 and 100000 (0: the default, 100)",
+			"canal.toml:3: layer.history[0].ttl: must be positive (omit it for the default, 5m0s)",
+			`canal.toml:5: layer.history[1].group: "feed_[" is not a glob (path.Match syntax: * ? [a-z])`,
+			"canal.toml:6: layer.history[1].size: 100001 is not between 0 and 100000 (0: the default, 100)",
+			"canal.toml:9: layer.history[2].ttl: must be positive (omit it for the default, 5m0s)",
+			`canal.toml:11: layer.history[3].group: "a_*" is listed twice (the first matching rule wins)`}},
+		{"bare durations", "shutdown_timeout = 30\n[[layer.history]]\ngroup = \"a\"\n[[layer.history]]\ngroup = \"b\"\nttl = 600\nsize = 10\n" + route, nil, []string{
+			`canal.toml:1: shutdown_timeout: a duration needs a unit: write it as text, e.g. "600s" or "10m"`,
+			`canal.toml:6: layer.history[1].ttl: a duration needs a unit: write it as text, e.g. "600s" or "10m"`}},
+		{"bare duration inline", "layer = { history = [{ group = \"a\", ttl = 600 }] }\n" + route, nil, []string{
+			`canal.toml: config: duration "600" needs a unit, e.g. "600s"`}},
+		{"history on pubsub", "[redis]\nurl = \"redis://r/0\"\n[layer]\nbackend = \"pubsub\"\n[[layer.history]]\ngroup = \"feed_*\"\n" + route, nil, []string{
+			"canal.toml:5: layer.history: the pubsub layer keeps no history: set layer.backend to redis (channels_redis' RedisChannelLayer, which django_canal.history publishes on)"}},
+		{"recover without history", route + "groups = [\"feed_{room}\"]\nrecover = [\"feed_*\"]\n", nil, []string{
+			`canal.toml:5: route[0].recover[0]: "feed_*": no [[layer.history]] rule covers it (add one with group = "feed_*"): without a history there is nothing to recover`}},
+		{"recover not covered", "[[layer.history]]\ngroup = \"feed_news\"\n" + route + "recover = [\n  \"feed_*\",\n  \"feed_news\",\n  \"[\",\n  \"\",\n]\n", nil, []string{
+			`canal.toml:7: route[0].recover[0]: "feed_*": no [[layer.history]] rule covers it (add one with group = "feed_*"): without a history there is nothing to recover`,
+			`canal.toml:9: route[0].recover[2]: "[" is not a glob (path.Match syntax: * ? [a-z])`,
+			`canal.toml:10: route[0].recover[3]: empty: a glob of this route's groups, e.g. "feed_*"`}},
+		{"client_js type", "[server]\nclient_js = \"yes\"\n" + route, nil, []string{
+			"canal.toml:2: server.client_js: cannot decode TOML string into struct field config.Server.ClientJS of type bool"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -254,6 +278,50 @@ func TestParseErrors(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "hunter2") {
 				t.Error("a password reached the error")
+			}
+		})
+	}
+}
+
+// [[layer.history]] reaches the layer with its defaults left to it, and a recover glob
+// is covered by a rule that matches it as written.
+func TestParseHistory(t *testing.T) {
+	const head = "[redis]\nurl = \"redis://127.0.0.1:6379/0\"\n"
+	const route = "[[route]]\npath = \"ws/<slug:feed>/\"\nanonymous = true\ngroups = [\"feed_{feed}\"]\n"
+	ttl := func(d time.Duration) *Duration { return &Duration{d} }
+	cases := []struct {
+		name    string
+		doc     string
+		history []HistoryRule
+		recover []string
+		js      bool
+	}{
+		{"none", head + route, nil, nil, true},
+		{"defaults", head + "[[layer.history]]\ngroup = \"feed_*\"\n" + route + "recover = [\"feed_*\"]\n",
+			[]HistoryRule{{Group: "feed_*"}}, []string{"feed_*"}, true},
+		{"sized", head + "[server]\nclient_js = false\n[[layer.history]]\ngroup = \"feed_*\"\nsize = 1000\nttl = \"10m\"\n" +
+			"[[layer.history]]\ngroup = \"short_[0-9]\"\nsize = 100000\n" + route + "recover = [\"feed_news\", \"feed_*_x\", \"short_[0-9]\"]\n",
+			[]HistoryRule{{Group: "feed_*", Size: 1000, TTL: ttl(10 * time.Minute)}, {Group: "short_[0-9]", Size: 100000}},
+			[]string{"feed_news", "feed_*_x", "short_[0-9]"}, false},
+		{"memory", "[[layer.history]]\ngroup = \"*\"\nsize = 0\n" + route + "recover = [\"feed_*\"]\n",
+			[]HistoryRule{{Group: "*"}}, []string{"feed_*"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse("canal.toml", []byte(c.doc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(cfg.Layer.History, c.history, func(a, b HistoryRule) bool {
+				return a.Group == b.Group && a.Size == b.Size && (a.TTL == nil) == (b.TTL == nil) && (a.TTL == nil || *a.TTL == *b.TTL)
+			}) {
+				t.Errorf("history %+v, want %+v", cfg.Layer.History, c.history)
+			}
+			if !slices.Equal(cfg.Routes[0].Recover, c.recover) {
+				t.Errorf("recover %v, want %v", cfg.Routes[0].Recover, c.recover)
+			}
+			if cfg.Server.ServeClientJS() != c.js {
+				t.Errorf("client_js %v, want %v", cfg.Server.ServeClientJS(), c.js)
 			}
 		})
 	}

@@ -110,26 +110,35 @@ func Parse(name string, doc []byte, env Env) (*Config, error) {
 	if env == nil {
 		env = func(string) string { return "" }
 	}
+	at, numbers := lines(doc)
+	v := &validator{file: name, lines: at}
+	if bareDurations(v, numbers); len(v.errs) > 0 {
+		return nil, v.sorted()
+	}
 	var c Config
 	dec := toml.NewDecoder(bytes.NewReader(doc))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return nil, decodeErrors(name, err)
 	}
-	v := &validator{file: name, lines: lines(doc)}
 	c.applyEnv(env, v)
 	c.defaults()
 	c.validate(v)
 	if len(v.errs) > 0 {
-		slices.SortStableFunc(v.errs, func(a, b *Error) int {
-			if a.Line == 0 || b.Line == 0 {
-				return 0
-			}
-			return a.Line - b.Line
-		})
-		return nil, v.errs
+		return nil, v.sorted()
 	}
 	return &c, nil
+}
+
+// sorted returns the errors in file order (those without a line stay in place).
+func (v *validator) sorted() Errors {
+	slices.SortStableFunc(v.errs, func(a, b *Error) int {
+		if a.Line == 0 || b.Line == 0 {
+			return 0
+		}
+		return a.Line - b.Line
+	})
+	return v.errs
 }
 
 func decodeErrors(file string, err error) error {

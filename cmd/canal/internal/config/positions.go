@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -9,10 +10,13 @@ import (
 
 // lines maps key paths as errors name them ("listen", "route[1].groups[0]",
 // "auth.session.url") to the line they are written on, so that a check that runs
-// after decoding can still say where. It is built with go-toml's own parser; a
-// document that does not parse gives an empty map (decoding reports that error).
-func lines(doc []byte) map[string]int {
-	out := map[string]int{}
+// after decoding can still say where; an array of tables ("layer.history") is also
+// at its first element's line. numbers are the keys whose value is a bare number.
+// It is built with go-toml's own parser; a document that does not parse gives empty
+// maps (decoding reports that error).
+func lines(doc []byte) (out map[string]int, numbers map[string]bool) {
+	out = map[string]int{}
+	numbers = map[string]bool{}
 	var p unstable.Parser
 	p.Reset(doc)
 	counts := map[string]int{} // array tables seen, by dotted name
@@ -23,18 +27,25 @@ func lines(doc []byte) map[string]int {
 		case unstable.Table, unstable.ArrayTable:
 			name := keyName(e.Key())
 			table = indexed(name, counts)
+			l := line(&p, e.Key())
 			if e.Kind == unstable.ArrayTable {
+				if _, ok := out[table]; !ok {
+					out[table] = l
+				}
 				i := counts[name]
 				counts[name] = i + 1
 				table += "[" + strconv.Itoa(i) + "]"
 			}
-			out[table] = line(&p, e.Key())
+			out[table] = l
 		case unstable.KeyValue:
 			key := keyName(e.Key())
 			if table != "" {
 				key = table + "." + key
 			}
 			out[key] = line(&p, e.Key())
+			if v := e.Value(); v != nil && (v.Kind == unstable.Integer || v.Kind == unstable.Float) {
+				numbers[key] = true
+			}
 			if v := e.Value(); v != nil && v.Kind == unstable.Array {
 				it := v.Children()
 				for i := 0; it.Next(); i++ {
@@ -48,7 +59,7 @@ func lines(doc []byte) map[string]int {
 			}
 		}
 	}
-	return out
+	return out, numbers
 }
 
 func line(p *unstable.Parser, it unstable.Iterator) int {
@@ -82,4 +93,48 @@ func indexed(name string, counts map[string]int) string {
 		}
 	}
 	return b.String()
+}
+
+// durationKeys are the key paths (without indexes) of every Duration in Config, found
+// by reflection so that a new duration key is covered without a list to keep.
+var durationKeys = func() map[string]bool {
+	out := map[string]bool{}
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft == reflect.TypeFor[Duration]() {
+				out[prefix+name] = true
+				continue
+			}
+			walk(f.Type, prefix+name+".")
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return out
+}()
+
+// bareDurations reports durations written as bare numbers (ttl = 600): go-toml
+// would hand "600" to Duration without a line to report, and a number without a
+// unit is ambiguous anyway (Django's REALTIME_HISTORY writes seconds).
+func bareDurations(v *validator, numbers map[string]bool) {
+	for key := range numbers {
+		if durationKeys[stripIndexes(key)] {
+			v.errf(key, "a duration needs a unit: write it as text, e.g. \"600s\" or \"10m\"")
+		}
+	}
 }

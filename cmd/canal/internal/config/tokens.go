@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/auth"
@@ -56,7 +55,7 @@ func (c *Config) IsToken(kind string) bool { return kind != KindSession && kind 
 func (c *Config) JWTOptions() auth.JWTOptions {
 	j := c.Auth.JWT
 	return auth.JWTOptions{Algorithm: j.Algorithm, SigningKey: c.JWTKey, VerifyingKey: j.VerifyingKey,
-		Audience: j.Audience, Issuer: j.Issuer, Leeway: time.Duration(j.Leeway),
+		Audience: j.Audience, Issuer: j.Issuer, Leeway: j.Leeway.Duration,
 		UserIDClaim: j.UserIDClaim, UsernameClaim: j.UsernameClaim, TokenTypes: j.TokenTypes}
 }
 
@@ -64,12 +63,12 @@ func (c *Config) JWTOptions() auth.JWTOptions {
 func (c *Config) SignedOptions() auth.SignedOptions {
 	s := c.Auth.Signed
 	return auth.SignedOptions{Key: c.SigningKey, Fallbacks: c.SigningOldKey, Salt: s.Salt, Algorithm: s.Algorithm,
-		MaxAge: time.Duration(s.MaxAge), UserIDKey: s.UserIDKey, UsernameKey: s.UsernameKey}
+		MaxAge: s.MaxAge.Duration, UserIDKey: s.UserIDKey, UsernameKey: s.UsernameKey}
 }
 
 // DjangoOptions: see JWTOptions.
 func (c *Config) DjangoOptions(kind string) auth.DjangoOptions {
-	return auth.DjangoOptions{URL: c.Auth.Django.URL, Token: c.SessionToken, Kind: kind, Timeout: time.Duration(c.Django.Timeout)}
+	return auth.DjangoOptions{URL: c.Auth.Django.URL, Token: c.SessionToken, Kind: kind, Timeout: c.Django.Timeout.Duration}
 }
 
 // TokenOptions returns how tokens travel to a route (anonymous routes cannot wait
@@ -129,7 +128,7 @@ func (c *Config) validateTokens(v *validator) {
 		switch {
 		case c.SigningKey == "":
 			v.errf("auth.signed", "needs the environment variable %s (Django's SECRET_KEY, or the key= it signs with)", EnvSigningKey)
-		case s.MaxAge <= 0:
+		case s.MaxAge.Duration <= 0:
 			v.errf("auth.signed.max_age", "required: how old a token may be (signing.loads' max_age), e.g. \"1m\"")
 		default:
 			if _, err := auth.Signed(c.SignedOptions()); err != nil {
@@ -149,8 +148,8 @@ func (c *Config) validateTokens(v *validator) {
 		if len(d.Kinds) == 0 {
 			v.errf("auth.django.kinds", "missing: the kinds Django checks (REALTIME_AUTH_KINDS), e.g. [\"drf\", \"sesame\"]")
 		}
-		if d.Cache < 0 || time.Duration(d.Cache) > auth.MaxCacheTTL {
-			v.errf("auth.django.cache", "%s is not between 0 and %s", time.Duration(d.Cache), auth.MaxCacheTTL)
+		if d.Cache.Duration < 0 || d.Cache.Duration > auth.MaxCacheTTL {
+			v.errf("auth.django.cache", "%s is not between 0 and %s", d.Cache.Duration, auth.MaxCacheTTL)
 		}
 		seen := map[string]bool{}
 		for i, k := range d.Kinds {

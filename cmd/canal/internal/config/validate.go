@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -86,8 +87,8 @@ func (c *Config) defaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	if c.ShutdownTimeout.Duration == 0 {
+		c.ShutdownTimeout = Duration{DefaultShutdownTimeout}
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -105,8 +106,8 @@ func (c *Config) defaults() {
 		c.Layer.Hosts = []string{c.Redis.URL}
 		c.Layer.hostsFromRedis = true // checked as redis.url
 	}
-	if c.Django.Timeout == 0 {
-		c.Django.Timeout = Duration(DefaultDjangoTimeout)
+	if c.Django.Timeout.Duration == 0 {
+		c.Django.Timeout = Duration{DefaultDjangoTimeout}
 	}
 	if t := c.Auth.Ticket; t != nil && len(t.Transports) == 0 {
 		t.Transports = slices.Clone(transports)
@@ -158,7 +159,7 @@ func (c *Config) validate(v *validator) {
 			v.errf("origins", "%v", strings.TrimPrefix(err.Error(), "middleware: "))
 		}
 	}
-	if c.ShutdownTimeout < 0 {
+	if c.ShutdownTimeout.Duration < 0 {
 		v.errf("shutdown_timeout", "negative duration")
 	}
 	c.Server.validate(v)
@@ -174,7 +175,7 @@ func (c *Config) validate(v *validator) {
 	c.validateLayer(v)
 	c.validateAuth(v)
 	c.validateTokens(v)
-	if c.Django.Timeout < 0 {
+	if c.Django.Timeout.Duration < 0 {
 		v.errf("django.timeout", "negative duration")
 	}
 	for i := range c.Bus {
@@ -192,7 +193,7 @@ func (s Server) validate(v *validator) {
 	if s.MaxConnections < 0 {
 		v.errf("server.max_connections", "negative")
 	}
-	if s.HandshakeTimeout < 0 {
+	if s.HandshakeTimeout.Duration < 0 {
 		v.errf("server.handshake_timeout", "negative duration")
 	}
 	if s.ReadLimit < 0 {
@@ -262,6 +263,48 @@ func (c *Config) validateLayer(v *validator) {
 	if len(c.LayerKeys) > 0 && l.Backend == "memory" {
 		v.envErrf(EnvLayerKeys, "set, but the layer is memory (encryption is for Redis layers)")
 	}
+	c.validateHistory(v)
+}
+
+// validateHistory checks the [[layer.history]] rules as layers.NewRedis and
+// layers.NewMemory would, so that canal check finds what serve would fail on.
+func (c *Config) validateHistory(v *validator) {
+	l := &c.Layer
+	if len(l.History) > 0 && l.Backend == "pubsub" {
+		// RedisPubSub sends on Pub/Sub channels: there is no stream to keep.
+		v.errf("layer.history", "the pubsub layer keeps no history: set layer.backend to redis (channels_redis' RedisChannelLayer, which django_canal.history publishes on)")
+	}
+	seen := map[string]bool{}
+	for i, h := range l.History {
+		key := fmt.Sprintf("layer.history[%d]", i)
+		switch _, err := path.Match(h.Group, ""); {
+		case h.Group == "":
+			v.errf(key+".group", "missing: a glob of group names, e.g. \"feed_*\"")
+		case err != nil:
+			v.errf(key+".group", "%q is not a glob (path.Match syntax: * ? [a-z])", h.Group)
+		case seen[h.Group]:
+			v.errf(key+".group", "%q is listed twice (the first matching rule wins)", h.Group)
+		}
+		seen[h.Group] = true
+		if h.Size < 0 || h.Size > layers.MaxHistorySize {
+			v.errf(key+".size", "%d is not between 0 and %d (0: the default, %d)", h.Size, layers.MaxHistorySize, layers.DefaultHistorySize)
+		}
+		if h.TTL != nil && h.TTL.Duration <= 0 {
+			v.errf(key+".ttl", "must be positive (omit it for the default, %v)", layers.DefaultHistoryTTL)
+		}
+	}
+}
+
+// historyCovers reports whether a history rule keeps the groups the recover glob
+// names: a rule whose glob matches the recover glob as written ("feed_*" covers
+// "feed_*" and "feed_news"), or is the same text.
+func (c *Config) historyCovers(glob string) bool {
+	for _, h := range c.Layer.History {
+		if ok, _ := path.Match(h.Group, glob); ok || h.Group == glob {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) validateAuth(v *validator) {
@@ -393,6 +436,17 @@ func (c *Config) validateRoute(v *validator, i int) {
 		seen[t] = true
 	}
 	c.validateReceive(v, r, key+".receive", names)
+	for j, g := range r.Recover {
+		k := fmt.Sprintf("%s.recover[%d]", key, j)
+		switch _, err := path.Match(g, ""); {
+		case g == "":
+			v.errf(k, "empty: a glob of this route's groups, e.g. \"feed_*\"")
+		case err != nil:
+			v.errf(k, "%q is not a glob (path.Match syntax: * ? [a-z])", g)
+		case !c.historyCovers(g):
+			v.errf(k, "%q: no [[layer.history]] rule covers it (add one with group = %q): without a history there is nothing to recover", g, g)
+		}
+	}
 }
 
 func (c *Config) validateReceive(v *validator, r *Route, key string, names expr.Names) {
