@@ -38,7 +38,11 @@
 //
 // [server]: max_connections (default: the file limit minus 512), handshake_timeout
 // ("10s"), read_limit (65536 bytes), session_workers (256), event_streams (false: also
-// serve Server-Sent Events on the same routes).
+// serve Server-Sent Events on the same routes), client_js (true: serve canal.js, see
+// below).
+//
+// Durations are text with a unit ("600s", "10m"); a bare number is an error, since
+// Django writes seconds where canal would read nanoseconds.
 //
 // [log]: level = debug | info (default) | warn | error (CANAL_LOG_LEVEL); format = text
 // (default) | json (CANAL_LOG_FORMAT). Logs go to standard error through log/slog.
@@ -64,6 +68,15 @@
 //
 // symmetric_encryption_keys come from CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS
 // (comma-separated), never from the file.
+//
+// [[layer.history]], groups that keep a history (layers.HistoryRule; the first
+// matching rule wins), for routes that recover them. Backends redis and memory keep
+// history; pubsub cannot (canal check says so). Django's REALTIME_HISTORY lists the
+// same rules, its ttl in seconds:
+//
+//	group  "feed_*"   required: a path.Match glob of group names
+//	size   100        messages kept per group, 0 (the default, 100) to 100000
+//	ttl    "5m"       how old a kept message may be; positive
 //
 // [auth.ticket] turns on django_canal's single-use tickets (in redis.url):
 // transports = ["subprotocol", "query", "first_message"] (the default, all three),
@@ -133,6 +146,10 @@
 //	events      layer message types sent to the socket, each as the message's JSON
 //	            (built once per message for every member); canal.* and websocket.*
 //	            types are built in and cannot be listed
+//	recover     globs of the route's groups recovered for clients that come back with
+//	            their positions (consumer.Options.Recover): ["feed_*"]; each must be
+//	            covered by a [[layer.history]] rule (one whose group matches it as
+//	            written: "feed_*" covers "feed_*" and "feed_news")
 //
 // An authorize view, in Django:
 //
@@ -192,6 +209,50 @@
 // In group and worker modes a frame that is not a JSON object closes the socket with
 // 1007 (binary: 1003); a full worker channel or a layer that is down closes it with
 // 1013, so a client never believes an undelivered message arrived.
+//
+// # Nothing lost across a reconnect
+//
+// A route's recovered groups give every message a position; a client that drops
+// and comes back, to any canal process, with its last positions gets what it missed
+// in order, then the live messages, with no gap and no duplicate; or, when the
+// history no longer reaches back, a frame saying so. The wire is package consumer's
+// (EventRecover): ?recover= in the handshake, the position spliced into each frame as
+// its "canal" key (the layer's own __canal_pos__ key is not sent), and
+// {"type": "canal.recover", "recovered": true|false, ...} after each catch-up.
+//
+//	[[layer.history]]
+//	group = "feed_*"
+//	size = 1000
+//	ttl = "10m"
+//
+//	[[route]]
+//	path = "ws/feed/<slug:feed>/"
+//	groups = ["feed_{feed}"]
+//	events = ["feed.item"]
+//	recover = ["feed_*"]
+//
+// Django publishes with the position (a plain group_send cannot give one):
+//
+//	REALTIME_HISTORY = [{"group": "feed_*", "size": 1000, "ttl": 600}]   # settings.py
+//	from django_canal.history import publish
+//	publish("feed_news", {"type": "feed.item", "text": "hello"})
+//
+// Client messages a route relays (receive mode "group") to a group with history are
+// published with positions too.
+//
+// canal.js, the browser client that keeps and sends the positions, reconnects with
+// backoff and falls back to Server-Sent Events (package client), is served at
+// GET /canal.js on the socket listener (no-cache with an ETag, any origin may import
+// it), so a Django template needs no build step:
+//
+//	<script type="module">
+//	  import {connect} from "https://rt.example.com/canal.js";
+//	  const canal = connect("wss://rt.example.com/ws/feed/news/", {getTicket});
+//	  canal.addEventListener("message", (e) => show(e.detail));
+//	  canal.addEventListener("recover", (e) => { if (!e.detail.recovered) location.reload(); });
+//	</script>
+//
+// [server] client_js = false turns it off (a site that serves the file itself).
 //
 // # Environment
 //

@@ -33,6 +33,7 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 	good := write("good.toml", "[[route]]\npath = \"ws/<slug:room>/\"\nanonymous = true\ngroups = [\"chat_{room}\"]\n")
 	bad := write("bad.toml", "[[route]]\npath = \"ws/<slug:room>/\"\nanonymous = true\ngroups = [\"chat_{rom}\"]\nevents = [\"_x\"]\n")
+	uncovered := write("uncovered.toml", "[[layer.history]]\ngroup = \"feed_news\"\nttl = \"10m\"\n[[route]]\npath = \"ws/\"\nanonymous = true\nrecover = [\"feed_*\"]\n")
 	needsSecret := write("secret.toml", "[auth.session]\nurl = \"http://127.0.0.1:8000/session/\"\n[[route]]\npath = \"ws/\"\n")
 	noEnv := func(string) string { return "" }
 	cases := []struct {
@@ -47,6 +48,8 @@ func TestCheckExitCodes(t *testing.T) {
 		{"invalid", []string{"check", "-config", bad}, noEnv, 1, "",
 			"bad.toml:4: route[0].groups[0]: {rom}: the route pattern captures only room\n" +
 				"bad.toml:5: route[0].events[0]: \"_x\" is not a message type (like \"chat.message\")\n", false},
+		{"history", []string{"check", "-config", uncovered}, noEnv, 1, "",
+			"uncovered.toml:7: route[0].recover[0]: \"feed_*\": no [[layer.history]] rule covers it (add one with group = \"feed_*\"): without a history there is nothing to recover\n", false},
 		{"secret from env", []string{"check", "-config", needsSecret}, func(k string) string {
 			if k == "CANAL_SESSION_TOKEN" {
 				return "a-secret-of-at-least-32-characters-long"

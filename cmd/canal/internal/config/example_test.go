@@ -43,3 +43,32 @@ groups = ["chat_{rom}"]
 	fmt.Println(err)
 	// Output: canal.toml:5: route[0].groups[0]: {rom}: the route pattern captures only room
 }
+
+// doc.go's recovery configuration: a feed's history, recovered for clients that
+// come back with their positions.
+func ExampleParse_history() {
+	doc := `
+[redis]
+url = "redis://127.0.0.1:6379/0"
+
+[[layer.history]]
+group = "feed_*"
+size = 1000
+ttl = "10m"
+
+[[route]]
+path = "ws/feed/<slug:feed>/"
+anonymous = true
+groups = ["feed_{feed}"]
+events = ["feed.item"]
+recover = ["feed_*"]
+`
+	c, err := config.Parse("canal.toml", []byte(doc), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := c.Layer.History[0]
+	fmt.Println(h.Group, h.Size, h.TTL, c.Routes[0].Recover, c.Server.ServeClientJS())
+	// Output: feed_* 1000 10m0s [feed_*] true
+}
