@@ -125,6 +125,13 @@ type Options[T any] struct {
 	// RecoverBuffer bounds the live messages one group holds during a catch-up
 	// (history.DefaultBuffer when 0); past it they are read back from the history.
 	RecoverBuffer int
+	// RecoverCheck is how often the position check runs: a recovered connection
+	// behind its group's history (a live message lost on the way, with no later one
+	// to show the gap) catches up then. One goroutine per Handler reads each group's
+	// position once per interval, whatever the number of connections (see
+	// DefaultRecoverCheck). DefaultRecoverCheck (30s) when 0; at least
+	// MinRecoverCheck (1s); negative turns the check off. Needs Recover.
+	RecoverCheck time.Duration
 }
 
 // Errors reported to OnInvalid and by group calls.
@@ -195,7 +202,7 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 	case opts.MaxAge > 0 && opts.Reauthorize == nil:
 		return nil, errors.New("consumer: MaxAge needs Reauthorize, to check the fresh credentials")
 	}
-	rr, err := newRecoverRules(opts.Layer, opts.Recover, opts.RecoverBuffer)
+	rr, err := newRecoverRules(opts.Layer, opts.Recover, opts.RecoverBuffer, opts.RecoverCheck)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +218,7 @@ func New[T any](factory func() T, opts Options[T]) (*Handler[T], error) {
 		opts.Logger = slog.Default()
 	}
 	d := &drops{logger: opts.Logger}
+	rr.setDrops(d)
 	memos := make(map[string]*frameMemo, len(opts.Frames))
 	for t, fn := range opts.Frames {
 		if reserved(t) || reservedRecover(t) {

@@ -85,6 +85,14 @@
 // process; or a {"type": "canal.recover", "recovered": false} frame when the history
 // no longer reaches back. EventRecover documents the wire.
 //
+// A live message lost on the way shows as a gap when the group's next message comes;
+// the last one before a quiet period has none after it, so a position check
+// (Options.RecoverCheck, every 30 s by default) compares each recovered group's
+// position in its history with each connection's, and catches up those behind. It
+// costs one read per group and interval in each process, however many connections
+// are in the group, and runs on one goroutine per Handler, only while it has
+// recovered connections (DefaultRecoverCheck has the details).
+//
 // The same consumer serves Server-Sent Events streams when the server has
 // Options.EventStreams (Scope.Type "sse"): everything works but the Receive hooks,
 // since a stream's client cannot send.

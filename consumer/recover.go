@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/canal-rt/canal"
 	"github.com/canal-rt/canal/history"
@@ -58,6 +59,13 @@ import (
 // even take that catch-up is closed with 1013 (try again later) rather than left with
 // a hole: the client reconnects from its last position and loses nothing. So is one
 // whose history cannot be read (Redis down): the client retries.
+//
+// A live message lost on the way with no later one behind it (the last before a quiet
+// period) shows no gap; the position check (Options.RecoverCheck, every 30 s by
+// default; see DefaultRecoverCheck) finds it: one read of each recovered group's
+// current position per Handler and interval, whatever the number of connections,
+// and a connection behind it catches up as above. The client sees the message, with
+// its position, as if it had come live.
 const (
 	// EventRecover is the type of the frame that ends a catch-up.
 	EventRecover = "canal.recover"
@@ -88,12 +96,16 @@ var ErrRecoverParam = errors.New("consumer: bad recover parameter")
 type recoverRules struct {
 	patterns []string
 	buffer   int
+	check    *recoverChecker // nil when Options.RecoverCheck is negative
 }
 
-func newRecoverRules(layer canal.Layer, patterns []string, buffer int) (*recoverRules, error) {
+func newRecoverRules(layer canal.Layer, patterns []string, buffer int, check time.Duration) (*recoverRules, error) {
 	if len(patterns) == 0 {
-		if buffer != 0 {
+		switch {
+		case buffer != 0:
 			return nil, errors.New("consumer: RecoverBuffer without Recover")
+		case check != 0:
+			return nil, errors.New("consumer: RecoverCheck without Recover")
 		}
 		return nil, nil
 	}
@@ -111,7 +123,15 @@ func newRecoverRules(layer canal.Layer, patterns []string, buffer int) (*recover
 	if buffer < 0 {
 		return nil, fmt.Errorf("consumer: negative RecoverBuffer %d", buffer)
 	}
-	return &recoverRules{patterns: patterns, buffer: buffer}, nil
+	every, err := recoverInterval(check)
+	if err != nil {
+		return nil, err
+	}
+	rr := &recoverRules{patterns: patterns, buffer: buffer}
+	if every > 0 {
+		rr.check = newRecoverChecker(layer.(canal.HistoryLayer), every)
+	}
+	return rr, nil
 }
 
 // matches reports whether group's messages are recovered (nil rules: never).
@@ -271,6 +291,7 @@ type recovery struct {
 	rec     *history.Recovery
 	told    bool        // the first canal.recover was sent
 	pending atomic.Bool // a catch-up event is queued
+	unwatch func() bool // ends the position check's watch of the connection (recover_check.go)
 
 	mu       sync.Mutex // after rec's own lock (emit runs under it)
 	catching bool
@@ -365,8 +386,13 @@ func (rs *recoveries) leave(group string) {
 		return
 	}
 	rs.mu.Lock()
+	r := rs.m[group]
 	delete(rs.m, group)
 	rs.mu.Unlock()
+	if r != nil && r.unwatch != nil {
+		r.unwatch()
+		rs.rules.check.remove(r)
+	}
 }
 
 // recoverEvent handles the catch-up event on the session's goroutine: it reads the
@@ -415,6 +441,9 @@ func (s *session[T]) recoverEvent(ctx context.Context, t string, m canal.Message
 	}
 	if r.told && !lost {
 		return true, nil
+	}
+	if !r.told {
+		rs.rules.check.add(rs, r) // live from now on: the position check watches it
 	}
 	r.told = true
 	b := append([]byte(`{"type":"`+EventRecover+`","group":`), strconv.Quote(g)...)

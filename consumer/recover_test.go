@@ -24,7 +24,8 @@ const recGroup = "feed_1"
 // "feed.item" events, by an Events handler or (frames true) a Frames builder.
 type feed struct{}
 
-func feedHandler(t *testing.T, l canal.Layer, frames bool) *consumer.Handler[*feed] {
+// with changes the options (RecoverCheck, say).
+func feedHandler(t *testing.T, l canal.Layer, frames bool, with ...func(*consumer.Options[*feed])) *consumer.Handler[*feed] {
 	t.Helper()
 	opts := consumer.Options[*feed]{Layer: l, Groups: []string{recGroup}, Recover: []string{"feed_*"}, Logger: quiet}
 	if frames {
@@ -38,6 +39,9 @@ func feedHandler(t *testing.T, l canal.Layer, frames bool) *consumer.Handler[*fe
 			}
 			return c.SendJSON(map[string]any{"n": m["n"]})
 		}}
+	}
+	for _, w := range with {
+		w(&opts)
 	}
 	h, err := consumer.New(func() *feed { return &feed{} }, opts)
 	if err != nil {
@@ -417,6 +421,8 @@ func TestRecoverOptions(t *testing.T) {
 		{"bad pattern", consumer.Options[*feed]{Layer: hist, Recover: []string{"a["}}, "bad Recover pattern"},
 		{"negative buffer", consumer.Options[*feed]{Layer: hist, Recover: []string{"a"}, RecoverBuffer: -1}, "negative RecoverBuffer"},
 		{"buffer alone", consumer.Options[*feed]{Layer: hist, RecoverBuffer: 5}, "RecoverBuffer without Recover"},
+		{"check alone", consumer.Options[*feed]{Layer: hist, RecoverCheck: time.Minute}, "RecoverCheck without Recover"},
+		{"check too often", consumer.Options[*feed]{Layer: hist, Recover: []string{"a"}, RecoverCheck: 10 * time.Millisecond}, "shorter than 1s"},
 		{"reserved event", consumer.Options[*feed]{Layer: hist, Events: map[string]consumer.EventFunc[*feed]{consumer.EventRecover: ev}}, "reserved"},
 		{"reserved frame", consumer.Options[*feed]{Layer: hist, Frames: map[string]consumer.FrameFunc{consumer.EventPosition: consumer.JSONFrame(func(canal.Message) any { return 1 })}}, "reserved"},
 	} {

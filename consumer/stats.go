@@ -28,6 +28,14 @@ type Stats struct {
 	// PresenceErrors: presence writes (Options.Presence) that failed; the connection
 	// went on without that entry or event.
 	PresenceErrors uint64
+	// RecoverCheckErrors: reads of a group's position by the position check
+	// (Options.RecoverCheck) that failed; tried again at the next round, no
+	// connection closed.
+	RecoverCheckErrors uint64
+	// RecoverCheckCatchups: connections the position check found behind their
+	// group's history (a live message lost on the way, or a history lost with
+	// Redis) and caught up.
+	RecoverCheckCatchups uint64
 }
 
 // drops counts and logs dropped events. Each kind has its own limiter keyed by event
@@ -39,6 +47,8 @@ type drops struct {
 	invalidLog                               ratelog.Limiter
 	presenceErrors                           atomic.Uint64
 	presenceLog                              ratelog.Limiter
+	recoverCheckErrors, recoverCheckCatchups atomic.Uint64
+	recoverCheckLog                          ratelog.Limiter
 }
 
 func (d *drops) stats() Stats {
@@ -49,6 +59,9 @@ func (d *drops) stats() Stats {
 		Invalid:   d.invalid.Load(),
 
 		PresenceErrors: d.presenceErrors.Load(),
+
+		RecoverCheckErrors:   d.recoverCheckErrors.Load(),
+		RecoverCheckCatchups: d.recoverCheckCatchups.Load(),
 	}
 }
 
@@ -82,4 +95,12 @@ func (d *drops) presenceFailed(op, group string, err error) {
 	n := d.presenceErrors.Add(1)
 	d.presenceLog.Log(d.logger, slog.LevelWarn, op, "canal: presence "+op+" failed",
 		"group", group, "err", err, "presence_errors_total", n)
+}
+
+// recoverCheckFailed records a failed read of the position check. One log line a
+// second at most, whatever the number of groups failing together (Redis down).
+func (d *drops) recoverCheckFailed(group string, err error) {
+	n := d.recoverCheckErrors.Add(1)
+	d.recoverCheckLog.Log(d.logger, slog.LevelWarn, "read", "canal: recovery position check failed; tried again at the next round",
+		"group", group, "err", err, "recover_check_errors_total", n)
 }
