@@ -492,3 +492,45 @@ func TestRecoverCheckErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverCheckOff: a negative RecoverCheck runs no check (no goroutine), and then
+// a lost last message stays lost until the group's next message shows the gap: the
+// case the check is for.
+func TestRecoverCheckOff(t *testing.T) {
+	waitCheckers(t, 0)
+	mem, err := layers.NewMemory(layers.MemoryOptions{History: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close(context.Background())
+	l := newLossy(mem, 0, 2)
+	h := feedHandler(t, l, true, func(o *consumer.Options[*feed]) { o.RecoverCheck = -1 })
+	srv := canaltest.NewServer(t, h, server.Options{Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fc, c := dialFeed(ctx, t, srv)
+	if err := publish(ctx, mem, 1, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.read(ctx, t, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ExpectNothing(3 * checkEvery); err != nil {
+		t.Fatalf("message 2 came without a check: %v", err)
+	}
+	if n := checkers(); n != 0 {
+		t.Fatalf("%d position-check goroutines with the check off", n)
+	}
+	if err := publish(ctx, mem, 3, 3, 0); err != nil { // the gap shows
+		t.Fatal(err)
+	}
+	for len(fc.got) < 3 {
+		if err := fc.read(ctx, t, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSeq(t, fc.got, 3)
+	if reads := l.takeReads(); reads[recGroup] != 1 { // the first catch-up's, no more
+		t.Fatalf("position reads %v, want the first catch-up's only", reads)
+	}
+}
