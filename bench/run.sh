@@ -17,12 +17,14 @@
 # Options:
 #   --smoke                  small N, short phases, one run; never writes BENCHMARKS.md
 #   --runs N                 runs (default 3; smoke 1); the report shows medians
-#   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline
+#   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline,canal-bin
+#                            (canal-bin: the canal binary, cmd/canal, configured by
+#                            servers/canalbin/canal.toml; W1-W3 and soak, W4 is n/a: no echo)
 #   --workloads a,b          subset of: w1,w2,w3,w4
 #   --w2-sizes a,b           W2 subscriber counts (default 1000,5000; smoke 50)
 #   --soak SECONDS           also hold the largest W3 size for SECONDS (600 = the 10-minute
 #                            soak) on each of --soak-servers, sampling the server's RSS
-#   --soak-servers a,b       default: canal
+#   --soak-servers a,b       default: canal (canal-bin too)
 #   --out DIR                results directory (default bench/results/<UTC date>-<mode>)
 #   --allow-pending-layer    run the full benchmark even without Canal's Redis layer
 #                            (Canal's W2 rows then say "n/a (Redis layer pending)")
@@ -110,7 +112,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 for s in $servers $soak_servers; do
-  case $s in canal | channels-core | channels-pubsub | baseline) ;; *) die "unknown server $s" ;; esac
+  case $s in canal | canal-bin | channels-core | channels-pubsub | baseline) ;; *) die "unknown server $s" ;; esac
 done
 for w in $workloads; do
   case $w in w1 | w2 | w3 | w4) ;; *) die "unknown workload $w" ;; esac
@@ -123,6 +125,9 @@ if [ "$stress" = 1 ]; then
   # Channels is optional in the stress mode: it has no goroutines or close counts to show.
   [ "$servers_given" = 1 ] || servers="canal baseline"
   [ "$soak" = 0 ] || die "--soak and --stress are separate runs"
+  # The stress mode's non-readers join a second group by user name, which a route's
+  # group templates cannot choose; canal-bin measures W1-W3 against servers/canal.
+  [[ " $servers " != *" canal-bin "* ]] || die "canal-bin has no stress mode (W1-W3 and soak only)"
 fi
 
 if [ "$w5" = 1 ]; then
@@ -271,6 +276,27 @@ if ! (cd "$ROOT" && go build ${tags:+-tags "$tags"} -o "$BIN/" ./bench/cmd/loadg
   fi
   die "build failed"
 fi
+# canal-bin: the ready server, cmd/canal, built from the working tree as it is, and
+# its configuration (servers/canalbin/canal.toml; addresses from CANAL_LISTEN and
+# CANAL_REDIS_URL at start). The benchmark's ping interval goes in as
+# [server] ping_interval when the binary has that setting (canal check accepts it);
+# otherwise the binary pings on its fixed default, and meta.json says which.
+CANAL_BIN_TOML=$out/canal-bin.toml
+CANAL_BIN_PING=""
+if [[ " $servers $soak_servers " == *" canal-bin "* ]]; then
+  (cd "$ROOT" && go build -o "$BIN/canal-bin" ./cmd/canal) || die "building ./cmd/canal (canal-bin) failed"
+  cp "$BENCH/servers/canalbin/canal.toml" "$CANAL_BIN_TOML"
+  printf '\n[server]\nping_interval = "%ss"\n' "$PING" >>"$CANAL_BIN_TOML"
+  if CANAL_REDIS_URL=redis://127.0.0.1:1/0 "$BIN/canal-bin" check -config "$CANAL_BIN_TOML" >/dev/null 2>&1; then
+    CANAL_BIN_PING="${PING}s"
+  else
+    cp "$BENCH/servers/canalbin/canal.toml" "$CANAL_BIN_TOML"
+    CANAL_BIN_PING="25s (the binary's fixed default: cmd/canal has no ping setting)"
+    echo "bench: WARNING: canal-bin pings every 25 s, not every ${PING} s: cmd/canal has no [server] ping_interval" >&2
+  fi
+  CANAL_REDIS_URL=redis://127.0.0.1:1/0 "$BIN/canal-bin" check -config "$CANAL_BIN_TOML" >&2 ||
+    die "canal check refuses $CANAL_BIN_TOML (from bench/servers/canalbin/canal.toml)"
+fi
 canal_layer=$("$BIN/canal" -layer-status)
 if [ "$canal_layer" != redis ] && [ "$w5" = 1 ]; then
   die "W5 needs Canal's Redis layer (layers.NewRedis): this build has none"
@@ -322,7 +348,7 @@ META_W5=$w5 META_W5_PROCS=$W5_PROCS META_W5_PER_PROC=$W5_PER_PROC META_W5_TOPOLO
   META_W5_PARAMS="burst ${BURST}, then paced ${PACED_RATE}/s for ${PACED_DUR}, on the same sockets, settle ${STRESS_SETTLE}; server pings every ${PING}s; every Canal server GOMAXPROCS=1 on core 0, redis-server(s), the load generator and the publisher on core 1" \
   META_STRESS=$stress META_STRESS_SIZES=$STRESS_SIZES META_STRESS_CONDITIONS=$stress_conditions \
   META_STRESS_PARAMS="W2 burst ${BURST}, then paced ${PACED_RATE}/s for ${PACED_DUR}, on the same sockets, settle ${STRESS_SETTLE}; busy: a CPU busy loop pinned to core 0 at normal priority during both phases; stalled: ${STALL_PCT} % of the members never read after the greeting and are sent ${STALL_MSGS} messages of ${STALL_BYTES} bytes during the burst; server pings every ${PING}s" \
-  META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
+  META_CANAL_BIN_PING=$CANAL_BIN_PING META_MODE=$mode META_RUNS=$runs META_COMMAND=$COMMAND META_PINNED=$pinned \
   META_LAYER=$canal_layer META_SERVERS=$servers META_WORKLOADS=$workloads \
   META_W2=$W2_SIZES META_W3=$W3_SIZES META_SOAK=$soak META_SOAK_SERVERS=$soak_servers \
   META_PARAMS="W1 ${W1_DUR} at concurrency ${W1_CONC}; W2 burst ${BURST}, paced ${PACED_RATE}/s for ${PACED_DUR}; W3 settle ${SETTLE}, hold ${HOLD}; W4 ${W4_SOCKETS} sockets for ${W4_DUR}; server pings every ${PING}s" \
@@ -374,6 +400,7 @@ print(json.dumps({
     "w5_topologies": e["META_W5_TOPOLOGIES"].split() if e["META_W5"] == "1" else [],
     "w5_params": e["META_W5_PARAMS"] if e["META_W5"] == "1" else "",
     "note": e["META_NOTE"],
+    "canal_bin_ping": e["META_CANAL_BIN_PING"],
 }, indent=2))
 EOF
 
@@ -402,6 +429,10 @@ start_server() { # start_server NAME LOG
     env GOMAXPROCS=1 $PIN0 "$BIN/baseline" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
       -ping "${PING}s" "${debug[@]}" >"$log" 2>&1 &
     ;;
+  canal-bin)
+    env GOMAXPROCS=1 CANAL_LISTEN="127.0.0.1:$SERVER_PORT" CANAL_REDIS_URL="$RURL" \
+      $PIN0 "$BIN/canal-bin" serve -config "$CANAL_BIN_TOML" >"$log" 2>&1 &
+    ;;
   channels-core | channels-pubsub)
     env BENCH_REDIS_URL="$RURL" BENCH_LAYER="${name#channels-}" PYTHONPATH="$BENCH/peer" \
       $PIN0 $PY -m daphne -v 0 -b 127.0.0.1 -p "$SERVER_PORT" --ping-interval "$PING" \
@@ -428,6 +459,7 @@ stop_server() {
 layer_of() {
   case $1 in
   canal) [ "$canal_layer" = redis ] && echo redis-core || echo memory ;;
+  canal-bin) echo redis-core ;;
   channels-core) echo redis-core ;;
   channels-pubsub) echo redis-pubsub ;;
   baseline) echo pubsub ;;
@@ -451,6 +483,13 @@ run_cell() {
     echo "bench: $name: n/a (Redis layer pending)"
     return
   fi
+  if [ "$wl" = w4 ] && [ "$server" = canal-bin ]; then
+    # The binary's routes relay client messages to groups, workers or Django, never
+    # straight back: W4 measures nothing it does (the report shows it as n/a).
+    write_stub "$file" "$run" "$server" "$wl" 0 na "— (no echo)" # result.NoEcho
+    echo "bench: $name: n/a (the binary has no echo)"
+    return
+  fi
   "$BIN/loadgen" redis -redis "$RURL" flushall
   if ! start_server "$server" "$log"; then
     write_stub "$file" "$run" "$server" "$wl" "${param:-0}" error "server did not start (see logs/$name.log)" "$cond"
@@ -460,6 +499,7 @@ run_cell() {
   args=(-url "ws://127.0.0.1:$SERVER_PORT/ws/bench/" -redis "$RURL" -server-pid "$SERVER_PID"
     -redis-pid "$REDIS_PID" -run "$run" -server "$server" -layer "$(layer_of "$server")" -out "$file"
     -connect-concurrency "$CONNECT_CONC")
+  [ "$server" = canal-bin ] && args+=(-contract binary)
   case $wl in
   w1)
     cap=$((${W1_DUR%s} + 120))
@@ -468,7 +508,7 @@ run_cell() {
   w2)
     cap=$HOLD_DEADLINE
     local backend=core
-    case $server in channels-pubsub) backend=pubsub ;; baseline) backend=publish ;; esac
+    case $server in channels-pubsub) backend=pubsub ;; baseline) backend=publish ;; esac # canal-bin: core
     args+=(-sockets "$param" -per-worker "$PER_WORKER" -burst "$BURST" -paced-rate "$PACED_RATE"
       -paced-duration "$PACED_DUR" -drain-idle "$DRAIN_IDLE" -python "$PY"
       -publisher "$BENCH/peer/publish.py" -publisher-backend "$backend")

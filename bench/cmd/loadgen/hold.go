@@ -56,7 +56,7 @@ func startWorkers(ctx context.Context, cfg *config, lifetime time.Duration) (poo
 	for i, job := range jobs {
 		cmd := exec.CommandContext(ctx, self, "worker",
 			"-url", job.url, "-redis", cfg.redis, "-count", itoa(job.count), "-stall", itoa(job.stall),
-			"-src", "127.0.0."+itoa(2+i), "-name", "u"+itoa(i)+"-",
+			"-src", "127.0.0."+itoa(2+i), "-name", "u"+itoa(i)+"-", "-contract", cfg.wire.name,
 			"-connect-concurrency", itoa(cfg.connConcurrency),
 			"-connect-timeout", cfg.connectTimeout.String(),
 			"-lifetime", lifetime.String())
@@ -249,7 +249,7 @@ func warmOne(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	d, err := newDialer(cfg.url, "", cfg.connectTimeout)
+	d, err := newDialer(cfg.url, "", cfg.connectTimeout, cfg.wire)
 	if err != nil {
 		return err
 	}

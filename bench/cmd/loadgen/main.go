@@ -90,6 +90,7 @@ type config struct {
 	redisPID         int
 	run              int
 	server, layer    string
+	wire             contract // -contract: what the server sends (client.go)
 	out              string
 	deadline         time.Duration
 	connectTimeout   time.Duration
@@ -141,6 +142,7 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	fs.IntVar(&cfg.run, "run", 1, "run number (recorded)")
 	fs.StringVar(&cfg.server, "server", "", "server name (recorded)")
 	fs.StringVar(&cfg.layer, "layer", "", "server's channel layer (recorded)")
+	wire := fs.String("contract", "bench", "the server's wire: bench (greeting, {\"type\":\"group\"} frames, echo) or binary (cmd/canal: no greeting, {\"type\":\"bench.message\"} frames, no echo)")
 	fs.StringVar(&cfg.out, "out", "", "result file (JSON); default stdout")
 	fs.DurationVar(&cfg.deadline, "deadline", 10*time.Minute, "hard bound on the whole command")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 60*time.Second, "bound on one socket's handshake and greeting")
@@ -177,6 +179,9 @@ func runMeasure(ctx context.Context, name string, args []string, fn workload) er
 	fs.StringVar(&cfg.topology, "topology", "", "w5: recorded: redis, pubsub, cluster or cluster-pubsub")
 	_ = fs.Parse(args)
 	var err error
+	if cfg.wire, err = parseContract(*wire); err != nil {
+		return err
+	}
 	cfg.urls, cfg.redisAddrs, cfg.layerCluster = list(urls), list(redisAddrs), list(layerCluster)
 	if cfg.serverPIDs, err = pidList(serverPIDs); err == nil {
 		cfg.redisPIDs, err = pidList(redisPIDs)

@@ -25,7 +25,7 @@ func w1(ctx context.Context, cfg *config, cell *result.Cell) error {
 		return err
 	}
 	defer rc.Close()
-	d, err := newDialer(cfg.url, "", cfg.connectTimeout)
+	d, err := newDialer(cfg.url, "", cfg.connectTimeout, cfg.wire)
 	if err != nil {
 		return err
 	}

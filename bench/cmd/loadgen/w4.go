@@ -19,6 +19,9 @@ import (
 // closed loop (send {"type":"echo",…}, wait for the same object back, repeat) for
 // -warmup, then for the measured -duration.
 func w4(ctx context.Context, cfg *config, cell *result.Cell) error {
+	if !cfg.wire.echo {
+		return fmt.Errorf("-contract %s has no echo: W4 does not apply", cfg.wire.name)
+	}
 	rc, err := newRedis(cfg.redis)
 	if err != nil {
 		return err
@@ -28,7 +31,7 @@ func w4(ctx context.Context, cfg *config, cell *result.Cell) error {
 	if err != nil {
 		return err
 	}
-	d, err := newDialer(cfg.url, "", cfg.connectTimeout)
+	d, err := newDialer(cfg.url, "", cfg.connectTimeout, cfg.wire)
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,12 @@ func runWorker(ctx context.Context, args []string) error {
 	timeout := fs.Duration("connect-timeout", 60*time.Second, "bound on one handshake")
 	lifetime := fs.Duration("lifetime", 15*time.Minute, "exit after this long whatever happens")
 	stall := fs.Int("stall", 0, "stress mode: of -count, sockets that never read after the greeting")
+	wireName := fs.String("contract", "bench", "the server's wire: bench or binary (client.go)")
 	_ = fs.Parse(args)
+	wire, err := parseContract(*wireName)
+	if err != nil {
+		return err
+	}
 	if *count <= 0 || *count > 15000 {
 		return fmt.Errorf("-count %d: want 1 … 15000 (keep each process far below 20,000 fds)", *count)
 	}
@@ -142,7 +147,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := newDialer(*url, *src, *timeout)
+	d, err := newDialer(*url, *src, *timeout, wire)
 	if err != nil {
 		return err
 	}
@@ -194,7 +199,7 @@ func runWorker(ctx context.Context, args []string) error {
 					continue
 				}
 				now := time.Now().UnixNano()
-				if !typeIs(msg, "group") {
+				if !typeIs(msg, wire.groupType) {
 					continue
 				}
 				p := phase.Load()

@@ -7,6 +7,11 @@
 // It prints the markdown, and writes report.md and summary.json (the same table as
 // data, which bench/harness_test.go checks) into the directory.
 //
+// With canal-bin among the servers (the canal binary, bench/run.sh --servers
+// canal,canal-bin) the table gets its column and two more: canal-bin's ratio to the
+// hand-written Canal server and whether it is within 5 % of it (issue 12's target).
+// Without it the table is as before.
+//
 // A stress run (meta.json "stress": true, bench/run.sh --stress) gets the stress
 // table instead (bench/internal/stressreport); with -benchmarks-md it replaces only
 // the marked "Stress" section of that file, or appends one. A full run's rewrite of
@@ -65,6 +70,8 @@ type meta struct {
 	W5Topologies []string `json:"w5_topologies"`
 	W5Params     string   `json:"w5_params"`
 	Note         string   `json:"note"`
+	// CanalBinPing is canal-bin's ping interval ("" when canal-bin did not run).
+	CanalBinPing string `json:"canal_bin_ping"`
 }
 
 // kind says how a metric compares.
@@ -85,8 +92,11 @@ type rowDef struct {
 	Metric   string
 	Label    string
 	Kind     kind
-	Format   func(float64) string
-	Target   string
+	// Better says which way an exact row's count is better (higher or lower), for
+	// canal-bin's within-5 % check; rates and latencies go by Kind.
+	Better kind
+	Format func(float64) string
+	Target string
 	// Check decides the target from the medians (nil: no target). It is called only
 	// when every value it needs is present.
 	Check func(v map[string]float64) (met, known bool)
@@ -116,7 +126,7 @@ func rows(m *meta) []rowDef {
 				rowDef{Key: k + "burst.p99", Workload: "w2", Param: n, Phase: "burst", Metric: "p99_ms",
 					Label: "W2 burst " + p + ": latency p99 (ms)", Kind: lower, Format: format.MS},
 				rowDef{Key: k + "burst.loss", Workload: "w2", Param: n, Phase: "burst", Metric: "loss",
-					Label: "W2 burst " + p + ": lost deliveries", Kind: exact, Format: format.Int,
+					Label: "W2 burst " + p + ": lost deliveries", Kind: exact, Better: lower, Format: format.Int,
 					Target: "0", Check: canalAtMost(0)},
 				rowDef{Key: k + "paced.p50", Workload: "w2", Param: n, Phase: "paced", Metric: "p50_ms",
 					Label: "W2 paced " + p + ": latency p50 (ms)", Kind: lower, Format: format.MS},
@@ -124,7 +134,7 @@ func rows(m *meta) []rowDef {
 					Label: "W2 paced " + p + ": latency p99 (ms)", Kind: lower, Format: format.MS,
 					Target: "≤ 25 ms", Check: canalAtMost(25)},
 				rowDef{Key: k + "paced.loss", Workload: "w2", Param: n, Phase: "paced", Metric: "loss",
-					Label: "W2 paced " + p + ": lost deliveries", Kind: exact, Format: format.Int,
+					Label: "W2 paced " + p + ": lost deliveries", Kind: exact, Better: lower, Format: format.Int,
 					Target: "0", Check: canalAtMost(0)},
 			)
 		}
@@ -138,7 +148,7 @@ func rows(m *meta) []rowDef {
 					Label: "W3 " + p + ": server RSS per idle socket (KiB)", Kind: lower, Format: fmtKiB,
 					Target: "≤ 12 KiB", Check: canalAtMost(12)},
 				rowDef{Key: k + "held", Workload: "w3", Param: n, Phase: "idle", Metric: "held_with_pings",
-					Label: "W3 " + p + ": sockets held, pings flowing", Kind: exact, Format: format.Int,
+					Label: "W3 " + p + ": sockets held, pings flowing", Kind: exact, Better: higher, Format: format.Int,
 					Target: "all " + format.Int(float64(n)), Check: canalAtLeast(float64(n))},
 			)
 		}
@@ -159,7 +169,7 @@ func rows(m *meta) []rowDef {
 				Label: "Soak " + p + ": server RSS growth (%)", Kind: lower, Format: fmtPct,
 				Target: "flat: ≤ 5 %", Check: canalAtMost(5)},
 			rowDef{Key: "soak.held", Workload: "soak", Param: n, Phase: "soak", Metric: "held_with_pings",
-				Label: "Soak " + p + ": sockets held, pings flowing", Kind: exact, Format: format.Int,
+				Label: "Soak " + p + ": sockets held, pings flowing", Kind: exact, Better: higher, Format: format.Int,
 				Target: "all " + format.Int(float64(n)), Check: canalAtLeast(float64(n))},
 		)
 	}
@@ -194,6 +204,24 @@ func canalAtLeast(x float64) func(map[string]float64) (bool, bool) {
 		c, ok := v[result.Canal]
 		return ok && c >= x, ok
 	}
+}
+
+// binTolerance is issue 12's target for canal-bin: within 5 % of the hand-written
+// Canal server in the same run.
+const binTolerance = 0.05
+
+// withinTolerance reports whether canal-bin's median bin is at most binTolerance
+// worse than Canal's c: a rate (or a count that is better higher) at least 95 % of
+// Canal's, a latency, memory figure or loss at most 105 % of Canal's.
+func withinTolerance(d rowDef, c, bin float64) bool {
+	better := d.Kind
+	if better == exact {
+		better = d.Better
+	}
+	if better == higher {
+		return bin >= (1-binTolerance)*c
+	}
+	return bin <= (1+binTolerance)*c
 }
 
 func fmtRate(v float64) string { return format.Int(v) }
@@ -237,9 +265,15 @@ type summaryRow struct {
 	Runs    map[string]int      `json:"runs"`    // runs that gave a number
 	// ClientBound marks cells whose core 1 (load generator, Redis, publisher) was
 	// saturated: the number is a lower bound of the server's capacity.
-	ClientBound    map[string]bool    `json:"client_bound"`
-	RatioCore      *float64           `json:"ratio_vs_channels_core"`
-	RatioBaseline  *float64           `json:"ratio_vs_baseline"`
+	ClientBound   map[string]bool `json:"client_bound"`
+	RatioCore     *float64        `json:"ratio_vs_channels_core"`
+	RatioBaseline *float64        `json:"ratio_vs_baseline"`
+	// RatioBin is canal-bin against the hand-written Canal, as the other ratios
+	// (above 1× canal-bin is ahead); BinWithin says whether canal-bin is within
+	// 5 % of Canal (withinTolerance), nil when either lacks a value. Both are left
+	// out of summary.json when canal-bin did not run.
+	RatioBin       *float64           `json:"ratio_canal_bin_vs_canal,omitempty"`
+	BinWithin      *bool              `json:"canal_bin_within_5pct,omitempty"`
 	Target         string             `json:"target,omitempty"`
 	Met            *bool              `json:"met"`
 	ServerCPU      map[string]float64 `json:"server_cpu"`
@@ -390,6 +424,16 @@ func run(dir, mdPath string) error {
 				return &r
 			}
 			sr.RatioCore, sr.RatioBaseline = ratio(result.ChannelsCore), ratio(result.Baseline)
+			sr.RatioBin = ratioOf(d.Kind, medians[result.CanalBin], medians[result.Canal])
+			if _, ok := medians[result.CanalBin]; !ok {
+				sr.RatioBin = nil
+			}
+		}
+		if c, ok := medians[result.Canal]; ok {
+			if bin, ok := medians[result.CanalBin]; ok {
+				w := withinTolerance(d, c, bin)
+				sr.BinWithin = &w
+			}
 		}
 		if d.Check != nil {
 			if met, known := d.Check(medians); known {
@@ -432,9 +476,22 @@ func run(dir, mdPath string) error {
 	return nil
 }
 
+// ratioOf is how many times better a is than b: a/b for rates, b/a for latency and
+// memory; nil when either is 0.
+func ratioOf(k kind, a, b float64) *float64 {
+	if a == 0 || b == 0 {
+		return nil
+	}
+	r := a / b
+	if k == lower {
+		r = b / a
+	}
+	return &r
+}
+
 func orderServers(in []string) []string {
 	var out []string
-	for _, s := range result.Servers {
+	for _, s := range result.Columns {
 		if slices.Contains(in, s) {
 			out = append(out, s)
 		}
@@ -444,6 +501,7 @@ func orderServers(in []string) []string {
 
 var serverTitle = map[string]string{
 	result.Canal:          "Canal",
+	result.CanalBin:       "canal-bin",
 	result.ChannelsCore:   "Channels (core)",
 	result.ChannelsPubSub: "Channels (pubsub)",
 	result.Baseline:       "Baseline",
@@ -475,23 +533,39 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 	}
 	w("\n")
 
+	bin := slices.Contains(servers, result.CanalBin)
 	w("| Metric |")
 	for _, s := range servers {
 		w(" %s |", serverTitle[s])
 	}
-	w(" Canal vs Channels core | Canal vs baseline | Target | Met |\n|---|")
+	w(" Canal vs Channels core | Canal vs baseline |")
+	if bin {
+		w(" canal-bin vs Canal | canal-bin within 5 %% |")
+	}
+	w(" Target | Met |\n|---|")
 	for range servers {
 		w("---:|")
 	}
-	w("---:|---:|---|:-:|\n")
+	w("---:|---:|")
+	if bin {
+		w("---:|:-:|")
+	}
+	w("---|:-:|\n")
 	for _, r := range sum.Rows {
 		w("| %s |", r.Label)
 		for _, s := range servers {
 			w(" %s |", r.Display[s])
 		}
-		w(" %s | %s | %s | %s |\n", ratioCell(r.RatioCore), ratioCell(r.RatioBaseline), format.OrDash(r.Target), metCell(r.Met, r.Target))
+		w(" %s | %s |", ratioCell(r.RatioCore), ratioCell(r.RatioBaseline))
+		if bin {
+			w(" %s | %s |", ratioCell(r.RatioBin), withinCell(r))
+		}
+		w(" %s | %s |\n", format.OrDash(r.Target), metCell(r.Met, r.Target))
 	}
 	w("\nRatios say how many times better Canal is: its rate divided by the other's, or the other's latency or memory divided by Canal's (above 1× Canal is ahead). Losses and sockets held are counts, with no ratio.\n")
+	if bin {
+		w("\n%s\n", binNote(m))
+	}
 	if len(notes) > 0 {
 		w("\n")
 		for _, n := range notes {
@@ -575,6 +649,38 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 		w("\n### Notes from the cells\n\n%s\n", strings.Join(extra, "\n"))
 	}
 	return b.String()
+}
+
+// withinCell is canal-bin's within-5 % mark: ✓ or ✗, "n/a" when canal-bin's cell
+// does not apply (W4: no echo), "?" when a value is missing.
+func withinCell(r summaryRow) string {
+	switch {
+	case r.BinWithin != nil && *r.BinWithin:
+		return "✓"
+	case r.BinWithin != nil:
+		return "✗"
+	case r.Display[result.CanalBin] == result.NoEcho:
+		return "n/a"
+	default:
+		return "?"
+	}
+}
+
+// binNote explains canal-bin's column: what it runs, how it differs from the
+// benchmark's contract, and how its ratio and check read.
+func binNote(m *meta) string {
+	ping := m.CanalBinPing
+	if ping == "" {
+		ping = "unknown"
+	}
+	return "canal-bin is the canal binary (cmd/canal) built from the same tree, configured by " +
+		"[bench/servers/canalbin/canal.toml](bench/servers/canalbin/canal.toml) (ticket by query string, group bench, " +
+		"events [\"bench.message\"], the channels_redis core layer) and pinned like Canal; its ping interval: " + ping + ". " +
+		"Where the binary's wire differs from the contract the load generator says so (-contract binary): no greeting, " +
+		"so its W1 handshake ends at the 101 (the binary joins the group before it answers); group messages arrive as " +
+		"their own JSON, {\"type\": \"bench.message\", …}; and it has no echo, so W4 does not apply (" + result.NoEcho + "). " +
+		"canal-bin vs Canal is how many times better canal-bin is, as the other ratios; within 5 % means a rate or " +
+		"sockets held at least 95 % of Canal's, a latency, memory figure or loss at most 105 % of Canal's (issue 12's target)."
 }
 
 func ratioCell(r *float64) string {

@@ -14,14 +14,26 @@ const (
 	ChannelsCore   = "channels-core"
 	ChannelsPubSub = "channels-pubsub"
 	Baseline       = "baseline"
+	// CanalBin is the canal binary (cmd/canal) configured for the benchmark
+	// (bench/servers/canalbin): a column only when a run asks for it
+	// (--servers …,canal-bin), measured against Canal's hand-written server.
+	CanalBin = "canal-bin"
 )
 
-// Servers lists every server the harness knows, in column order.
+// Servers lists the servers of a default run, in column order.
 var Servers = []string{Canal, ChannelsCore, ChannelsPubSub, Baseline}
+
+// Columns lists every server the harness knows, in the report's column order:
+// canal-bin next to the hand-written Canal it is compared with.
+var Columns = []string{Canal, CanalBin, ChannelsCore, ChannelsPubSub, Baseline}
 
 // LayerPending is the explicit marker of a Canal cell that needs the Redis channel
 // layer while the build has none (bench/servers/canal/layer_pending.go).
 const LayerPending = "n/a (Redis layer pending)"
+
+// NoEcho is canal-bin's W4 cell (written by bench/run.sh): the binary relays client
+// messages to groups, workers or Django, never straight back, so W4 does not apply.
+const NoEcho = "— (no echo)"
 
 // Cell is one workload run against one server.
 type Cell struct {
