@@ -36,3 +36,15 @@ type Layer interface {
 	// Close releases the layer's resources and stops its goroutines.
 	Close(ctx context.Context) error
 }
+
+// GroupBatcher is a Layer that joins or leaves several groups at once, in one round
+// trip per backing server instead of one per group. Package consumer uses it, when
+// its layer has it, for a connection's groups at the handshake and at the end; a
+// layer without it gets one GroupAdd or GroupDiscard per group.
+type GroupBatcher interface {
+	// GroupAddMany adds channel to every group, as GroupAdd does to one. On error,
+	// some of the groups may have been joined.
+	GroupAddMany(ctx context.Context, groups []string, channel string) error
+	// GroupDiscardMany removes channel from every group, as GroupDiscard does.
+	GroupDiscardMany(ctx context.Context, groups []string, channel string) error
+}

@@ -21,7 +21,12 @@ type Conn struct {
 	detach  func()
 	groups  []string
 
-	userGroup      string // UserGroup(Scope().User.ID) when joined, else ""
+	userGroup string // UserGroup(Scope().User.ID) when joined or pending, else ""
+	// pending is the user's group until it is joined: with the first groups the
+	// connection joins, so that it costs no round trip of its own (join). hs is the
+	// handshake's context while Connect runs, for an Accept that joins it.
+	pending        string
+	hs             context.Context
 	drops          *drops
 	presence       Presence
 	presenceEvents bool
@@ -53,6 +58,12 @@ func (c *Conn) AcceptSubprotocol(p string) error {
 // Options.Presence, the connection enters the presence of its groups here, so a
 // Connect hook that reads presence after accepting finds itself there.
 func (c *Conn) AcceptWith(opts canal.AcceptOptions) error {
+	if c.pending != "" && c.hs != nil {
+		// The user's group is joined before the client is told it may talk.
+		if err := c.join(c.hs); err != nil {
+			return err
+		}
+	}
 	if err := c.raw.Accept(opts); err != nil {
 		return err
 	}
@@ -98,23 +109,62 @@ func (c *Conn) ChannelName() string { return c.channel }
 func (c *Conn) Layer() canal.Layer { return c.layer }
 
 // Groups returns the groups the consumer is in, the user's own (UserGroup) included.
-func (c *Conn) Groups() []string { return slices.Clone(c.groups) }
+func (c *Conn) Groups() []string {
+	if c.pending != "" {
+		return append([]string{c.pending}, c.groups...)
+	}
+	return slices.Clone(c.groups)
+}
 
 // GroupAdd joins group. The consumer leaves it automatically before Disconnect.
 func (c *Conn) GroupAdd(ctx context.Context, group string) error {
 	if c.layer == nil {
 		return ErrNoLayer
 	}
-	r := c.rs.join(group) // recovery listens before the join (recover.go)
-	err := c.layer.GroupAdd(ctx, group, c.channel)
-	c.rs.joined(r, err)
+	return c.join(ctx, group)
+}
+
+// join joins groups, and the user's group while it is pending, in one round trip
+// when the layer batches (canal.GroupBatcher), else with one GroupAdd each. Recovery
+// listens before the join (recover.go). On error nothing is recorded and the user's
+// group stays pending, for the next join to try again.
+func (c *Conn) join(ctx context.Context, groups ...string) error {
+	if c.pending != "" {
+		groups = append([]string{c.pending}, groups...)
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	var buf [4]*recovery
+	recs := buf[:0]
+	if c.rs != nil {
+		for _, g := range groups {
+			recs = append(recs, c.rs.join(g))
+		}
+	}
+	var err error
+	if b, ok := c.layer.(canal.GroupBatcher); ok && len(groups) > 1 {
+		err = b.GroupAddMany(ctx, groups, c.channel)
+	} else {
+		for _, g := range groups {
+			if err = c.layer.GroupAdd(ctx, g, c.channel); err != nil {
+				break
+			}
+		}
+	}
+	for _, r := range recs {
+		c.rs.joined(r, err)
+	}
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(c.groups, group) {
-		c.groups = append(c.groups, group)
+	c.pending = ""
+	for _, g := range groups {
+		if !slices.Contains(c.groups, g) {
+			c.groups = append(c.groups, g)
+		}
+		c.track(ctx, g)
 	}
-	c.track(ctx, group)
 	return nil
 }
 
@@ -122,6 +172,9 @@ func (c *Conn) GroupAdd(ctx context.Context, group string) error {
 func (c *Conn) GroupDiscard(ctx context.Context, group string) error {
 	if c.layer == nil {
 		return ErrNoLayer
+	}
+	if group == c.pending {
+		c.pending = ""
 	}
 	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
 	err := c.layer.GroupDiscard(ctx, group, c.channel)
@@ -138,17 +191,27 @@ func (c *Conn) GroupSend(ctx context.Context, group string, msg canal.Message) e
 	return c.layer.GroupSend(ctx, group, msg)
 }
 
-// cleanup leaves every group and detaches from the layer. Failures are not fatal: the
+// cleanup leaves every group, in one round trip when the layer batches
+// (canal.GroupBatcher), and detaches from the layer. Failures are not fatal: the
 // layer's group expiry removes what a dead Redis kept.
 func (c *Conn) cleanup(ctx context.Context) {
 	if c.layer == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	for _, g := range c.groups {
-		_ = c.layer.GroupDiscard(ctx, g, c.channel)
-		c.untrack(ctx, g) // after the discard: the leaver is not told it left
+	c.pending = ""
+	if len(c.groups) > 0 {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if b, ok := c.layer.(canal.GroupBatcher); ok && len(c.groups) > 1 {
+			_ = b.GroupDiscardMany(ctx, c.groups, c.channel)
+		} else {
+			for _, g := range c.groups {
+				_ = c.layer.GroupDiscard(ctx, g, c.channel)
+			}
+		}
+		for _, g := range c.groups {
+			c.untrack(ctx, g) // after the discard: the leaver is not told it left
+		}
 	}
 	c.groups = nil
 	if c.detach != nil {

@@ -84,9 +84,11 @@ type Options[T any] struct {
 	Logger *slog.Logger
 
 	// NoUserGroup keeps authenticated connections out of their user's group
-	// (UserGroup). By default each joins it, one more GroupAdd per connection, so
-	// that DisconnectUser, SendToUser and RefreshUser (and Django's
-	// django_canal.realtime) reach it from any process.
+	// (UserGroup). By default each joins it, so that DisconnectUser, SendToUser and
+	// RefreshUser (and Django's django_canal.realtime) reach it from any process:
+	// with the connection's first groups, in the same round trip when the layer
+	// batches (canal.GroupBatcher): Options.Groups before Connect, else Connect's
+	// first GroupAdd, else at the accept or when Connect returns.
 	NoUserGroup bool
 	// Presence, when set, records the connection in every group it joins (Groups and
 	// Conn.GroupAdd; not the user's own group) once it is accepted (Conn.Accept) or
@@ -267,25 +269,29 @@ func (h *Handler[T]) Connect(ctx context.Context, raw canal.Conn) (canal.Session
 		}
 		c.channel, c.detach = name, detach
 		if id := raw.Scope().User.ID; id != "" && !h.opts.NoUserGroup {
+			// Joined with the first groups (join): Options.Groups here, else the
+			// first GroupAdd of Connect, else at the accept or when Connect returns.
 			c.userGroup = UserGroup(id)
-			if err := c.GroupAdd(ctx, c.userGroup); err != nil {
-				c.cleanup(ctx)
-				return nil, layerReject(err)
-			}
+			c.pending = c.userGroup
 		}
-		for _, g := range h.opts.Groups {
-			if err := c.GroupAdd(ctx, g); err != nil {
+		if len(h.opts.Groups) > 0 {
+			if err := c.join(ctx, h.opts.Groups...); err != nil {
 				c.cleanup(ctx)
 				return nil, layerReject(err)
 			}
 		}
 	}
+	c.hs = ctx
 	var err error
 	if cn, ok := any(inst).(Connecter); ok {
 		err = cn.Connect(ctx, c)
 	} else {
 		err = c.Accept()
 	}
+	if err == nil && c.pending != "" {
+		err = c.join(ctx) // Connect joined nothing and did not accept
+	}
+	c.hs = nil
 	if err != nil {
 		// No session will exist, so the server will never call Disconnect: run it
 		// here, after the groups are left, as Channels does after DenyConnection.
