@@ -200,7 +200,10 @@ func (c *Conn) cleanup(ctx context.Context) {
 	}
 	c.pending = ""
 	if len(c.groups) > 0 {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		if ctx.Done() != nil { // the server's Disconnect context is already free of cancellation
+			ctx = context.WithoutCancel(ctx)
+		}
+		ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 		defer cancel()
 		if b, ok := c.layer.(canal.GroupBatcher); ok && len(c.groups) > 1 {
 			_ = b.GroupDiscardMany(ctx, c.groups, c.channel)

@@ -33,7 +33,7 @@ func (r *Redis) GroupAdd(ctx context.Context, group, channel string) error {
 		return r.fail("group add", err)
 	}
 	if r.ownChannel(channel) {
-		r.remember(group, channel)
+		r.remember(channel, group)
 		if r.live != nil {
 			r.live.joined(group)
 		}
@@ -46,7 +46,7 @@ func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
 	if err := r.beginMember(ctx, "group discard", group, channel); err != nil {
 		return err
 	}
-	r.forget(group, channel)
+	r.forget(channel, group)
 	h := r.hosts[shardIndex(group, len(r.hosts))]
 	c := h.client
 	err := redisconn.Retry(ctx, func() error {
@@ -63,30 +63,31 @@ func (r *Redis) GroupDiscard(ctx context.Context, group, channel string) error {
 // sockets are still open, and without this they would silently stop getting their
 // groups' messages until they reconnect. channels_redis has no such repair.
 //
+// One flat set of (group, channel) pairs: a join or a leave is one map operation and
+// allocates nothing, where a map per group would cost one for each new group (and
+// every user's own group is new). Only rejoin, after an outage, groups them.
+//
 // Concurrency: guarded by Redis.gmu.
-type memberships map[string]map[string]struct{} // group → own channels
+type memberships map[membership]struct{}
 
-// remember records channel (one of this process's) in group.
-func (r *Redis) remember(group, channel string) {
+// membership is one own channel in one group.
+type membership struct{ group, channel string }
+
+// remember records channel (one of this process's) in groups.
+func (r *Redis) remember(channel string, groups ...string) {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
-	set := r.members[group]
-	if set == nil {
-		set = make(map[string]struct{})
-		r.members[group] = set
+	for _, g := range groups {
+		r.members[membership{g, channel}] = struct{}{}
 	}
-	set[channel] = struct{}{}
 }
 
-// forget drops channel from group.
-func (r *Redis) forget(group, channel string) {
+// forget drops channel from groups.
+func (r *Redis) forget(channel string, groups ...string) {
 	r.gmu.Lock()
 	defer r.gmu.Unlock()
-	if set := r.members[group]; set != nil {
-		delete(set, channel)
-		if len(set) == 0 {
-			delete(r.members, group)
-		}
+	for _, g := range groups {
+		delete(r.members, membership{g, channel})
 	}
 }
 
@@ -106,25 +107,23 @@ func (r *Redis) rejoin(h int) {
 		channels []string
 	}
 	var jobs []job
+	index := map[string]int{} // group → its job
 	r.gmu.Lock()
-	for group, set := range r.members {
-		if !r.cluster && shardIndex(group, len(r.hosts)) != h {
+	for m := range r.members {
+		if !r.cluster && shardIndex(m.group, len(r.hosts)) != h {
 			continue
 		}
-		j := job{group: group}
-		for ch := range set {
-			if r.channelGone(ch) {
-				delete(set, ch)
-				continue
-			}
-			j.channels = append(j.channels, ch)
+		if r.channelGone(m.channel) {
+			delete(r.members, m)
+			continue
 		}
-		if len(set) == 0 {
-			delete(r.members, group)
+		i, ok := index[m.group]
+		if !ok {
+			i = len(jobs)
+			index[m.group] = i
+			jobs = append(jobs, job{group: m.group})
 		}
-		if len(j.channels) > 0 {
-			jobs = append(jobs, j)
-		}
+		jobs[i].channels = append(jobs[i].channels, m.channel)
 	}
 	r.gmu.Unlock()
 	if len(jobs) == 0 {

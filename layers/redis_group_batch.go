@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/redis/rueidis"
 
@@ -20,10 +21,8 @@ func (r *Redis) GroupAddMany(ctx context.Context, groups []string, channel strin
 	if len(groups) == 1 {
 		return r.GroupAdd(ctx, groups[0], channel)
 	}
-	for _, g := range groups {
-		if err := r.beginMember(ctx, "group add", g, channel); err != nil {
-			return err
-		}
+	if err := r.beginMany(ctx, "group add", groups, channel); err != nil {
+		return err
 	}
 	if len(groups) == 0 || r.detachedOwn(channel) {
 		return nil
@@ -37,9 +36,9 @@ func (r *Redis) GroupAddMany(ctx context.Context, groups []string, channel strin
 		if !r.ownChannel(channel) {
 			return
 		}
-		for _, g := range batch {
-			r.remember(g, channel)
-			if r.live != nil {
+		r.remember(channel, batch...)
+		if r.live != nil {
+			for _, g := range batch {
 				r.live.joined(g)
 			}
 		}
@@ -56,14 +55,10 @@ func (r *Redis) GroupDiscardMany(ctx context.Context, groups []string, channel s
 	if len(groups) == 1 {
 		return r.GroupDiscard(ctx, groups[0], channel)
 	}
-	for _, g := range groups {
-		if err := r.beginMember(ctx, "group discard", g, channel); err != nil {
-			return err
-		}
+	if err := r.beginMany(ctx, "group discard", groups, channel); err != nil {
+		return err
 	}
-	for _, g := range groups {
-		r.forget(g, channel)
-	}
+	r.forget(channel, groups...)
 	err := r.eachHost(ctx, groups, func(c rueidis.Client, cmds rueidis.Commands, key string) rueidis.Commands {
 		return append(cmds, c.B().Zrem().Key(key).Member(channel).Build())
 	}, nil)
@@ -71,6 +66,19 @@ func (r *Redis) GroupDiscardMany(ctx context.Context, groups []string, channel s
 		return r.fail("group discard", err)
 	}
 	return nil
+}
+
+// beginMany is beginMember for several groups: the channel is checked once.
+func (r *Redis) beginMany(ctx context.Context, op string, groups []string, channel string) error {
+	if err := ValidChannelName(channel); err != nil {
+		return fmt.Errorf("layers: %s: %w", op, err)
+	}
+	for _, g := range groups {
+		if err := ValidGroupName(g); err != nil {
+			return fmt.Errorf("layers: %s: %w", op, err)
+		}
+	}
+	return r.begin(ctx)
 }
 
 // eachHost sends, for every host that holds some of groups, the commands build makes

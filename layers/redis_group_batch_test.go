@@ -48,7 +48,7 @@ func TestRedisGroupManyBatches(t *testing.T) {
 					t.Errorf("%s TTL %d, %v; want GroupExpiry (86400 s)", key, ttl, err)
 				}
 				l.gmu.Lock()
-				_, remembered := l.members[g][a]
+				_, remembered := l.members[membership{g, a}]
 				l.gmu.Unlock()
 				if !remembered {
 					t.Errorf("%s not remembered for repair", g)
@@ -77,7 +77,7 @@ func TestRedisGroupManyBatches(t *testing.T) {
 			left := len(l.members)
 			l.gmu.Unlock()
 			if left != 0 {
-				t.Errorf("%d groups still remembered after GroupDiscardMany", left)
+				t.Errorf("%d memberships still remembered after GroupDiscardMany", left)
 			}
 		})
 	}
