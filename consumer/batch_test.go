@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,8 +56,8 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// joiner joins its room in Connect (unless room is ""), then accepts: the benchmark's
-// consumer.
+// joiner joins its room in Connect (unless room is ""), then accepts and says which
+// groups it is in: the benchmark's consumer.
 type joiner struct{ room string }
 
 func (j *joiner) Connect(ctx context.Context, c *consumer.Conn) error {
@@ -68,7 +69,7 @@ func (j *joiner) Connect(ctx context.Context, c *consumer.Conn) error {
 	if err := c.Accept(); err != nil {
 		return err
 	}
-	return c.SendText("joined")
+	return c.SendText("joined " + strings.Join(c.Groups(), ","))
 }
 
 // TestJoinsAndLeavesInOneRoundTrip checks that a connection's first groups, the
@@ -90,6 +91,8 @@ func TestJoinsAndLeavesInOneRoundTrip(t *testing.T) {
 		{"user group and Options.Groups", "user=8&name=b", []string{"g1", "g2"}, "", []string{"canal.user.8", "g1", "g2"}, 1},
 		// Options.Groups are joined before Connect runs, Connect's own after.
 		{"all three", "user=9&name=c", []string{"g1"}, "room", []string{"canal.user.9", "g1", "room"}, 2},
+		// Joined again in Connect: its join time refreshed, listed once.
+		{"a group twice", "user=11&name=e", []string{"room"}, "room", []string{"canal.user.11", "room"}, 2},
 		{"user group alone, at the accept", "user=10&name=d", nil, "", []string{"canal.user.10"}, 1},
 		{"anonymous, one group", "", nil, "room", []string{"room"}, 1},
 	} {
@@ -111,7 +114,7 @@ func TestJoinsAndLeavesInOneRoundTrip(t *testing.T) {
 			}
 			s := serve(t, asUser(h))
 			c := dialAs(t, s, tc.query)
-			expectText(t, c, "joined")
+			expectText(t, c, "joined "+strings.Join(tc.want, ","))
 
 			if got := w.get("ZADD"); got != tc.joins {
 				t.Errorf("joins took %d writes carrying ZADD, want %d", got, tc.joins)

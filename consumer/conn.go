@@ -20,6 +20,7 @@ type Conn struct {
 	channel string
 	detach  func()
 	groups  []string
+	gbuf    [2]string // groups' first array: most connections join one or two
 
 	userGroup string // UserGroup(Scope().User.ID) when joined or pending, else ""
 	// pending is the user's group until it is joined: with the first groups the
@@ -129,24 +130,32 @@ func (c *Conn) GroupAdd(ctx context.Context, group string) error {
 // listens before the join (recover.go). On error nothing is recorded and the user's
 // group stays pending, for the next join to try again.
 func (c *Conn) join(ctx context.Context, groups ...string) error {
-	if c.pending != "" {
-		groups = append([]string{c.pending}, groups...)
+	if c.groups == nil {
+		c.groups = c.gbuf[:0]
 	}
-	if len(groups) == 0 {
+	// The batch is built at the end of c.groups, where the groups stay once joined:
+	// no slice of its own.
+	start := len(c.groups)
+	if c.pending != "" {
+		c.groups = append(c.groups, c.pending)
+	}
+	c.groups = append(c.groups, groups...)
+	batch := c.groups[start:]
+	if len(batch) == 0 {
 		return nil
 	}
 	var buf [4]*recovery
 	recs := buf[:0]
 	if c.rs != nil {
-		for _, g := range groups {
+		for _, g := range batch {
 			recs = append(recs, c.rs.join(g))
 		}
 	}
 	var err error
-	if b, ok := c.layer.(canal.GroupBatcher); ok && len(groups) > 1 {
-		err = b.GroupAddMany(ctx, groups, c.channel)
+	if b, ok := c.layer.(canal.GroupBatcher); ok && len(batch) > 1 {
+		err = b.GroupAddMany(ctx, batch, c.channel)
 	} else {
-		for _, g := range groups {
+		for _, g := range batch {
 			if err = c.layer.GroupAdd(ctx, g, c.channel); err != nil {
 				break
 			}
@@ -156,15 +165,23 @@ func (c *Conn) join(ctx context.Context, groups ...string) error {
 		c.rs.joined(r, err)
 	}
 	if err != nil {
+		clear(batch)
+		c.groups = c.groups[:start]
 		return err
 	}
 	c.pending = ""
-	for _, g := range groups {
-		if !slices.Contains(c.groups, g) {
-			c.groups = append(c.groups, g)
-		}
+	for _, g := range batch {
 		c.track(ctx, g)
 	}
+	// Keep each group once: a group joined again only refreshed its join time.
+	kept := c.groups[:start]
+	for _, g := range batch {
+		if !slices.Contains(kept, g) {
+			kept = append(kept, g) // never past the element being read
+		}
+	}
+	clear(c.groups[len(kept):])
+	c.groups = kept
 	return nil
 }
 

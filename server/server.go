@@ -248,14 +248,19 @@ func (s *Server) handshake(fctx *fasthttp.RequestCtx, keepHijacked bool, t trans
 	}
 	c.setSession(sess)
 
-	timer := time.NewTimer(s.opts.HandshakeTimeout)
 	reason := "refused before accept" // the session called Close before Accept
 	select {
 	case <-c.decided:
-		timer.Stop()
-	case <-timer.C:
-		reason = "accept timeout"
-		c.reject(http.StatusForbidden, reason)
+		// Decided within Connect, the usual case: no timer to make.
+	default:
+		timer := time.NewTimer(s.opts.HandshakeTimeout)
+		select {
+		case <-c.decided:
+			timer.Stop()
+		case <-timer.C:
+			reason = "accept timeout"
+			c.reject(http.StatusForbidden, reason)
+		}
 	}
 	if status := c.rejectedStatus(); status != 0 {
 		if status == http.StatusServiceUnavailable {
