@@ -120,3 +120,52 @@ func TestRedisGroupManyErrors(t *testing.T) {
 		t.Errorf("GroupAddMany after Close: %v; want canal.ErrLayerClosed", err)
 	}
 }
+
+// TestRedisGroupManyCluster joins groups whose keys live on different masters of a
+// Redis Cluster in one GroupAddMany (the client splits the pipeline by slot), then
+// leaves them in one GroupDiscardMany.
+func TestRedisGroupManyCluster(t *testing.T) {
+	t.Parallel()
+	b := startCluster(t)
+	l := b.core(t, RedisOptions{Prefix: b.prefix()})
+	ctx := context.Background()
+	a, in := attachInbox(t, l)
+	groups := []string{"room", "chat_lobby", "canal.user.7", "news", "bench", "alpha"}
+	nodes := map[int]bool{}
+	for _, g := range groups {
+		nodes[b.cluster.NodeFor(t, l.prefix+":group:"+g)] = true
+	}
+	if len(nodes) < 2 {
+		t.Fatalf("the groups' keys are on %d master(s): pick other names", len(nodes))
+	}
+	if err := l.GroupAddMany(ctx, groups, a); err != nil {
+		t.Fatal(err)
+	}
+	c := b.client
+	for _, g := range groups {
+		key := l.prefix + ":group:" + g
+		if _, err := c.Do(ctx, c.B().Zscore().Key(key).Member(a).Build()).AsFloat64(); err != nil {
+			t.Errorf("%s: ZSCORE: %v; want the member", key, err)
+		}
+		if ttl, err := c.Do(ctx, c.B().Ttl().Key(key).Build()).AsInt64(); err != nil || ttl < 86000 {
+			t.Errorf("%s TTL %d, %v; want GroupExpiry (86400 s)", key, ttl, err)
+		}
+		if err := l.GroupSend(ctx, g, msg("to-"+g)); err != nil {
+			t.Fatal(err)
+		}
+		if m := in.next(t); m.Type() != "to-"+g {
+			t.Fatalf("got %v, want to-%s", m, g)
+		}
+	}
+	if err := l.GroupDiscardMany(ctx, groups, a); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if b.exists(t, l.prefix+":group:"+g) {
+			n, _ := c.Do(ctx, c.B().Zcard().Key(l.prefix+":group:"+g).Build()).AsInt64()
+			if n != 0 {
+				t.Errorf("%s: %d members after GroupDiscardMany", g, n)
+			}
+		}
+	}
+}
