@@ -21,7 +21,9 @@
 //     network: everything due (frames, a ping, the close) is encoded into one buffer
 //     and offered to the kernel without blocking. What the kernel does not take waits
 //     in the socket's own buffer, written by a goroutine of that socket's own, within
-//     SendBuffer bytes per socket and MaxBufferedBytes for the process.
+//     SendBuffer bytes per socket and MaxBufferedBytes for the process. The kernel's
+//     own send buffer is kept to SocketSendBuffer (Linux), so a client that stops
+//     reading is noticed after kilobytes, not the megabytes autotuning allows.
 //   - Each connection holds at most FrameQueue client frames (then TCP back-pressure),
 //     EventQueue layer events (then the layer sees a full channel, counted in Stats),
 //     and SendQueue outgoing frames (a handler's Send then waits for the writer).

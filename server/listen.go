@@ -80,12 +80,17 @@ func (s *Server) Listen(app *fiber.App, addr string) error {
 //     answers them 503, so clients do not hang in the backlog.
 //   - counts open connections (until their Close, hijacked sockets included), and
 //     answers 503 with Connection: close to those past Options.MaxConnections.
+//   - gives the sockets it accepts Options.SocketSendBuffer (Linux, TCP listeners).
 //
 // Connections are counted per Server, over all its listeners. Closing the returned
 // listener closes ln.
 func (s *Server) Listener(ln net.Listener) net.Listener {
 	if l, ok := ln.(*limitListener); ok && l.d == s.opts.defense {
 		return l
+	}
+	if err := setSendBuffer(ln, s.opts.SocketSendBuffer); err != nil {
+		// The sockets work without it, with the kernel's buffers: say so once.
+		s.opts.Logger.Warn("server: cannot set SocketSendBuffer on the listener; the kernel's send buffers apply", "err", err)
 	}
 	l := &limitListener{
 		Listener: ln,

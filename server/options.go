@@ -40,6 +40,20 @@ type Options struct {
 	// reads never loses its connection to a burst the server produced faster than
 	// it wrote. Default 256 KiB.
 	SendBuffer int
+	// SocketSendBuffer is the kernel's send buffer for each socket Listen or Listener
+	// accepts (SO_SNDBUF, set once on the listening socket, which Linux copies to the
+	// sockets it accepts; Linux doubles the value for its bookkeeping). Left to its
+	// autotuning, the kernel grows a client's buffer up to net.ipv4.tcp_wmem's maximum
+	// (4 MiB by default) before the server sees any back-pressure, so every client that
+	// stops reading first costs the server megabytes of copying that never reach it,
+	// on the CPU the readers need. Measured (BENCHMARKS.md, stress, 19,000 sockets of
+	// which 1,900 stop reading): with the kernel's 4 MiB the paced messages after the
+	// burst waited 8 s (p50), with 128 KiB 0.13 s, and the non-readers were dropped
+	// after 0.25 s instead of 5 s. Realtime frames are small; raise it for large
+	// transfers to distant clients (throughput per socket is at most about twice this
+	// per round trip). Default 64 KiB; negative leaves the kernel's autotuning. Linux
+	// only; sockets of a listener made elsewhere (Mount alone) keep the kernel's.
+	SocketSendBuffer int
 	// MaxBufferedBytes bounds SendBuffer's bytes over all sockets of the process: a
 	// socket whose unsent bytes would pass it is dropped as a slow consumer (1013).
 	// Default 64 MiB.
@@ -129,6 +143,13 @@ type Options struct {
 	Observer Observer
 }
 
+const (
+	defaultSocketSendBuffer = 64 << 10
+	// maxSocketSendBuffer bounds SocketSendBuffer (Linux also caps it at
+	// net.core.wmem_max, 208 KiB by default, without an error).
+	maxSocketSendBuffer = 64 << 20
+)
+
 // ErrOptions reports an invalid option.
 var ErrOptions = errors.New("server: invalid options")
 
@@ -181,6 +202,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ReadLimit == 0 {
 		o.ReadLimit = 64 << 10
+	}
+	if o.SocketSendBuffer > maxSocketSendBuffer {
+		return o, fmt.Errorf("%w: SocketSendBuffer %d is over %d", ErrOptions, o.SocketSendBuffer, maxSocketSendBuffer)
+	}
+	if o.SocketSendBuffer == 0 {
+		o.SocketSendBuffer = defaultSocketSendBuffer
 	}
 	if o.MaxBufferedBytes < 0 {
 		return o, fmt.Errorf("%w: MaxBufferedBytes is negative (%d)", ErrOptions, o.MaxBufferedBytes)

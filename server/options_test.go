@@ -27,6 +27,8 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"negative read limit", h, server.Options{ReadLimit: -1}, false},
 		{"read buffer too small", h, server.Options{ReadBufferSize: 256}, false},
 		{"read buffer just enough", h, server.Options{ReadBufferSize: 257}, true},
+		{"socket send buffer off", h, server.Options{SocketSendBuffer: -1}, true},
+		{"socket send buffer too large", h, server.Options{SocketSendBuffer: 64<<20 + 1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,3 +55,56 @@ func TestListenConfigKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestListenerSocketSendBuffer: sockets accepted through Server.Listener get
+// Options.SocketSendBuffer (Linux reports twice the value set), and a negative value
+// leaves the kernel's default.
+func TestListenerSocketSendBuffer(t *testing.T) {
+	tests := []struct {
+		name string
+		set  int
+		want func(got int) bool
+	}{
+		{"default 64 KiB", 0, func(got int) bool { return got == 2*defaultSocketSendBuffer }},
+		{"32 KiB", 32 << 10, func(got int) bool { return got == 64<<10 }},
+		{"kernel's", -1, func(got int) bool { return got != 2*defaultSocketSendBuffer }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := testServer(t, Options{SocketSendBuffer: tt.set})
+			raw, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := s.Listener(raw)
+			defer ln.Close()
+			client, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			rc, err := c.(*countedConn).Conn.(*net.TCPConn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got int
+			var gerr error
+			if err := rc.Control(func(fd uintptr) {
+				got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if !tt.want(got) {
+				t.Fatalf("SO_SNDBUF on the accepted socket = %d", got)
+			}
+		})
+	}
+}

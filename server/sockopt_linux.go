@@ -5,6 +5,30 @@ import (
 	"syscall"
 )
 
+// setSendBuffer sets SO_SNDBUF on a listening TCP socket, which Linux copies to every
+// socket it accepts (Options.SocketSendBuffer); n <= 0 leaves the kernel's
+// autotuning. A listener without a file descriptor (a TLS wrapper) is left as it is.
+func setSendBuffer(ln net.Listener, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n)
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
 // listenConfig is how Listen opens its socket. Go's net package sets TCP keepalive on
 // every accepted connection, four setsockopt calls each; Linux copies the listening
 // socket's keepalive settings to the sockets it accepts, so Listen sets them once on
