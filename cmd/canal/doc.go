@@ -37,9 +37,10 @@
 //	shutdown_timeout  "25s"              how long SIGTERM waits for sockets to close
 //
 // [server]: max_connections (default: the file limit minus 512), handshake_timeout
-// ("10s"), read_limit (65536 bytes), session_workers (256), event_streams (false: also
-// serve Server-Sent Events on the same routes), client_js (true: serve canal.js, see
-// below).
+// ("10s"), read_limit (65536 bytes), session_workers (256), ping_interval ("25s"),
+// socket_send_buffer (65536 bytes of kernel send buffer per socket, at most 64 MiB; -1
+// leaves the kernel's autotuning), event_streams (false: also serve Server-Sent Events
+// on the same routes), client_js (true: serve canal.js, see below).
 //
 // Durations are text with a unit ("600s", "10m"); a bare number is an error, since
 // Django writes seconds where canal would read nanoseconds.

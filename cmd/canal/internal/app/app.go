@@ -102,6 +102,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 		ReadLimit:        cfg.Server.ReadLimit,
 		EventStreams:     cfg.Server.EventStreams,
 		SessionWorkers:   cfg.Server.SessionWorkers,
+		PingInterval:     cfg.Server.PingInterval.Duration,
+		SocketSendBuffer: cfg.Server.SocketSendBuffer,
 		Logger:           log,
 	})
 	if err != nil {

@@ -235,3 +235,71 @@ func TestLocalLayerForgets(t *testing.T) {
 		t.Errorf("index not empty: %v %v %v", l.groups, l.joined, len(l.delivers))
 	}
 }
+
+// The local group index follows GroupAddMany and GroupDiscardMany, whether the layer
+// below batches them (Redis) or not (memory, one call per group), and the layer
+// itself gets the memberships: a GroupSend reaches the socket.
+func TestLocalLayerBatches(t *testing.T) {
+	ctx := context.Background()
+	mem, err := layers.NewMemory(layers.MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close(ctx)
+	rds, err := layers.NewRedis(ctx, layers.RedisOptions{Hosts: []string{canaltest.StartRedis(t).URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rds.Close(ctx)
+	cases := []struct {
+		name    string
+		layer   canal.Layer
+		batches bool
+	}{
+		{"memory", mem, false},
+		{"redis", rds, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, ok := c.layer.(canal.GroupBatcher); ok != c.batches {
+				t.Fatalf("%T batches: %v, want %v", c.layer, ok, c.batches)
+			}
+			l := newLocalLayer(c.layer)
+			got := make(chan canal.Message, 4)
+			ch, detach, err := l.Attach(ctx, "specific", func(m canal.Message) bool { got <- m; return true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer detach()
+			if err := l.GroupAddMany(ctx, []string{"a", "b", "c"}, ch); err != nil {
+				t.Fatal(err)
+			}
+			msg := canal.Message{"type": "x"}
+			for _, g := range []string{"a", "b", "c"} {
+				if n := l.publishLocal(g, msg); n != 1 {
+					t.Fatalf("publish to %s after GroupAddMany: %d members", g, n)
+				}
+				<-got
+			}
+			if err := l.GroupSend(ctx, "b", canal.Message{"type": "y"}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-got:
+				if m["type"] != "y" {
+					t.Fatalf("GroupSend delivered %v", m)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("GroupSend to b did not reach the member")
+			}
+			if err := l.GroupDiscardMany(ctx, []string{"a", "b"}, ch); err != nil {
+				t.Fatal(err)
+			}
+			for g, want := range map[string]int{"a": 0, "b": 0, "c": 1} {
+				if n := l.publishLocal(g, msg); n != want {
+					t.Errorf("publish to %s after GroupDiscardMany: %d members, want %d", g, n, want)
+				}
+			}
+		})
+	}
+}

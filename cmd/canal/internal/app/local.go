@@ -87,30 +87,79 @@ func (l *localLayer) GroupAdd(ctx context.Context, group, channel string) error 
 	if err := l.Layer.GroupAdd(ctx, group, channel); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.delivers[channel]; !ok {
-		return nil // not a socket of this process
-	}
-	if l.groups[group] == nil {
-		l.groups[group] = map[string]struct{}{}
-	}
-	l.groups[group][channel] = struct{}{}
-	if l.joined[channel] == nil {
-		l.joined[channel] = map[string]struct{}{}
-	}
-	l.joined[channel][group] = struct{}{}
+	l.remember(channel, group)
 	return nil
 }
 
 func (l *localLayer) GroupDiscard(ctx context.Context, group, channel string) error {
-	l.mu.Lock()
-	l.leaveLocked(group, channel)
-	if j := l.joined[channel]; j != nil {
-		delete(j, group)
-	}
-	l.mu.Unlock()
+	l.unremember(channel, group)
 	return l.Layer.GroupDiscard(ctx, group, channel)
+}
+
+// GroupAddMany implements canal.GroupBatcher: one round trip when the layer batches
+// (package consumer joins a connection's groups through it), one call per group
+// otherwise.
+func (l *localLayer) GroupAddMany(ctx context.Context, groups []string, channel string) error {
+	if b, ok := l.Layer.(canal.GroupBatcher); ok {
+		if err := b.GroupAddMany(ctx, groups, channel); err != nil {
+			return err
+		}
+		l.remember(channel, groups...)
+		return nil
+	}
+	for _, g := range groups {
+		if err := l.GroupAdd(ctx, g, channel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GroupDiscardMany implements canal.GroupBatcher, as GroupAddMany.
+func (l *localLayer) GroupDiscardMany(ctx context.Context, groups []string, channel string) error {
+	l.unremember(channel, groups...)
+	if b, ok := l.Layer.(canal.GroupBatcher); ok {
+		return b.GroupDiscardMany(ctx, groups, channel)
+	}
+	var first error
+	for _, g := range groups {
+		if err := l.Layer.GroupDiscard(ctx, g, channel); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+var _ canal.GroupBatcher = (*localLayer)(nil)
+
+// remember indexes channel in groups when it is a socket of this process.
+func (l *localLayer) remember(channel string, groups ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.delivers[channel]; !ok {
+		return // not a socket of this process
+	}
+	for _, group := range groups {
+		if l.groups[group] == nil {
+			l.groups[group] = map[string]struct{}{}
+		}
+		l.groups[group][channel] = struct{}{}
+		if l.joined[channel] == nil {
+			l.joined[channel] = map[string]struct{}{}
+		}
+		l.joined[channel][group] = struct{}{}
+	}
+}
+
+func (l *localLayer) unremember(channel string, groups ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, group := range groups {
+		l.leaveLocked(group, channel)
+		if j := l.joined[channel]; j != nil {
+			delete(j, group)
+		}
+	}
 }
 
 func (l *localLayer) leaveLocked(group, channel string) {

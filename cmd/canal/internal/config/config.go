@@ -40,6 +40,10 @@ type Server struct {
 	ReadLimit        int64    `toml:"read_limit"`
 	EventStreams     bool     `toml:"event_streams"`
 	SessionWorkers   int      `toml:"session_workers"`
+	PingInterval     Duration `toml:"ping_interval"`
+	// SocketSendBuffer is server.Options.SocketSendBuffer in bytes; -1 leaves the
+	// kernel's autotuning.
+	SocketSendBuffer int `toml:"socket_send_buffer"`
 	// ClientJS serves canal.js at GET /canal.js on the socket listener; default true.
 	ClientJS *bool `toml:"client_js"`
 }
@@ -195,6 +199,10 @@ type Receive struct {
 
 	GroupTemplate *expr.Template `toml:"-"`
 }
+
+// MaxSocketSendBuffer is the largest server.socket_send_buffer, as server.Options
+// allows.
+const MaxSocketSendBuffer = 64 << 20
 
 // The receive modes.
 const (

@@ -18,6 +18,8 @@ shutdown_timeout = "10s"
 [server]
 max_connections = 1000
 handshake_timeout = "5s"
+ping_interval = "10s"
+socket_send_buffer = 131072
 
 [log]
 level = "debug"
@@ -79,7 +81,8 @@ func TestParseGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen != "127.0.0.1:9000" || c.ShutdownTimeout.Duration != 10*time.Second || c.Log.Format != "json" {
+	if c.Listen != "127.0.0.1:9000" || c.ShutdownTimeout.Duration != 10*time.Second || c.Log.Format != "json" ||
+		c.Server.PingInterval.Duration != 10*time.Second || c.Server.SocketSendBuffer != 128<<10 {
 		t.Errorf("top level: %+v", c)
 	}
 	if c.Layer.Backend != "redis" || !slices.Equal(c.Layer.Hosts, []string{"redis://127.0.0.1:6379/0"}) {
@@ -166,6 +169,9 @@ func TestParseErrors(t *testing.T) {
 			`canal.toml:2: log.level: "loud" is not one of debug, info, warn, error`,
 			`canal.toml:3: log.format: "xml" is not text or json`}},
 		{"redis url", "[redis]\nurl = \"http://u:hunter2@x/\"\n" + route, nil, []string{`canal.toml:2: redis.url: scheme "http" is not redis, rediss or unix`}},
+		{"server", "[server]\nping_interval = \"-1s\"\nsocket_send_buffer = 67108865\n" + route, nil, []string{
+			"canal.toml:2: server.ping_interval: negative duration",
+			"canal.toml:3: server.socket_send_buffer: 67108865 is over 67108864 bytes"}},
 		{"layer backend", "[layer]\nbackend = \"rabbit\"\n" + route, nil, []string{`canal.toml:2: layer.backend: "rabbit" is not redis (channels_redis' RedisChannelLayer), pubsub (RedisPubSubChannelLayer) or memory`}},
 		{"layer without redis", "[layer]\nbackend = \"redis\"\n" + route, nil, []string{"canal.toml:1: layer.hosts: backend redis needs hosts, or redis.url (or CANAL_REDIS_URL)"}},
 		{"ticket without redis", "[auth.ticket]\n" + route, nil, []string{"canal.toml:1: auth.ticket: tickets live in Redis: set redis.url (or CANAL_REDIS_URL)"}},

@@ -202,6 +202,12 @@ func (s Server) validate(v *validator) {
 	if s.SessionWorkers < 0 {
 		v.errf("server.session_workers", "negative")
 	}
+	if s.PingInterval.Duration < 0 {
+		v.errf("server.ping_interval", "negative duration")
+	}
+	if s.SocketSendBuffer > MaxSocketSendBuffer {
+		v.errf("server.socket_send_buffer", "%d is over %d bytes", s.SocketSendBuffer, MaxSocketSendBuffer)
+	}
 }
 
 func checkAddr(v *validator, key, env, addr string) {
