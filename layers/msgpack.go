@@ -348,6 +348,114 @@ func decodeMessage(data []byte) (canal.Message, error) {
 type msgpackDecoder struct {
 	data []byte
 	pos  int
+
+	// names, when set, takes a top-level __asgi_channel__ array of strings out of
+	// the message (decodeRouted).
+	names *nameList
+}
+
+// nameList is a msgpack array of strings left encoded: n names in raw, each a str
+// header and its validated UTF-8 bytes.
+type nameList struct {
+	raw []byte
+	n   int
+}
+
+// each calls f with each name's bytes, which alias the decoded input: f must not keep
+// them.
+func (l nameList) each(f func(name []byte)) {
+	d := msgpackDecoder{data: l.raw}
+	for range l.n {
+		n, _ := d.strHeader() // validated by decodeRouted
+		b, _ := d.take(n)
+		f(b)
+	}
+}
+
+// decodeRouted decodes a message popped from a process queue. A group copy lists
+// every local member under __asgi_channel__, thousands of names that the router only
+// looks up: when that is an array of strings, it is validated and returned as a
+// nameList aliasing data, not decoded into the message. Any other __asgi_channel__
+// (a single channel's name) stays in the message.
+func decodeRouted(data []byte) (canal.Message, nameList, error) {
+	var names nameList
+	if len(data) == 0 {
+		return nil, names, msgpackErrorf("empty input")
+	}
+	if c := data[0]; c&0xf0 != 0x80 && c != 0xde && c != 0xdf {
+		return nil, names, msgpackErrorf("message is not a map (first byte 0x%02x)", c)
+	}
+	d := msgpackDecoder{data: data, names: &names}
+	v, err := d.value(0)
+	if err != nil {
+		return nil, names, err
+	}
+	if d.pos != len(d.data) {
+		return nil, names, msgpackErrorf("%d bytes of extra data after the value", len(d.data)-d.pos)
+	}
+	return canal.Message(v.(map[string]any)), names, nil
+}
+
+// strHeader reads a str header and returns its length.
+func (d *msgpackDecoder) strHeader() (int, error) {
+	p, err := d.take(1)
+	if err != nil {
+		return 0, err
+	}
+	switch c := p[0]; {
+	case c&0xe0 == 0xa0:
+		return int(c & 0x1f), nil
+	case c >= 0xd9 && c <= 0xdb:
+		return d.length(1 << (c - 0xd9))
+	default:
+		return 0, msgpackErrorf("type byte 0x%02x at offset %d is not a str", c, d.pos-1)
+	}
+}
+
+// nameArray reads an array of valid strings into a nameList when the next value is
+// one. Otherwise it reads nothing and reports false: the value is decoded as any
+// other, with its errors, and the router reports what is wrong with it.
+func (d *msgpackDecoder) nameArray() (nameList, bool) {
+	start := d.pos
+	l, ok := d.scanNames()
+	if !ok {
+		d.pos = start
+	}
+	return l, ok
+}
+
+func (d *msgpackDecoder) scanNames() (nameList, bool) {
+	if d.pos >= len(d.data) {
+		return nameList{}, false
+	}
+	var n int
+	switch c := d.data[d.pos]; {
+	case c&0xf0 == 0x90:
+		n, d.pos = int(c&0x0f), d.pos+1
+	case c == 0xdc || c == 0xdd:
+		d.pos++
+		var err error
+		if n, err = d.length(2 << (c - 0xdc)); err != nil {
+			return nameList{}, false
+		}
+	default:
+		return nameList{}, false
+	}
+	if n > len(d.data)-d.pos {
+		return nameList{}, false
+	}
+	body := d.pos
+	for range n {
+		sn, err := d.strHeader()
+		if err != nil {
+			return nameList{}, false
+		}
+		b, err := d.take(sn)
+		if err != nil || !utf8.Valid(b) {
+			return nameList{}, false
+		}
+	}
+	return nameList{raw: d.data[body:d.pos], n: n}, true
 }
 
 // take returns the next n bytes, or an error when fewer remain.
@@ -554,6 +662,15 @@ func (d *msgpackDecoder) mapping(n, depth int) (any, error) {
 			return nil, err
 		}
 		ks := k.(string)
+		if depth == 0 && d.names != nil && ks == asgiChannelKey {
+			// The last of duplicate keys wins, as in decodeMessage.
+			if l, ok := d.nameArray(); ok {
+				*d.names = l
+				delete(m, ks)
+				continue
+			}
+			*d.names = nameList{}
+		}
 		v, err := d.value(depth + 1)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -600,4 +601,152 @@ func hasMultiKeyMap(v any) bool {
 		}
 	}
 	return false
+}
+
+// routedEqualsDecoded checks decodeRouted against decodeMessage on data: the same
+// error or none, and the same message once the names it left encoded are put back.
+func routedEqualsDecoded(t *testing.T, data []byte) (canal.Message, nameList) {
+	t.Helper()
+	want, werr := decodeMessage(data)
+	got, names, err := decodeRouted(data)
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("decodeRouted error %v, decodeMessage error %v", err, werr)
+	}
+	if err != nil {
+		if !errors.Is(err, errMsgpack) {
+			t.Fatalf("error %v does not wrap errMsgpack", err)
+		}
+		return nil, names
+	}
+	whole := maps.Clone(got)
+	if names.raw != nil {
+		if _, dup := got[asgiChannelKey]; dup {
+			t.Fatalf("names left encoded and %s in the message too: %#v", asgiChannelKey, got)
+		}
+		list := []any{}
+		names.each(func(b []byte) { list = append(list, string(b)) })
+		if len(list) != names.n {
+			t.Fatalf("%d names listed, %d counted", len(list), names.n)
+		}
+		whole[asgiChannelKey] = list
+	}
+	if !msgpackEqual(map[string]any(whole), map[string]any(want)) {
+		t.Fatalf("decodeRouted gave %#v + names, decodeMessage %#v", got, want)
+	}
+	return got, names
+}
+
+func TestDecodeRouted(t *testing.T) {
+	enc := func(m map[string]any) []byte {
+		b, err := appendMsgpack(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	long := make([]any, 40) // array 16, str 8 headers
+	for i := range long {
+		long[i] = "specific.abc!" + strings.Repeat("x", i)
+	}
+	tests := []struct {
+		name  string
+		data  []byte
+		names int // -1: none left encoded
+	}{
+		{"group copy", enc(map[string]any{"type": "a.b", asgiChannelKey: []any{"specific.p!1", "specific.p!2"}}), 2},
+		{"long list", enc(map[string]any{"type": "a.b", asgiChannelKey: long}), 40},
+		{"empty list", enc(map[string]any{"type": "a.b", asgiChannelKey: []any{}}), 0},
+		{"one channel", enc(map[string]any{"type": "a.b", asgiChannelKey: "specific.p!1"}), -1},
+		{"a non-string listed", enc(map[string]any{"type": "a.b", asgiChannelKey: []any{"specific.p!1", int64(3)}}), -1},
+		{"nested, not top level", enc(map[string]any{"type": "a.b", "x": map[string]any{asgiChannelKey: []any{"c"}}}), -1},
+		{"invalid UTF-8 name", nil, -2}, // below
+	}
+	// The last case: a map of one pair made a map of two whose second pair is
+	// __asgi_channel__ = ["\xff"].
+	bad := enc(map[string]any{"type": "a.b"})
+	bad[0]++
+	bad = append(bad, 0xb0|byte(len(asgiChannelKey)))
+	bad = append(bad, asgiChannelKey...)
+	bad = append(bad, 0x91, 0xa1, 0xff)
+	tests[len(tests)-1].data = bad
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, names := routedEqualsDecoded(t, tt.data)
+			switch {
+			case tt.names == -2:
+				if _, _, err := decodeRouted(tt.data); err == nil {
+					t.Fatal("accepted invalid UTF-8")
+				}
+			case tt.names == -1 && names.raw != nil:
+				t.Fatalf("%d names left encoded, want none", names.n)
+			case tt.names >= 0 && (names.raw == nil || names.n != tt.names):
+				t.Fatalf("names %+v, want %d", names, tt.names)
+			}
+		})
+	}
+}
+
+// FuzzDecodeRouted: on any input, decodeRouted agrees with decodeMessage.
+func FuzzDecodeRouted(f *testing.F) {
+	for _, tt := range pythonEncodings {
+		if len(tt.want) < 512 {
+			f.Add(tt.want)
+		}
+	}
+	for _, m := range []map[string]any{
+		{"type": "a.b", asgiChannelKey: []any{"specific.p!1", "specific.p!2"}},
+		{"type": "a.b", asgiChannelKey: "specific.p!1"},
+		{"type": "a.b", asgiChannelKey: []any{"x", []byte("y")}},
+	} {
+		b, err := appendMsgpack(nil, m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { routedEqualsDecoded(t, data) })
+}
+
+// BenchmarkDecodeGroupCopy: a group copy for 19,000 local members, decoded with its
+// names as strings (decodeMessage) or left encoded and looked up (decodeRouted, the
+// router's path).
+func BenchmarkDecodeGroupCopy(b *testing.B) {
+	names := make([]any, 19000)
+	set := make(map[string]bool, len(names))
+	for i := range names {
+		n := fmt.Sprintf("specific.cc2a4c5505c4c293c6cbb4df2afba276!%020d", i)
+		names[i], set[n] = n, true
+	}
+	data, err := appendMsgpack(nil, map[string]any{"type": "bench.message", "text": strings.Repeat("x", 100), asgiChannelKey: names})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decodeMessage", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			m, err := decodeMessage(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range m[asgiChannelKey].([]any) {
+				if !set[n.(string)] {
+					b.Fatal("lost a name")
+				}
+			}
+		}
+	})
+	b.Run("decodeRouted", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			_, l, err := decodeRouted(data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.each(func(n []byte) {
+				if !set[string(n)] {
+					b.Fatal("lost a name")
+				}
+			})
+		}
+	})
 }

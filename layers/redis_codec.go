@@ -47,20 +47,26 @@ func (b *redisBase) seal(p []byte, keep int) []byte {
 // unmarshal decrypts body when encryption is on, refusing tokens older than ttl
 // seconds (ttl 0: no time checks, Python's ttl=None), and decodes the message.
 func (b *redisBase) unmarshal(body []byte, ttl int64) (canal.Message, error) {
-	if b.crypter != nil {
-		var now int64
-		if ttl > 0 {
-			now = time.Now().Unix()
-		}
-		var err error
-		if body, err = b.crypter.decrypt(body, ttl, now); err != nil {
-			return nil, err
-		}
+	body, err := b.plaintext(body, ttl)
+	if err != nil {
+		return nil, err
 	}
 	if b.json {
 		return decodeJSONMessage(body)
 	}
 	return decodeMessage(body)
+}
+
+// plaintext decrypts body when encryption is on (into a new buffer), as unmarshal.
+func (b *redisBase) plaintext(body []byte, ttl int64) ([]byte, error) {
+	if b.crypter == nil {
+		return body, nil
+	}
+	var now int64
+	if ttl > 0 {
+		now = time.Now().Unix()
+	}
+	return b.crypter.decrypt(body, ttl, now)
 }
 
 // encode serializes msg for Redis: random prefix, then the (encrypted) body, with
@@ -94,6 +100,25 @@ func (r *Redis) decode(member []byte) (canal.Message, error) {
 		return nil, fmt.Errorf("%d bytes, shorter than the random prefix", len(member))
 	}
 	return r.unmarshal(member[r.randLen:], r.expirySec+10)
+}
+
+// decodeRouted is decode for the router: a group copy's channel names are left
+// encoded, in a nameList that aliases member (see decodeRouted in msgpack.go). member
+// is only read, and nothing decoded keeps it: the router passes a popped string's
+// bytes without copying them.
+func (r *Redis) decodeRouted(member []byte) (canal.Message, nameList, error) {
+	if len(member) < r.randLen {
+		return nil, nameList{}, fmt.Errorf("%d bytes, shorter than the random prefix", len(member))
+	}
+	body, err := r.plaintext(member[r.randLen:], r.expirySec+10)
+	if err != nil {
+		return nil, nameList{}, err
+	}
+	if r.json {
+		msg, err := decodeJSONMessage(body)
+		return msg, nameList{}, err
+	}
+	return decodeRouted(body)
 }
 
 // groupMember builds one key's stored copy: msg plus __asgi_channel__ = channels.
