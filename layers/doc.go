@@ -12,6 +12,12 @@
 // (GroupSend once for all members, who share that copy read-only), the Redis layers
 // serialize it.
 //
+// With NewRedis, all of a process's channels share one queue key, and so one capacity
+// (as with channels_redis, whose group_send skips a full key silently): the layer
+// empties that queue into RedisOptions.ReceiveBuffer (16 MiB) while it routes, so a
+// burst to thousands of local members is not lost to a slow moment of the CPU. A group
+// message's copy lists its local members (about 50 bytes each) and is read in place.
+//
 // What other writers put in Redis is not trusted: a stored message that cannot be read
 // is skipped (Stats().Malformed), and a group member whose name is not UTF-8 is
 // skipped by GroupSend (Stats().InvalidMembers) rather than failing the send for the

@@ -88,6 +88,7 @@ type Redis struct {
 	expirySec   int64 // Expiry in whole seconds, as Redis counts it
 	groupExpiry int64 // seconds
 	randLen     int
+	receiveBuf  int64     // RedisOptions.ReceiveBuffer
 	live        *liveness // nil when RedisOptions.Liveness < 0
 
 	pid     string // this process's id in channel names: 32 hex digits
@@ -129,12 +130,14 @@ const (
 	redisReceiveBlockSharded = time.Second
 	// redisDrainBatch is how many more messages the loop pops at once after a wake-up.
 	redisDrainBatch = 64
-	// redisPopAhead and redisPopAheadBytes bound what a receive loop has popped from
+	// redisPopAhead and RedisOptions.ReceiveBuffer bound what a receive loop has popped from
 	// Redis and its router has not routed yet (redis_loop.go): the process queue is
 	// drained promptly while routing is slow, and memory stays bounded when it stays
 	// slow (then the queue fills in Redis and channels_redis' capacity applies).
-	redisPopAhead      = 1024
-	redisPopAheadBytes = 16 << 20
+	redisPopAhead = 1024
+	// defaultReceiveBuffer and maxReceiveBuffer: RedisOptions.ReceiveBuffer.
+	defaultReceiveBuffer = 16 << 20
+	maxReceiveBuffer     = 1 << 30
 )
 
 var _ canal.Layer = (*Redis)(nil)
@@ -174,6 +177,8 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		return nil, fmt.Errorf("layers: redis: negative GroupExpiry %v", opts.GroupExpiry)
 	case opts.Liveness > 0 && opts.Liveness < minLiveness:
 		return nil, fmt.Errorf("layers: redis: Liveness %v is below %v", opts.Liveness, minLiveness)
+	case opts.ReceiveBuffer < 0 || opts.ReceiveBuffer > maxReceiveBuffer:
+		return nil, fmt.Errorf("layers: redis: ReceiveBuffer %d is not within 0 and %d", opts.ReceiveBuffer, maxReceiveBuffer)
 	}
 	base, err := newRedisBase(ctx, "redis", opts.common())
 	if err != nil {
@@ -184,6 +189,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		expirySec:   wholeSeconds(base.expiry),
 		groupExpiry: wholeSeconds(cmp.Or(opts.GroupExpiry, DefaultGroupExpiry)),
 		randLen:     max(cmp.Or(opts.RandomPrefixLength, DefaultRandomPrefixLength), 0),
+		receiveBuf:  int64(cmp.Or(opts.ReceiveBuffer, defaultReceiveBuffer)),
 		pid:         newProcessID(),
 		listeners:   make(map[string]*redisListener),
 		members:     make(memberships),

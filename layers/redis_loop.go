@@ -24,11 +24,11 @@ import (
 // before popping the next left that queue filling up whenever routing was slow (a CPU
 // shared with thousands of busy sockets), and whole group messages were lost for
 // every member. The loop now keeps popping while the router works, up to a hard
-// bound (redisPopAhead messages and redisPopAheadBytes bytes popped and not yet
+// bound (redisPopAhead messages and RedisOptions.ReceiveBuffer bytes popped and not yet
 // routed); past it, it waits, and Redis' capacity applies as with channels_redis.
 func (r *Redis) loop(h *redisHost, only string) {
 	defer r.wg.Done()
-	ahead := newPopAhead()
+	ahead := newPopAhead(r.receiveBuf)
 	r.wg.Add(1)
 	go r.router(ahead)
 	defer close(ahead.ch)
@@ -88,8 +88,12 @@ func (r *Redis) loop(h *redisHost, only string) {
 		}
 		// More may be waiting: take them in batches without blocking, as long as the
 		// router keeps up within the bound.
+		last := int64(len(member))
 		for r.ctx.Err() == nil && ahead.room(r.ctx, redisDrainBatch) {
-			zs, err := c.Do(r.ctx, c.B().Zpopmin().Key(key).Count(redisDrainBatch).Build()).AsZScores()
+			// As many as fit in the byte budget at the last message's size, so what
+			// waits in the loop's hands stays about one message.
+			batch := max(1, min(redisDrainBatch, (ahead.max-ahead.bytes.Load())/max(last, 1)))
+			zs, err := c.Do(r.ctx, c.B().Zpopmin().Key(key).Count(batch).Build()).AsZScores()
 			if err != nil {
 				break // the next BZPOPMIN reports it
 			}
@@ -97,8 +101,9 @@ func (r *Redis) loop(h *redisHost, only string) {
 				if !ahead.put(r.ctx, popped{key, z.Member}) {
 					return
 				}
+				last = int64(len(z.Member))
 			}
-			if len(zs) < redisDrainBatch {
+			if int64(len(zs)) < batch {
 				break
 			}
 		}
@@ -109,22 +114,23 @@ func (r *Redis) loop(h *redisHost, only string) {
 type popped struct{ key, member string }
 
 // popAhead is the bounded hand-over between a receive loop and its router: at most
-// redisPopAhead messages (the channel's capacity) and redisPopAheadBytes bytes
+// redisPopAhead messages (the channel's capacity) and max bytes
 // (a single larger message still passes alone, so one message never blocks forever).
 type popAhead struct {
+	max   int64
 	ch    chan popped
 	bytes atomic.Int64
 	space chan struct{} // a token when the router freed bytes
 }
 
-func newPopAhead() *popAhead {
-	return &popAhead{ch: make(chan popped, redisPopAhead), space: make(chan struct{}, 1)}
+func newPopAhead(max int64) *popAhead {
+	return &popAhead{max: max, ch: make(chan popped, redisPopAhead), space: make(chan struct{}, 1)}
 }
 
 // room waits until n more messages of average size could be popped: fewer than
 // redisPopAhead-n queued and the byte budget not spent. It reports false when ctx ends.
 func (a *popAhead) room(ctx context.Context, n int) bool {
-	for len(a.ch) > redisPopAhead-n || a.bytes.Load() >= redisPopAheadBytes {
+	for len(a.ch) > redisPopAhead-n || a.bytes.Load() >= a.max {
 		select {
 		case <-a.space:
 		case <-ctx.Done():
@@ -139,7 +145,7 @@ func (a *popAhead) put(ctx context.Context, p popped) bool {
 	n := int64(len(p.member))
 	for {
 		b := a.bytes.Load()
-		if b == 0 || b+n <= redisPopAheadBytes {
+		if b == 0 || b+n <= a.max {
 			break
 		}
 		select {

@@ -209,6 +209,8 @@ func TestNewRedisOptions(t *testing.T) {
 		{name: "bad glob", opts: RedisOptions{ChannelCapacity: []Capacity{{Pattern: "[", Size: 1}}}, wantErr: "pattern"},
 		{name: "zero pattern size", opts: RedisOptions{ChannelCapacity: []Capacity{{Pattern: "a*", Size: 0}}}, wantErr: "positive"},
 		{name: "serializer", opts: RedisOptions{SerializerFormat: "pickle"}, wantErr: "SerializerFormat"},
+		{name: "negative receive buffer", opts: RedisOptions{ReceiveBuffer: -1}, wantErr: "ReceiveBuffer"},
+		{name: "receive buffer over 1 GiB", opts: RedisOptions{ReceiveBuffer: 1<<30 + 1}, wantErr: "ReceiveBuffer"},
 		{name: "bad scheme", opts: RedisOptions{Hosts: []string{"http://u:hunter2@127.0.0.1:1"}}, wantErr: "bad URL"},
 		{name: "unreachable", opts: RedisOptions{Hosts: []string{"redis://:hunter2@127.0.0.1:1/0"}}, wantErr: "connect", unavail: true},
 		{name: "second host unreachable", opts: RedisOptions{Hosts: []string{srv.URL(), "redis://127.0.0.1:1"}},
