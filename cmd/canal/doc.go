@@ -66,6 +66,9 @@
 //	hosts     [redis.url]
 //	prefix    "asgi"
 //	capacity  100
+//	receive_buffer  16777216 bytes (backend redis): how much of a burst this process
+//	          takes from its Redis queue ahead of routing (layers.RedisOptions.ReceiveBuffer,
+//	          at most 1 GiB)
 //
 // symmetric_encryption_keys come from CANAL_LAYER_SYMMETRIC_ENCRYPTION_KEYS
 // (comma-separated), never from the file.

@@ -132,7 +132,7 @@ func (a *App) newLayer(ctx context.Context) (canal.Layer, error) {
 	switch l.Backend {
 	case "redis":
 		return layers.NewRedis(ctx, layers.RedisOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
-			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log, History: history})
+			ReceiveBuffer: l.ReceiveBuffer, SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log, History: history})
 	case "pubsub": // keeps no history: config refuses [[layer.history]] with it
 		return layers.NewRedisPubSub(ctx, layers.RedisPubSubOptions{Hosts: l.Hosts, Prefix: l.Prefix, Capacity: l.Capacity,
 			SymmetricEncryptionKeys: a.cfg.LayerKeys, Logger: a.log})

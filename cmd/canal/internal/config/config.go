@@ -70,6 +70,8 @@ type Layer struct {
 	Hosts    []string `toml:"hosts"`   // default [redis.url]
 	Prefix   string   `toml:"prefix"`  // default "asgi"
 	Capacity int      `toml:"capacity"`
+	// ReceiveBuffer is layers.RedisOptions.ReceiveBuffer in bytes (backend redis).
+	ReceiveBuffer int `toml:"receive_buffer"`
 	// History lists the [[layer.history]] rules: which groups keep a history that
 	// clients recover from (layers.HistoryRule; the first match wins).
 	History []HistoryRule `toml:"history"`
@@ -203,6 +205,9 @@ type Receive struct {
 // MaxSocketSendBuffer is the largest server.socket_send_buffer, as server.Options
 // allows.
 const MaxSocketSendBuffer = 64 << 20
+
+// MaxReceiveBuffer is the largest layer.receive_buffer, as layers.RedisOptions allows.
+const MaxReceiveBuffer = 1 << 30
 
 // The receive modes.
 const (

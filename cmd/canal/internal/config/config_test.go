@@ -33,6 +33,7 @@ url = "redis://127.0.0.1:6379/0"
 
 [layer]
 prefix = "asgi"
+receive_buffer = 33554432
 
 [auth.ticket]
 transports = ["subprotocol", "first_message"]
@@ -85,7 +86,7 @@ func TestParseGood(t *testing.T) {
 		c.Server.PingInterval.Duration != 10*time.Second || c.Server.SocketSendBuffer != 128<<10 {
 		t.Errorf("top level: %+v", c)
 	}
-	if c.Layer.Backend != "redis" || !slices.Equal(c.Layer.Hosts, []string{"redis://127.0.0.1:6379/0"}) {
+	if c.Layer.Backend != "redis" || !slices.Equal(c.Layer.Hosts, []string{"redis://127.0.0.1:6379/0"}) || c.Layer.ReceiveBuffer != 32<<20 {
 		t.Errorf("layer defaults from redis.url: %+v", c.Layer)
 	}
 	if c.Bus[0].Redis != c.Redis.URL || c.Bus[0].GroupTemplate == nil {
@@ -172,6 +173,10 @@ func TestParseErrors(t *testing.T) {
 		{"server", "[server]\nping_interval = \"-1s\"\nsocket_send_buffer = 67108865\n" + route, nil, []string{
 			"canal.toml:2: server.ping_interval: negative duration",
 			"canal.toml:3: server.socket_send_buffer: 67108865 is over 67108864 bytes"}},
+		{"receive buffer", "[layer]\nbackend = \"memory\"\nreceive_buffer = 1024\n" + route, nil, []string{
+			"canal.toml:3: layer.receive_buffer: only for backend redis (the memory layer has no Redis queue to empty)"}},
+		{"receive buffer size", "[redis]\nurl = \"redis://r/0\"\n[layer]\nreceive_buffer = -1\n" + route, nil, []string{
+			"canal.toml:4: layer.receive_buffer: -1 is not within 0 and 1073741824 bytes"}},
 		{"layer backend", "[layer]\nbackend = \"rabbit\"\n" + route, nil, []string{`canal.toml:2: layer.backend: "rabbit" is not redis (channels_redis' RedisChannelLayer), pubsub (RedisPubSubChannelLayer) or memory`}},
 		{"layer without redis", "[layer]\nbackend = \"redis\"\n" + route, nil, []string{"canal.toml:1: layer.hosts: backend redis needs hosts, or redis.url (or CANAL_REDIS_URL)"}},
 		{"ticket without redis", "[auth.ticket]\n" + route, nil, []string{"canal.toml:1: auth.ticket: tickets live in Redis: set redis.url (or CANAL_REDIS_URL)"}},

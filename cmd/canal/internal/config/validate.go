@@ -266,6 +266,12 @@ func (c *Config) validateLayer(v *validator) {
 	if l.Capacity < 0 {
 		v.errf("layer.capacity", "negative")
 	}
+	switch {
+	case l.ReceiveBuffer < 0 || l.ReceiveBuffer > MaxReceiveBuffer:
+		v.errf("layer.receive_buffer", "%d is not within 0 and %d bytes", l.ReceiveBuffer, MaxReceiveBuffer)
+	case l.ReceiveBuffer > 0 && l.Backend != "redis":
+		v.errf("layer.receive_buffer", "only for backend redis (the %s layer has no Redis queue to empty)", l.Backend)
+	}
 	if len(c.LayerKeys) > 0 && l.Backend == "memory" {
 		v.envErrf(EnvLayerKeys, "set, but the layer is memory (encryption is for Redis layers)")
 	}
