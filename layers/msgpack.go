@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"reflect"
 	"unicode/utf8"
@@ -361,14 +362,18 @@ type nameList struct {
 	n   int
 }
 
-// each calls f with each name's bytes, which alias the decoded input: f must not keep
-// them.
-func (l nameList) each(f func(name []byte)) {
-	d := msgpackDecoder{data: l.raw}
-	for range l.n {
-		n, _ := d.strHeader() // validated by decodeRouted
-		b, _ := d.take(n)
-		f(b)
+// all yields each name's bytes, which alias the decoded input: they are only to be
+// read, and not kept.
+func (l nameList) all() iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		d := msgpackDecoder{data: l.raw}
+		for range l.n {
+			n, _ := d.strHeader() // validated by decodeRouted
+			b, _ := d.take(n)
+			if !yield(b) {
+				return
+			}
+		}
 	}
 }
 

@@ -624,7 +624,9 @@ func routedEqualsDecoded(t *testing.T, data []byte) (canal.Message, nameList) {
 			t.Fatalf("names left encoded and %s in the message too: %#v", asgiChannelKey, got)
 		}
 		list := []any{}
-		names.each(func(b []byte) { list = append(list, string(b)) })
+		for b := range names.all() {
+			list = append(list, string(b))
+		}
 		if len(list) != names.n {
 			t.Fatalf("%d names listed, %d counted", len(list), names.n)
 		}
@@ -742,11 +744,11 @@ func BenchmarkDecodeGroupCopy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			l.each(func(n []byte) {
+			for n := range l.all() {
 				if !set[string(n)] {
 					b.Fatal("lost a name")
 				}
-			})
+			}
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -166,8 +167,9 @@ func (a *popAhead) put(ctx context.Context, p popped) bool {
 // router routes what its loop popped, in order, until the loop closes the channel.
 func (r *Redis) router(a *popAhead) {
 	defer r.wg.Done()
+	var ls []*redisListener // deliverMany's lookups, reused: one slot per local member
 	for p := range a.ch {
-		r.route(p.key, p.member)
+		r.route(p.key, p.member, &ls)
 		a.bytes.Add(-int64(len(p.member)))
 		select {
 		case a.space <- struct{}{}:
@@ -177,22 +179,12 @@ func (r *Redis) router(a *popAhead) {
 }
 
 // route hands a message popped from a process queue to its channel(s).
-func (r *Redis) route(key, member string) {
+func (r *Redis) route(key, member string, ls *[]*redisListener) {
 	// A group copy is about 50 bytes per local member (a megabyte at 19,000): its
 	// bytes are read in place, and its names looked up without becoming strings.
 	msg, names, err := r.decodeRouted(unsafe.Slice(unsafe.StringData(member), len(member)))
 	if err != nil {
 		r.reportMalformed("key", key, len(member), err)
-		return
-	}
-	if names.raw != nil {
-		if msg.ValidateType() != nil {
-			r.reportMalformed("key", key, len(member), errors.New("no valid string \"type\""))
-			return
-		}
-		if !r.closed.Load() {
-			r.deliverNames(names, msg, r.localNow())
-		}
 		return
 	}
 	target, ok := msg[asgiChannelKey]
@@ -205,20 +197,18 @@ func (r *Redis) route(key, member string) {
 		return
 	}
 	now := r.localNow()
+	if names.raw != nil { // a msgpack group copy: the names were left encoded
+		r.deliverMany(names.all(), msg, now, ls)
+		return
+	}
 	switch t := target.(type) {
 	case string:
 		r.deliverLocal(t, msg, now)
-	case []any:
-		names := make([]string, 0, len(t))
-		for _, e := range t {
-			if name, ok := e.(string); ok {
-				names = append(names, name)
-			}
-		}
-		if len(names) != len(t) {
+	case []any: // a JSON group copy, or a list with a non-string in it
+		r.deliverMany(stringsIn(t), msg, now, ls)
+		if slices.ContainsFunc(t, func(e any) bool { _, ok := e.(string); return !ok }) {
 			r.reportMalformed("key", key, len(member), errors.New("__asgi_channel__ lists a non-string"))
 		}
-		r.deliverMany(names, msg, now)
 	default:
 		if !ok {
 			err = errors.New("no __asgi_channel__ on a process queue")
@@ -229,40 +219,39 @@ func (r *Redis) route(key, member string) {
 	}
 }
 
-// deliverMany is deliverLocal for a group copy's channels, looking the attached ones
-// up under one lock.
-func (r *Redis) deliverMany(names []string, msg canal.Message, now time.Duration) {
-	ls := make([]*redisListener, len(names))
-	r.mu.RLock()
-	for i, name := range names {
-		ls[i] = r.listeners[name]
-	}
-	r.mu.RUnlock()
-	for i, l := range ls {
-		if l == nil {
-			r.deliverLocal(names[i], msg, now) // not attached: the general path
-		} else {
-			r.hand(l, msg)
+// stringsIn yields the bytes of the strings in list, skipping anything else.
+func stringsIn(list []any) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for _, e := range list {
+			if s, ok := e.(string); ok && !yield(unsafe.Slice(unsafe.StringData(s), len(s))) {
+				return
+			}
 		}
 	}
 }
 
-// deliverNames is deliverMany for names left encoded: the attached channels are
-// looked up under one lock without a string per name.
-func (r *Redis) deliverNames(names nameList, msg canal.Message, now time.Duration) {
-	ls := make([]*redisListener, 0, names.n)
+// deliverMany is deliverLocal for a group copy's channels, looking the attached ones
+// up under one lock, without a string per name. names is read twice; its bytes are
+// only read. ls is the router's lookup buffer, cleared after use so that it keeps no
+// listener alive.
+func (r *Redis) deliverMany(names iter.Seq[[]byte], msg canal.Message, now time.Duration, ls *[]*redisListener) {
+	found := (*ls)[:0]
 	r.mu.RLock()
-	names.each(func(name []byte) { ls = append(ls, r.listeners[string(name)]) })
+	for name := range names {
+		found = append(found, r.listeners[string(name)])
+	}
 	r.mu.RUnlock()
 	i := 0
-	names.each(func(name []byte) {
-		if l := ls[i]; l == nil {
+	for name := range names {
+		if l := found[i]; l == nil {
 			r.deliverLocal(string(name), msg, now) // not attached: the general path
 		} else {
 			r.hand(l, msg)
 		}
 		i++
-	})
+	}
+	clear(found)
+	*ls = found
 }
 
 // deliverLocal hands msg to a local channel without ever waiting.

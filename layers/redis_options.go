@@ -66,9 +66,7 @@ type RedisOptions struct {
 	// channels_redis does not drop whole group messages; past it, the queue fills in
 	// Redis and Capacity applies. A group message for N local members is about 50*N
 	// bytes (1 MB at 19,000), so the default 16 MiB absorbs 16 of those. Raising it
-	// trades memory for burst loss (BENCHMARKS.md, stress: 19,000 members, 10 % not
-	// reading: 32 MiB halved the loss and raised peak RSS from 1.8 to 2.0 times idle).
-	// Default 16 MiB, at most 1 GiB.
+	// trades memory for burst loss. Default 16 MiB, at most 1 GiB.
 	ReceiveBuffer int
 	// SymmetricEncryptionKeys turns on Fernet encryption of message bodies: the first
 	// key encrypts, all of them decrypt (rotation).
