@@ -205,21 +205,28 @@ func TestCountedConnKeepsDescriptor(t *testing.T) {
 	}
 	ln := s.Listener(tcp)
 	defer ln.Close()
-	client, err := net.Dial("tcp", tcp.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sc, ok := c.(syscall.Conn)
+	sc, ok := acceptedConn(t, ln).(syscall.Conn)
 	if !ok {
 		t.Fatal("the accepted conn hides syscall.Conn")
 	}
 	if _, err := sc.SyscallConn(); err != nil {
 		t.Fatalf("SyscallConn: %v", err)
 	}
+}
+
+// acceptedConn dials ln and returns the connection ln accepts; both ends close when
+// the test ends.
+func acceptedConn(t *testing.T, ln net.Listener) net.Conn {
+	t.Helper()
+	client, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

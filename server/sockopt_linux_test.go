@@ -7,6 +7,28 @@ import (
 	"testing"
 )
 
+// sockoptInt reads an integer socket option of c's descriptor.
+func sockoptInt(t *testing.T, c net.Conn, level, opt int) int {
+	t.Helper()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T hides syscall.Conn", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), level, opt) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return v
+}
+
 // TestListenConfigKeepAlive checks that connections accepted from listenConfig's
 // socket get the keepalive settings Go would have set on each of them (they are
 // inherited from the listener) and still have TCP_NODELAY.
@@ -17,20 +39,7 @@ func TestListenConfigKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	client, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := acceptedConn(t, ln)
 	want := []struct {
 		name       string
 		level, opt int
@@ -42,17 +51,10 @@ func TestListenConfigKeepAlive(t *testing.T) {
 		{"TCP_KEEPCNT", syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, keepAliveCount},
 		{"TCP_NODELAY", syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
 	}
-	if err := rc.Control(func(fd uintptr) {
-		for _, w := range want {
-			got, err := syscall.GetsockoptInt(int(fd), w.level, w.opt)
-			if err != nil {
-				t.Errorf("%s: %v", w.name, err)
-			} else if got != w.v {
-				t.Errorf("%s = %d on the accepted socket, want %d", w.name, got, w.v)
-			}
+	for _, w := range want {
+		if got := sockoptInt(t, c, w.level, w.opt); got != w.v {
+			t.Errorf("%s = %d on the accepted socket, want %d", w.name, got, w.v)
 		}
-	}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -78,31 +80,8 @@ func TestListenerSocketSendBuffer(t *testing.T) {
 			}
 			ln := s.Listener(raw)
 			defer ln.Close()
-			client, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			c, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			rc, err := c.(*countedConn).Conn.(*net.TCPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got int
-			var gerr error
-			if err := rc.Control(func(fd uintptr) {
-				got, gerr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if gerr != nil {
-				t.Fatal(gerr)
-			}
-			if !tt.want(got) {
+			c := acceptedConn(t, ln)
+			if got := sockoptInt(t, c, syscall.SOL_SOCKET, syscall.SO_SNDBUF); !tt.want(got) {
 				t.Fatalf("SO_SNDBUF on the accepted socket = %d", got)
 			}
 		})
