@@ -133,11 +133,28 @@ func testOnlineAndKick(t *testing.T, st *stack, bobHTTP *session) {
 		chromedp.Submit(chromedp.ID("id_password")),
 	)
 	admin.do("the list of users", 10*time.Second, chromedp.WaitVisible(chromedp.ID("result_list")))
-	admin.do("tick bob", 5*time.Second,
-		chromedp.Click(chromedp.Search(`//table[@id="result_list"]//tr[.//a[text()="bob"]]//input[@name="_selected_action"]`)))
-	admin.do("choose the action", 5*time.Second,
-		chromedp.SetValue(chromedp.Search(`//select[@name="action"]`), "disconnect_selected"))
-	admin.do("press Go", 5*time.Second, chromedp.Click(chromedp.Search(`//button[@name="index"]`)))
+	// Done in the page's own JavaScript, polled until it takes: the admin's page can
+	// still be settling, and a node id chromedp looked up goes stale with it ("No node
+	// with given id found").
+	admin.do("tick bob", 5*time.Second, chromedp.Poll[chromedp.Void](`(() => {
+		const box = document.evaluate('//table[@id="result_list"]//tr[.//a[text()="bob"]]//input[@name="_selected_action"]',
+			document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+		if (!box) return false;
+		box.checked = true;
+		return box.checked;
+	})()`, chromedp.WithPollingInterval(50*time.Millisecond)))
+	admin.do("choose the action", 5*time.Second, chromedp.Poll[chromedp.Void](`(() => {
+		const sel = document.querySelector('select[name="action"]');
+		if (!sel) return false;
+		sel.value = "disconnect_selected";
+		return sel.value === "disconnect_selected";
+	})()`, chromedp.WithPollingInterval(50*time.Millisecond)))
+	admin.do("press Go", 5*time.Second, chromedp.Poll[chromedp.Void](`(() => {
+		const go = document.querySelector('button[name="index"]');
+		if (!go) return false;
+		go.click();
+		return true;
+	})()`, chromedp.WithPollingInterval(50*time.Millisecond)))
 	admin.do("the admin's message", 10*time.Second,
 		chromedp.WaitVisible(chromedp.Search(`//ul[contains(@class, "messagelist")]/li[contains(., "Disconnected 1 user(s) from the realtime server.")]`)))
 	lap("admin ran the action")
