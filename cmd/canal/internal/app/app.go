@@ -54,7 +54,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *App, err
 	if err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
-	a.layer = newLocalLayer(inner)
+	a.layer = newLocalLayer(inner, len(cfg.Bus) > 0)
 	creds, err := a.credentials(ctx)
 	if err != nil {
 		return nil, err

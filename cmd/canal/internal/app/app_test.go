@@ -193,7 +193,7 @@ func TestLocalLayerForgets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLocalLayer(mem)
+	l := newLocalLayer(mem, true)
 	defer l.Close(context.Background())
 	ctx := context.Background()
 	var got []canal.Message
@@ -231,8 +231,46 @@ func TestLocalLayerForgets(t *testing.T) {
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if len(l.groups) != 0 || len(l.joined) != 0 || len(l.delivers) != 0 {
-		t.Errorf("index not empty: %v %v %v", l.groups, l.joined, len(l.delivers))
+	if len(l.groups) != 0 || len(l.members) != 0 {
+		t.Errorf("index not empty: %v %v", l.groups, l.members)
+	}
+}
+
+// Without a bus nothing reads the local index, so a socket costs no entry in it;
+// the layer below still gets the memberships.
+func TestLocalLayerWithoutIndex(t *testing.T) {
+	ctx := context.Background()
+	mem, err := layers.NewMemory(layers.MemoryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close(ctx)
+	l := newLocalLayer(mem, false)
+	got := make(chan canal.Message, 1)
+	ch, detach, err := l.Attach(ctx, "specific", func(m canal.Message) bool { got <- m; return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	if err := l.GroupAddMany(ctx, []string{"a", "b"}, ch); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.RLock()
+	n, g := len(l.members), len(l.groups)
+	l.mu.RUnlock()
+	if n != 0 || g != 0 {
+		t.Fatalf("index holds %d members, %d groups; want none", n, g)
+	}
+	if err := l.GroupSend(ctx, "b", canal.Message{"type": "y"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m["type"] != "y" {
+			t.Fatalf("GroupSend delivered %v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("GroupSend to b did not reach the member")
 	}
 }
 
@@ -264,7 +302,7 @@ func TestLocalLayerBatches(t *testing.T) {
 			if _, ok := c.layer.(canal.GroupBatcher); ok != c.batches {
 				t.Fatalf("%T batches: %v, want %v", c.layer, ok, c.batches)
 			}
-			l := newLocalLayer(c.layer)
+			l := newLocalLayer(c.layer, true)
 			got := make(chan canal.Message, 4)
 			ch, detach, err := l.Attach(ctx, "specific", func(m canal.Message) bool { got <- m; return true })
 			if err != nil {

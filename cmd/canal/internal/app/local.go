@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/canal-rt/canal"
@@ -19,33 +20,41 @@ import (
 // they are given), else fail with canal.ErrNoHistory (config keeps recover off such
 // layers).
 //
-// The index holds one entry per (socket, group) joined, bounded by the connection
-// limit times a route's max_groups; entries go with GroupDiscard or, at the latest,
-// when the socket's channel is detached.
+// The index exists only when a bus needs it (index true): without buses the
+// layer's GroupSend is the only way to a socket, and an idle socket costs no index
+// entry. It holds one member per attached socket and one entry per (socket, group)
+// joined, bounded by the connection limit times a route's max_groups; entries go
+// with GroupDiscard or, at the latest, when the socket's channel is detached.
 type localLayer struct {
 	canal.Layer
+	index bool
 
-	mu       sync.RWMutex
-	delivers map[string]func(canal.Message) bool // attached channel -> deliver
-	groups   map[string]map[string]struct{}      // group -> channels
-	joined   map[string]map[string]struct{}      // channel -> groups
+	mu      sync.RWMutex
+	members map[string]*member             // attached channel -> its socket
+	groups  map[string]map[*member]struct{} // group -> members
 }
 
-func newLocalLayer(l canal.Layer) *localLayer {
-	return &localLayer{Layer: l,
-		delivers: map[string]func(canal.Message) bool{},
-		groups:   map[string]map[string]struct{}{},
-		joined:   map[string]map[string]struct{}{},
+// member is an attached socket: its deliver func and the groups it joined (a
+// slice: a socket joins a few groups, at most its route's max_groups).
+type member struct {
+	deliver func(canal.Message) bool
+	joined  []string
+}
+
+func newLocalLayer(l canal.Layer, index bool) *localLayer {
+	return &localLayer{Layer: l, index: index,
+		members: map[string]*member{},
+		groups:  map[string]map[*member]struct{}{},
 	}
 }
 
 func (l *localLayer) Attach(ctx context.Context, prefix string, deliver func(canal.Message) bool) (string, func(), error) {
 	ch, detach, err := l.Layer.Attach(ctx, prefix, deliver)
-	if err != nil {
-		return "", nil, err
+	if err != nil || !l.index {
+		return ch, detach, err
 	}
 	l.mu.Lock()
-	l.delivers[ch] = deliver
+	l.members[ch] = &member{deliver: deliver}
 	l.mu.Unlock()
 	return ch, func() {
 		l.forget(ch)
@@ -56,11 +65,14 @@ func (l *localLayer) Attach(ctx context.Context, prefix string, deliver func(can
 func (l *localLayer) forget(ch string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.delivers, ch)
-	for g := range l.joined[ch] {
-		l.leaveLocked(g, ch)
+	m := l.members[ch]
+	if m == nil {
+		return
 	}
-	delete(l.joined, ch)
+	delete(l.members, ch)
+	for _, g := range m.joined {
+		l.leaveLocked(g, m)
+	}
 }
 
 // Publish implements canal.HistoryLayer by delegating to the layer.
@@ -134,38 +146,48 @@ var _ canal.GroupBatcher = (*localLayer)(nil)
 
 // remember indexes channel in groups when it is a socket of this process.
 func (l *localLayer) remember(channel string, groups ...string) {
+	if !l.index {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.delivers[channel]; !ok {
+	m := l.members[channel]
+	if m == nil {
 		return // not a socket of this process
 	}
 	for _, group := range groups {
 		if l.groups[group] == nil {
-			l.groups[group] = map[string]struct{}{}
+			l.groups[group] = map[*member]struct{}{}
 		}
-		l.groups[group][channel] = struct{}{}
-		if l.joined[channel] == nil {
-			l.joined[channel] = map[string]struct{}{}
+		if _, ok := l.groups[group][m]; !ok {
+			l.groups[group][m] = struct{}{}
+			m.joined = append(m.joined, group)
 		}
-		l.joined[channel][group] = struct{}{}
 	}
 }
 
 func (l *localLayer) unremember(channel string, groups ...string) {
+	if !l.index {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	m := l.members[channel]
+	if m == nil {
+		return
+	}
 	for _, group := range groups {
-		l.leaveLocked(group, channel)
-		if j := l.joined[channel]; j != nil {
-			delete(j, group)
+		l.leaveLocked(group, m)
+		if i := slices.Index(m.joined, group); i >= 0 {
+			m.joined = slices.Delete(m.joined, i, i+1)
 		}
 	}
 }
 
-func (l *localLayer) leaveLocked(group, channel string) {
-	if m := l.groups[group]; m != nil {
-		delete(m, channel)
-		if len(m) == 0 {
+func (l *localLayer) leaveLocked(group string, m *member) {
+	if g := l.groups[group]; g != nil {
+		delete(g, m)
+		if len(g) == 0 {
 			delete(l.groups, group)
 		}
 	}
@@ -177,8 +199,8 @@ func (l *localLayer) leaveLocked(group, channel string) {
 func (l *localLayer) publishLocal(group string, m canal.Message) int {
 	l.mu.RLock()
 	members := make([]func(canal.Message) bool, 0, len(l.groups[group]))
-	for ch := range l.groups[group] {
-		members = append(members, l.delivers[ch])
+	for mb := range l.groups[group] {
+		members = append(members, mb.deliver)
 	}
 	l.mu.RUnlock()
 	n := 0

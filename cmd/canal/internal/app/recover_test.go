@@ -269,7 +269,7 @@ func TestLocalLayerHistory(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l := newLocalLayer(c.layer)
+			l := newLocalLayer(c.layer, true)
 			p, err := l.Publish(ctx, c.group, canal.Message{"type": "x.y", "n": 1})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Publish: %v, want %v", err, c.want)
