@@ -30,7 +30,7 @@ type localLayer struct {
 	index bool
 
 	mu      sync.RWMutex
-	members map[string]*member             // attached channel -> its socket
+	members map[string]*member              // attached channel -> its socket
 	groups  map[string]map[*member]struct{} // group -> members
 }
 
