@@ -84,8 +84,7 @@ func (r *Redis) loop(h *redisHost, only string) {
 		}
 		key, _ := arr[0].ToString()
 		member, _ := arr[1].ToString()
-		// last and lastRaw: the last message's size held and as popped.
-		last, lastRaw := int64(len(member)), int64(len(member))
+		last := int64(len(member))
 		if p, ok := r.prepare(key, member, ahead); ok {
 			if !ahead.put(r.ctx, p) {
 				return
@@ -95,11 +94,9 @@ func (r *Redis) loop(h *redisHost, only string) {
 		// More may be waiting: take them in batches without blocking, as long as the
 		// router keeps up within the bound.
 		for r.ctx.Err() == nil && ahead.room(r.ctx, redisDrainBatch) {
-			// As many as fit in the byte budget at the last message's size held, so
-			// what waits in the loop's hands stays about one message, and as popped,
-			// so that one reply (held whole until each message is prepared) is within
-			// ReceiveBuffer too.
-			batch := max(1, min(redisDrainBatch, (ahead.max-ahead.bytes.Load())/max(last, 1), ahead.max/max(lastRaw, 1)))
+			// As many as fit in the byte budget at the last message's size, so what
+			// waits in the loop's hands stays about one message.
+			batch := max(1, min(redisDrainBatch, (ahead.max-ahead.bytes.Load())/max(last, 1)))
 			zs, err := c.Do(r.ctx, c.B().Zpopmin().Key(key).Count(batch).Build()).AsZScores()
 			if err != nil {
 				break // the next BZPOPMIN reports it
@@ -112,7 +109,7 @@ func (r *Redis) loop(h *redisHost, only string) {
 				if !ahead.put(r.ctx, p) {
 					return
 				}
-				last, lastRaw = p.size, int64(len(z.Member))
+				last = p.size
 			}
 			if int64(len(zs)) < batch {
 				break
