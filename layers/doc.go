@@ -16,8 +16,7 @@
 // (as with channels_redis, whose group_send skips a full key silently): the layer
 // empties that queue into RedisOptions.ReceiveBuffer (16 MiB) while it routes, so a
 // burst to thousands of local members is not lost to a slow moment of the CPU. A group
-// message's copy lists its local members (about 50 bytes each); the loop reads it in
-// place, looks the members up and holds 8 bytes per member until they have it.
+// message's copy lists its local members (about 50 bytes each) and is read in place.
 //
 // What other writers put in Redis is not trusted: a stored message that cannot be read
 // is skipped (Stats().Malformed), and a group member whose name is not UTF-8 is

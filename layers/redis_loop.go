@@ -84,15 +84,12 @@ func (r *Redis) loop(h *redisHost, only string) {
 		}
 		key, _ := arr[0].ToString()
 		member, _ := arr[1].ToString()
-		last := int64(len(member))
-		if p, ok := r.prepare(key, member, ahead); ok {
-			if !ahead.put(r.ctx, p) {
-				return
-			}
-			last = p.size
+		if !ahead.put(r.ctx, popped{key, member}) {
+			return
 		}
 		// More may be waiting: take them in batches without blocking, as long as the
 		// router keeps up within the bound.
+		last := int64(len(member))
 		for r.ctx.Err() == nil && ahead.room(r.ctx, redisDrainBatch) {
 			// As many as fit in the byte budget at the last message's size, so what
 			// waits in the loop's hands stays about one message.
@@ -102,14 +99,10 @@ func (r *Redis) loop(h *redisHost, only string) {
 				break // the next BZPOPMIN reports it
 			}
 			for _, z := range zs {
-				p, ok := r.prepare(key, z.Member, ahead)
-				if !ok {
-					continue
-				}
-				if !ahead.put(r.ctx, p) {
+				if !ahead.put(r.ctx, popped{key, z.Member}) {
 					return
 				}
-				last = p.size
+				last = int64(len(z.Member))
 			}
 			if int64(len(zs)) < batch {
 				break
@@ -118,19 +111,8 @@ func (r *Redis) loop(h *redisHost, only string) {
 	}
 }
 
-// popped is a message taken from a process queue, decoded and looked up by the loop:
-// what the router delivers. A group copy names every local member (about 50 bytes
-// each: a megabyte at 19,000); here the attached ones are 8-byte pointers, so the
-// same ReceiveBuffer holds several times more of a burst, and the popped bytes are
-// not kept.
-type popped struct {
-	msg    canal.Message
-	target string           // a message for one channel: its name
-	group  bool             // a group copy: ls and rest instead of target
-	ls     []*redisListener // a group copy's members attached when it was popped
-	rest   []string         // its other names: the general path (deliverLocal)
-	size   int64            // what it counts against ReceiveBuffer
-}
+// popped is a message taken from a process queue, not yet decoded.
+type popped struct{ key, member string }
 
 // popAhead is the bounded hand-over between a receive loop and its router: at most
 // redisPopAhead messages (the channel's capacity) and max bytes
@@ -140,14 +122,10 @@ type popAhead struct {
 	ch    chan popped
 	bytes atomic.Int64
 	space chan struct{} // a token when the router freed bytes
-	// free keeps a few of the router's emptied member slices for the loop's next
-	// group copies: at most cap(free) of them, each as long as the largest group.
-	free chan []*redisListener
 }
 
 func newPopAhead(max int64) *popAhead {
-	return &popAhead{max: max, ch: make(chan popped, redisPopAhead), space: make(chan struct{}, 1),
-		free: make(chan []*redisListener, 4)}
+	return &popAhead{max: max, ch: make(chan popped, redisPopAhead), space: make(chan struct{}, 1)}
 }
 
 // room waits until n more messages of average size could be popped: fewer than
@@ -165,9 +143,10 @@ func (a *popAhead) room(ctx context.Context, n int) bool {
 
 // put hands p to the router, waiting for room; false when ctx ends first.
 func (a *popAhead) put(ctx context.Context, p popped) bool {
+	n := int64(len(p.member))
 	for {
 		b := a.bytes.Load()
-		if b == 0 || b+p.size <= a.max {
+		if b == 0 || b+n <= a.max {
 			break
 		}
 		select {
@@ -176,7 +155,7 @@ func (a *popAhead) put(ctx context.Context, p popped) bool {
 			return false
 		}
 	}
-	a.bytes.Add(p.size)
+	a.bytes.Add(n)
 	select {
 	case a.ch <- p:
 		return true
@@ -185,29 +164,13 @@ func (a *popAhead) put(ctx context.Context, p popped) bool {
 	}
 }
 
-// slice returns an empty member slice, one the router gave back when there is one.
-func (a *popAhead) slice() []*redisListener {
-	select {
-	case ls := <-a.free:
-		return ls
-	default:
-		return nil
-	}
-}
-
-// router delivers what its loop popped, in order, until the loop closes the channel.
+// router routes what its loop popped, in order, until the loop closes the channel.
 func (r *Redis) router(a *popAhead) {
 	defer r.wg.Done()
+	var ls []*redisListener // deliverMany's lookups, reused: one slot per local member
 	for p := range a.ch {
-		r.deliver(p)
-		a.bytes.Add(-p.size)
-		if p.ls != nil {
-			clear(p.ls) // keep no listener alive
-			select {
-			case a.free <- p.ls[:0]:
-			default:
-			}
-		}
+		r.route(p.key, p.member, &ls)
+		a.bytes.Add(-int64(len(p.member)))
 		select {
 		case a.space <- struct{}{}:
 		default:
@@ -215,86 +178,44 @@ func (r *Redis) router(a *popAhead) {
 	}
 }
 
-// prepare decodes a message popped from a process queue and looks its channels up;
-// false when it cannot be read (reported, skipped).
-func (r *Redis) prepare(key, member string, a *popAhead) (popped, bool) {
-	// The member is read in place and not kept: a group copy's names are looked up
-	// without becoming strings.
+// route hands a message popped from a process queue to its channel(s).
+func (r *Redis) route(key, member string, ls *[]*redisListener) {
+	// A group copy is about 50 bytes per local member (a megabyte at 19,000): its
+	// bytes are read in place, and its names looked up without becoming strings.
 	msg, names, err := r.decodeRouted(unsafe.Slice(unsafe.StringData(member), len(member)))
 	if err != nil {
 		r.reportMalformed("key", key, len(member), err)
-		return popped{}, false
+		return
 	}
 	target, ok := msg[asgiChannelKey]
 	delete(msg, asgiChannelKey)
 	if msg.ValidateType() != nil {
 		r.reportMalformed("key", key, len(member), errors.New("no valid string \"type\""))
-		return popped{}, false
+		return
 	}
-	p := popped{msg: msg}
-	var listed int64 // bytes of the names, which are not kept
-	switch t := target.(type) {
-	case string:
-		p.target = t
-	case []any: // a JSON group copy, or a list with a non-string in it
-		p.group = true
-		p.ls, p.rest, listed = r.lookup(stringsIn(t), a.slice())
-		if slices.ContainsFunc(t, func(e any) bool { _, ok := e.(string); return !ok }) {
-			r.reportMalformed("key", key, len(member), errors.New("__asgi_channel__ lists a non-string"))
-		}
-	default:
-		if names.raw == nil {
-			if !ok {
-				err = errors.New("no __asgi_channel__ on a process queue")
-			} else {
-				err = fmt.Errorf("__asgi_channel__ is a %T", t)
-			}
-			r.reportMalformed("key", key, len(member), err)
-			return popped{}, false
-		}
-		// A msgpack group copy: the names were left encoded.
-		p.group = true
-		p.ls, p.rest, listed = r.lookup(names.all(), a.slice())
-	}
-	p.size = max(int64(len(member))-listed, 1) + int64(8*cap(p.ls))
-	for _, n := range p.rest {
-		p.size += int64(len(n)) + 16
-	}
-	return p, true
-}
-
-// lookup finds the attached listeners of names under one lock, appending them to ls;
-// the names of channels not attached come back as strings. It returns the bytes of
-// names read.
-func (r *Redis) lookup(names iter.Seq[[]byte], ls []*redisListener) (_ []*redisListener, rest []string, read int64) {
-	r.mu.RLock()
-	for name := range names {
-		read += int64(len(name))
-		if l := r.listeners[string(name)]; l != nil {
-			ls = append(ls, l)
-		} else {
-			rest = append(rest, string(name))
-		}
-	}
-	r.mu.RUnlock()
-	return ls, rest, read
-}
-
-// deliver hands a prepared message to its channel(s).
-func (r *Redis) deliver(p popped) {
 	if r.closed.Load() {
 		return
 	}
 	now := r.localNow()
-	if !p.group {
-		r.deliverLocal(p.target, p.msg, now)
+	if names.raw != nil { // a msgpack group copy: the names were left encoded
+		r.deliverMany(names.all(), msg, now, ls)
 		return
 	}
-	for _, l := range p.ls {
-		r.hand(l, p.msg)
-	}
-	for _, name := range p.rest {
-		r.deliverLocal(name, p.msg, now) // not attached: the general path
+	switch t := target.(type) {
+	case string:
+		r.deliverLocal(t, msg, now)
+	case []any: // a JSON group copy, or a list with a non-string in it
+		r.deliverMany(stringsIn(t), msg, now, ls)
+		if slices.ContainsFunc(t, func(e any) bool { _, ok := e.(string); return !ok }) {
+			r.reportMalformed("key", key, len(member), errors.New("__asgi_channel__ lists a non-string"))
+		}
+	default:
+		if !ok {
+			err = errors.New("no __asgi_channel__ on a process queue")
+		} else {
+			err = fmt.Errorf("__asgi_channel__ is a %T", t)
+		}
+		r.reportMalformed("key", key, len(member), err)
 	}
 }
 
@@ -307,6 +228,30 @@ func stringsIn(list []any) iter.Seq[[]byte] {
 			}
 		}
 	}
+}
+
+// deliverMany is deliverLocal for a group copy's channels, looking the attached ones
+// up under one lock, without a string per name. names is read twice; its bytes are
+// only read. ls is the router's lookup buffer, cleared after use so that it keeps no
+// listener alive.
+func (r *Redis) deliverMany(names iter.Seq[[]byte], msg canal.Message, now time.Duration, ls *[]*redisListener) {
+	found := (*ls)[:0]
+	r.mu.RLock()
+	for name := range names {
+		found = append(found, r.listeners[string(name)])
+	}
+	r.mu.RUnlock()
+	i := 0
+	for name := range names {
+		if l := found[i]; l == nil {
+			r.deliverLocal(string(name), msg, now) // not attached: the general path
+		} else {
+			r.hand(l, msg)
+		}
+		i++
+	}
+	clear(found)
+	*ls = found
 }
 
 // deliverLocal hands msg to a local channel without ever waiting.

@@ -64,11 +64,9 @@ type RedisOptions struct {
 	// than Django publishes (a burst to thousands of local members on a busy CPU), the
 	// loop keeps emptying the queue into this buffer, so Capacity is not reached and
 	// channels_redis does not drop whole group messages; past it, the queue fills in
-	// Redis and Capacity applies. A group message for N local members pops as about
-	// 50*N bytes of names (1 MB at 19,000) and is held as its payload plus 8*N bytes
-	// (the attached members looked up: 150 KB at 19,000), so the default 16 MiB holds
-	// about 100 of those. Raising it trades memory for burst loss. Default 16 MiB, at
-	// most 1 GiB.
+	// Redis and Capacity applies. A group message for N local members is about 50*N
+	// bytes (1 MB at 19,000), so the default 16 MiB absorbs 16 of those. Raising it
+	// trades memory for burst loss. Default 16 MiB, at most 1 GiB.
 	ReceiveBuffer int
 	// SymmetricEncryptionKeys turns on Fernet encryption of message bodies: the first
 	// key encrypts, all of them decrypt (rotation).
