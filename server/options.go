@@ -46,11 +46,9 @@ type Options struct {
 	// autotuning, the kernel grows a client's buffer up to net.ipv4.tcp_wmem's maximum
 	// (4 MiB by default) before the server sees any back-pressure, so every client that
 	// stops reading first costs the server megabytes of copying that never reach it,
-	// on the CPU the readers need. In bench/'s stress mode (19,000 sockets of which
-	// 1,900 stop reading; BENCHMARKS.md before and after commit 95b6289), the paced
-	// messages after the burst waited 8 s (p50) with the kernel's buffers and 0.13 s
-	// with this one, and the non-readers were dropped after under a second instead of
-	// 5 s. Realtime frames are small; raise it for large
+	// on the CPU the readers need. bench/'s stress mode measures it (BENCHMARKS.md,
+	// "Stress", clients not reading: when the non-readers are closed with 1013, and
+	// the readers' latency meanwhile). Realtime frames are small; raise it for large
 	// transfers to distant clients (throughput per socket is at most about twice this
 	// per round trip). Default 64 KiB; negative leaves the kernel's autotuning. Linux
 	// only; sockets of a listener made elsewhere (Mount alone) keep the kernel's.

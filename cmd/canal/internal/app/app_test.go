@@ -236,47 +236,10 @@ func TestLocalLayerForgets(t *testing.T) {
 	}
 }
 
-// Without a bus nothing reads the local index, so a socket costs no entry in it;
-// the layer below still gets the memberships.
-func TestLocalLayerWithoutIndex(t *testing.T) {
-	ctx := context.Background()
-	mem, err := layers.NewMemory(layers.MemoryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close(ctx)
-	l := newLocalLayer(mem, false)
-	got := make(chan canal.Message, 1)
-	ch, detach, err := l.Attach(ctx, "specific", func(m canal.Message) bool { got <- m; return true })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer detach()
-	if err := l.GroupAddMany(ctx, []string{"a", "b"}, ch); err != nil {
-		t.Fatal(err)
-	}
-	l.mu.RLock()
-	n, g := len(l.members), len(l.groups)
-	l.mu.RUnlock()
-	if n != 0 || g != 0 {
-		t.Fatalf("index holds %d members, %d groups; want none", n, g)
-	}
-	if err := l.GroupSend(ctx, "b", canal.Message{"type": "y"}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m["type"] != "y" {
-			t.Fatalf("GroupSend delivered %v", m)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("GroupSend to b did not reach the member")
-	}
-}
-
 // The local group index follows GroupAddMany and GroupDiscardMany, whether the layer
 // below batches them (Redis) or not (memory, one call per group), and the layer
-// itself gets the memberships: a GroupSend reaches the socket.
+// itself gets the memberships: a GroupSend reaches the socket. Without a bus nothing
+// reads the index, so a socket costs no entry in it, and the layer still gets them.
 func TestLocalLayerBatches(t *testing.T) {
 	ctx := context.Background()
 	mem, err := layers.NewMemory(layers.MemoryOptions{})
@@ -293,16 +256,19 @@ func TestLocalLayerBatches(t *testing.T) {
 		name    string
 		layer   canal.Layer
 		batches bool
+		index   bool // a bus is configured
 	}{
-		{"memory", mem, false},
-		{"redis", rds, true},
+		{"memory", mem, false, true},
+		{"redis", rds, true, true},
+		{"memory, no bus", mem, false, false},
+		{"redis, no bus", rds, true, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, ok := c.layer.(canal.GroupBatcher); ok != c.batches {
 				t.Fatalf("%T batches: %v, want %v", c.layer, ok, c.batches)
 			}
-			l := newLocalLayer(c.layer, true)
+			l := newLocalLayer(c.layer, c.index)
 			got := make(chan canal.Message, 4)
 			ch, detach, err := l.Attach(ctx, "specific", func(m canal.Message) bool { got <- m; return true })
 			if err != nil {
@@ -312,12 +278,29 @@ func TestLocalLayerBatches(t *testing.T) {
 			if err := l.GroupAddMany(ctx, []string{"a", "b", "c"}, ch); err != nil {
 				t.Fatal(err)
 			}
+			indexed := 0 // members publishLocal reaches
+			if c.index {
+				indexed = 1
+			}
 			msg := canal.Message{"type": "x"}
 			for _, g := range []string{"a", "b", "c"} {
-				if n := l.publishLocal(g, msg); n != 1 {
-					t.Fatalf("publish to %s after GroupAddMany: %d members", g, n)
+				if n := l.publishLocal(g, msg); n != indexed {
+					t.Fatalf("publish to %s after GroupAddMany: %d members, want %d", g, n, indexed)
 				}
-				<-got
+				if n := len(got); n != indexed {
+					t.Fatalf("publish to %s delivered %d messages, want %d", g, n, indexed)
+				}
+				if indexed == 1 {
+					<-got
+				}
+			}
+			if !c.index {
+				l.mu.RLock()
+				n, g := len(l.members), len(l.groups)
+				l.mu.RUnlock()
+				if n != 0 || g != 0 {
+					t.Fatalf("index holds %d members, %d groups; want none", n, g)
+				}
 			}
 			if err := l.GroupSend(ctx, "b", canal.Message{"type": "y"}); err != nil {
 				t.Fatal(err)
@@ -333,7 +316,7 @@ func TestLocalLayerBatches(t *testing.T) {
 			if err := l.GroupDiscardMany(ctx, []string{"a", "b"}, ch); err != nil {
 				t.Fatal(err)
 			}
-			for g, want := range map[string]int{"a": 0, "b": 0, "c": 1} {
+			for g, want := range map[string]int{"a": 0, "b": 0, "c": indexed} {
 				if n := l.publishLocal(g, msg); n != want {
 					t.Errorf("publish to %s after GroupDiscardMany: %d members, want %d", g, n, want)
 				}
