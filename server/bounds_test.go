@@ -17,6 +17,12 @@ import (
 // drain reads want frames from c into a slice, in the background.
 func drain(t *testing.T, c *canaltest.Communicator, want int) <-chan []canal.Frame {
 	t.Helper()
+	return drainCounted(t, c, want, new(atomic.Int64))
+}
+
+// drainCounted is drain that also counts the frames read so far in n.
+func drainCounted(t *testing.T, c *canaltest.Communicator, want int, n *atomic.Int64) <-chan []canal.Frame {
+	t.Helper()
 	out := make(chan []canal.Frame, 1)
 	go func() {
 		var got []canal.Frame
@@ -28,6 +34,7 @@ func drain(t *testing.T, c *canaltest.Communicator, want int) <-chan []canal.Fra
 				break
 			}
 			got = append(got, f)
+			n.Add(1)
 		}
 		out <- got
 	}()
@@ -150,14 +157,20 @@ func TestStalledClientsDoNotHoldUpReaders(t *testing.T) {
 	o.SendBuffer = 64 << 10
 	o.PingInterval, o.PongTimeout = 10*time.Second, 10*time.Second // silence alone must not end them first
 	s := canaltest.NewServer(t, p, o)
-	const readers, stalled, frames = 8, 2, 2000
+	// Bursts of 10 frames of 4 KiB fit in SendBuffer alone, whatever the kernel
+	// buffers, and the next burst waits for every reader to have read this one: a
+	// reader is never more than one burst behind however slow the machine, so a
+	// refusal means the stalled peers held it up, not that the test outran it.
+	const readers, stalled, frames, burst = 8, 2, 2000, 10
 	var all []canal.FrameDeliverer
 	var got []<-chan []canal.Frame
+	read := make([]*atomic.Int64, readers)
 	for i := range readers + stalled {
 		c := mustDial(t, s, "/", canaltest.DialOptions{})
 		all = append(all, p.lastConn(t).(canal.FrameDeliverer))
 		if i < readers {
-			got = append(got, drain(t, c, frames))
+			read[i] = new(atomic.Int64)
+			got = append(got, drainCounted(t, c, frames, read[i]))
 		} // the others are never read past the communicator's small buffer
 	}
 	payload := bytes.Repeat([]byte("x"), 4<<10)
@@ -169,8 +182,16 @@ func TestStalledClientsDoNotHoldUpReaders(t *testing.T) {
 				t.Fatalf("frame %d refused for reader %d", i, r)
 			}
 		}
-		if i%50 == 49 {
-			time.Sleep(50 * time.Millisecond) // bursts of 200 KB, as a busy group would get
+		if i%burst == burst-1 {
+			deadline := time.Now().Add(10 * time.Second)
+			for r, n := range read {
+				for n.Load() < int64(i+1) {
+					if time.Now().After(deadline) {
+						t.Fatalf("reader %d has read %d of %d frames: held up", r, n.Load(), i+1)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
 		}
 	}
 	for r, ch := range got {
