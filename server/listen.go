@@ -50,8 +50,10 @@ func defaultMaxConnections() int {
 // Listen listens on addr (the app's network, "tcp4" unless fiber.Config.Network says
 // otherwise) and serves app through Listener: the process survives running out of
 // file descriptors, and connections past Options.MaxConnections get 503. It also
-// gives the app the timeouts Mount gives it. It returns when the app shuts down, like
-// app.Listen.
+// gives the app the timeouts Mount gives it. On Linux the listening socket carries
+// TCP keepalive and TCP_DEFER_ACCEPT for every connection (a client is accepted once
+// its request has arrived, or after a second of silence). It returns when the app
+// shuts down, like app.Listen.
 func (s *Server) Listen(app *fiber.App, addr string) error {
 	cfg := app.Config()
 	if cfg.Prefork {

@@ -5,10 +5,12 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 )
 
-// sockoptInt reads an integer socket option of c's descriptor.
-func sockoptInt(t *testing.T, c net.Conn, level, opt int) int {
+// sockoptInt reads an integer socket option of c's descriptor (a connection's or a
+// listener's).
+func sockoptInt(t *testing.T, c any, level, opt int) int {
 	t.Helper()
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -56,6 +58,42 @@ func TestListenConfigKeepAlive(t *testing.T) {
 			t.Errorf("%s = %d on the accepted socket, want %d", w.name, got, w.v)
 		}
 	}
+}
+
+// TestListenConfigDefersAccept: a connection that has sent nothing is not handed to
+// Accept (it holds no descriptor of the server's) until its first bytes arrive, and
+// then at once; the listener reports TCP_DEFER_ACCEPT.
+func TestListenConfigDefersAccept(t *testing.T) {
+	lc := listenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tl := ln.(*net.TCPListener)
+	if got := sockoptInt(t, tl, syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT); got != deferAccept {
+		t.Fatalf("TCP_DEFER_ACCEPT = %d on the listener, want %d", got, deferAccept)
+	}
+	c, err := net.DialTimeout("tcp4", ln.Addr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Well within the one-second defer: a silent client is still the kernel's.
+	_ = tl.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	if ac, err := tl.Accept(); err == nil {
+		ac.Close()
+		t.Fatal("a connection that sent nothing was accepted")
+	}
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = tl.SetDeadline(time.Now().Add(2 * time.Second))
+	ac, err := tl.Accept()
+	if err != nil {
+		t.Fatalf("not accepted once it sent its first bytes: %v", err)
+	}
+	ac.Close()
 }
 
 // TestListenerSocketSendBuffer: sockets accepted through Server.Listener get
