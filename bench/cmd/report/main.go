@@ -110,6 +110,9 @@ func rows(m *meta) []rowDef {
 			rowDef{Key: "w1.rate", Workload: "w1", Phase: "handshake", Metric: "handshakes_per_s",
 				Label: "W1 handshakes/s (fresh ticket each)", Kind: higher, Format: fmtRate,
 				Target: "≥ 8× Channels core, ≥ baseline", Check: ratioCheck(8, true)},
+			rowDef{Key: "w1.percore", Workload: "w1", Phase: "handshake", Metric: "handshakes_per_server_cpu_s",
+				Label: "W1 handshakes per second of server CPU (per core)", Kind: higher, Format: fmtRate,
+				Target: "≥ 1.5× baseline", Check: baselineRatio(1.5)},
 			rowDef{Key: "w1.p99", Workload: "w1", Phase: "handshake", Metric: "p99_ms",
 				Label: "W1 handshake p99 (ms)", Kind: lower, Format: format.MS})
 	}
@@ -189,6 +192,18 @@ func ratioCheck(vsCore float64, vsBaseline bool) func(map[string]float64) (bool,
 			met = met && c >= base
 		}
 		return met, true
+	}
+}
+
+// baselineRatio: Canal at least x times the baseline.
+func baselineRatio(x float64) func(map[string]float64) (bool, bool) {
+	return func(v map[string]float64) (bool, bool) {
+		c, ok := v[result.Canal]
+		base, okBase := v[result.Baseline]
+		if !ok || !okBase {
+			return false, false
+		}
+		return c >= x*base, true
 	}
 }
 

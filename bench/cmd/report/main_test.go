@@ -60,15 +60,16 @@ func cannedRun(t *testing.T, servers []string, extraMeta map[string]any) string 
 	cpu := []result.Proc{{Role: "server", Core: "0", Util: 0.9}, {Role: "loadgen", Core: "1", Util: 0.4}}
 	// Canal's figures, and canal-bin's: 4 % fewer handshakes/s (within 5 %), a p99
 	// 10 % higher (not within), 20 % fewer deliveries/s (not within), no loss.
-	figures := map[string]struct{ hs, hsP99, dps, p99 float64 }{
-		result.Canal:    {1000, 10, 100000, 2},
-		result.CanalBin: {960, 11, 80000, 2},
-		result.Baseline: {800, 12, 90000, 3},
+	// Per second of server CPU: Canal 1.625× the baseline, canal-bin within 5 %.
+	figures := map[string]struct{ hs, hsCore, hsP99, dps, p99 float64 }{
+		result.Canal:    {1000, 1300, 10, 100000, 2},
+		result.CanalBin: {960, 1250, 11, 80000, 2},
+		result.Baseline: {800, 800, 12, 90000, 3},
 	}
 	for _, s := range servers {
 		f := figures[s]
 		cells := []*result.Cell{
-			{Run: 1, Server: s, Workload: "w1", Phases: []result.Phase{{Name: "handshake", Metrics: map[string]float64{"handshakes_per_s": f.hs, "p99_ms": f.hsP99}, CPU: cpu}}},
+			{Run: 1, Server: s, Workload: "w1", Phases: []result.Phase{{Name: "handshake", Metrics: map[string]float64{"handshakes_per_s": f.hs, "handshakes_per_server_cpu_s": f.hsCore, "p99_ms": f.hsP99}, CPU: cpu}}},
 			{Run: 1, Server: s, Workload: "w2", Param: 50, Phases: []result.Phase{
 				{Name: "burst", Metrics: map[string]float64{"deliveries_per_s": f.dps, "p50_ms": 1, "p99_ms": f.p99, "loss": 0}, CPU: cpu},
 				{Name: "paced", Metrics: map[string]float64{"p50_ms": 1, "p99_ms": f.p99, "loss": 0}, CPU: cpu}}},
@@ -124,6 +125,7 @@ func TestCanalBinColumn(t *testing.T) {
 	}
 	wants := map[string]want{
 		"w1.rate":          {0.96, "✓"},
+		"w1.percore":       {1250.0 / 1300, "✓"},
 		"w1.p99":           {10.0 / 11, "✗"},
 		"w2.50.burst.rate": {0.8, "✗"},
 		"w2.50.burst.p99":  {1, "✓"},
@@ -176,8 +178,8 @@ func TestCanalBinColumn(t *testing.T) {
 func TestWithoutCanalBin(t *testing.T) {
 	dir := cannedRun(t, []string{result.Canal, result.Baseline}, nil)
 	sum, raw, md := readRun(t, dir)
-	if len(sum.Rows) != 11 {
-		t.Errorf("%d rows, want 11", len(sum.Rows))
+	if len(sum.Rows) != 12 {
+		t.Errorf("%d rows, want 12", len(sum.Rows))
 	}
 	header := "| Metric | Canal | Baseline | Canal vs Channels core | Canal vs baseline | Target | Met |\n|---|---:|---:|---:|---:|---|:-:|\n"
 	if !strings.Contains(md, header) {
@@ -190,5 +192,8 @@ func TestWithoutCanalBin(t *testing.T) {
 	}
 	if !strings.Contains(md, "| W1 handshakes/s (fresh ticket each) | 1,000 | 800 | — | 1.25× | ≥ 8× Channels core, ≥ baseline | ? |") {
 		t.Errorf("report.md's W1 row changed:\n%s", md)
+	}
+	if !strings.Contains(md, "| W1 handshakes per second of server CPU (per core) | 1,300 | 800 | — | 1.62× | ≥ 1.5× baseline | ✓ |") {
+		t.Errorf("report.md lacks the per-core W1 row, or its check:\n%s", md)
 	}
 }

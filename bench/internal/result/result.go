@@ -109,6 +109,17 @@ func (p *Phase) RoleUtil(role string) float64 {
 	return u
 }
 
+// RoleCPU sums the CPU seconds of the processes in role.
+func (p *Phase) RoleCPU(role string) float64 {
+	var s float64
+	for _, pr := range p.CPU {
+		if pr.Role == role {
+			s += pr.CPUSeconds
+		}
+	}
+	return s
+}
+
 // Write stores c as indented JSON at path.
 func Write(path string, c *Cell) error {
 	b, err := json.MarshalIndent(c, "", "  ")
