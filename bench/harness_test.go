@@ -621,3 +621,41 @@ func TestSmokeCanalBin(t *testing.T) {
 		t.Logf("report.md:\n%s", report)
 	}
 }
+
+// TestSmokeFloor runs bench/run.sh --smoke --servers canal,floor --workloads w1,w4:
+// the floor server (bench/servers/floor) answers W1 with a rate and a per-core
+// figure, and its W4 cell says it runs W1 only instead of failing.
+func TestSmokeFloor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, Canal and the floor server for about 15 s; skipped with -short")
+	}
+	out, _ := runSmoke(t, "--servers", "canal,floor", "--workloads", "w1,w4")
+	var sum struct {
+		Servers []string `json:"servers"`
+		Rows    []struct {
+			Key     string              `json:"key"`
+			Values  map[string]*float64 `json:"values"`
+			Display map[string]string   `json:"display"`
+		} `json:"rows"`
+	}
+	readJSON(t, filepath.Join(out, "summary.json"), &sum)
+	if want := []string{result.Canal, result.Floor}; !slices.Equal(sum.Servers, want) {
+		t.Errorf("servers %v, want %v", sum.Servers, want)
+	}
+	seen := 0
+	for _, r := range sum.Rows {
+		v := r.Values[result.Floor]
+		switch {
+		case strings.HasPrefix(r.Key, "w1."):
+			seen++
+			if v == nil || !(*v > 0) {
+				t.Errorf("%s: the floor has no number (shows %q)", r.Key, r.Display[result.Floor])
+			}
+		case v != nil || r.Display[result.Floor] != result.W1Only:
+			t.Errorf("%s: the floor shows %v %q, want %q", r.Key, v, r.Display[result.Floor], result.W1Only)
+		}
+	}
+	if seen != 3 {
+		t.Errorf("%d W1 rows, want 3 (rate, per core, p99)", seen)
+	}
+}

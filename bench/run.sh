@@ -17,7 +17,9 @@
 # Options:
 #   --smoke                  small N, short phases, one run; never writes BENCHMARKS.md
 #   --runs N                 runs (default 3; smoke 1); the report shows medians
-#   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline,canal-bin
+#   --servers a,b            subset of: canal,channels-core,channels-pubsub,baseline,canal-bin,floor
+#                            (floor: W1 only, the least a Go server does per handshake,
+#                            servers/floor; its other cells are n/a)
 #                            (canal-bin: the canal binary, cmd/canal, configured by
 #                            servers/canalbin/canal.toml; W1-W3 and soak, W4 is n/a: no echo)
 #   --workloads a,b          subset of: w1,w2,w3,w4
@@ -112,7 +114,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 for s in $servers $soak_servers; do
-  case $s in canal | canal-bin | channels-core | channels-pubsub | baseline) ;; *) die "unknown server $s" ;; esac
+  case $s in canal | canal-bin | channels-core | channels-pubsub | baseline | floor) ;; *) die "unknown server $s" ;; esac
 done
 for w in $workloads; do
   case $w in w1 | w2 | w3 | w4) ;; *) die "unknown workload $w" ;; esac
@@ -128,6 +130,7 @@ if [ "$stress" = 1 ]; then
   # The stress mode's non-readers join a second group by user name, which a route's
   # group templates cannot choose; canal-bin measures W1-W3 against servers/canal.
   [[ " $servers " != *" canal-bin "* ]] || die "canal-bin has no stress mode (W1-W3 and soak only)"
+  [[ " $servers " != *" floor "* ]] || die "floor has no stress mode (W1 only)"
 fi
 
 if [ "$w5" = 1 ]; then
@@ -270,7 +273,7 @@ forget() { # forget PID: drop it from the cleanup list
 tags=""
 if [ "$no_layer" = 0 ] && grep -qs '^func NewRedis' "$ROOT"/layers/*.go; then tags="canal_redis_layer"; fi
 echo "bench: building into $BIN${tags:+ (tags: $tags)}"
-if ! (cd "$ROOT" && go build ${tags:+-tags "$tags"} -o "$BIN/" ./bench/cmd/loadgen ./bench/cmd/report ./bench/servers/canal ./bench/servers/baseline); then
+if ! (cd "$ROOT" && go build ${tags:+-tags "$tags"} -o "$BIN/" ./bench/cmd/loadgen ./bench/cmd/report ./bench/servers/canal ./bench/servers/baseline ./bench/servers/floor); then
   if [ -n "$tags" ]; then
     die "layers.NewRedis exists but bench/servers/canal/layer_redis.go does not build against it: adapt that file's one call"
   fi
@@ -429,6 +432,9 @@ start_server() { # start_server NAME LOG
     env GOMAXPROCS=1 $PIN0 "$BIN/baseline" -addr "127.0.0.1:$SERVER_PORT" -redis "$RURL" \
       -ping "${PING}s" "${debug[@]}" >"$log" 2>&1 &
     ;;
+  floor)
+    env GOMAXPROCS=1 $PIN0 "$BIN/floor" -addr "127.0.0.1:$SERVER_PORT" >"$log" 2>&1 &
+    ;;
   canal-bin)
     env GOMAXPROCS=1 CANAL_LISTEN="127.0.0.1:$SERVER_PORT" CANAL_REDIS_URL="$RURL" \
       $PIN0 "$BIN/canal-bin" serve -config "$CANAL_BIN_TOML" >"$log" 2>&1 &
@@ -460,6 +466,7 @@ layer_of() {
   case $1 in
   canal) [ "$canal_layer" = redis ] && echo redis-core || echo memory ;;
   canal-bin) echo redis-core ;;
+  floor) echo none ;;
   channels-core) echo redis-core ;;
   channels-pubsub) echo redis-pubsub ;;
   baseline) echo pubsub ;;
@@ -481,6 +488,11 @@ run_cell() {
   if { [ "$wl" = w2 ] || [ "$wl" = stress ]; } && [ "$server" = canal ] && [ "$canal_layer" != redis ]; then
     write_stub "$file" "$run" "$server" "$wl" "$param" na "n/a (Redis layer pending)" "$cond"
     echo "bench: $name: n/a (Redis layer pending)"
+    return
+  fi
+  if [ "$wl" != w1 ] && [ "$server" = floor ]; then
+    write_stub "$file" "$run" "$server" "$wl" "${param:-0}" na "— (W1 only)" "$cond" # result.W1Only
+    echo "bench: $name: n/a (floor runs W1 only)"
     return
   fi
   if [ "$wl" = w4 ] && [ "$server" = canal-bin ]; then

@@ -520,6 +520,7 @@ var serverTitle = map[string]string{
 	result.ChannelsCore:   "Channels (core)",
 	result.ChannelsPubSub: "Channels (pubsub)",
 	result.Baseline:       "Baseline",
+	result.Floor:          "Floor (W1 only)",
 }
 
 func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cellKey][]*result.Cell, servers []string) string {
@@ -580,6 +581,11 @@ func render(m *meta, sum *summary, defs []rowDef, notes []string, cells map[cell
 	w("\nRatios say how many times better Canal is: its rate divided by the other's, or the other's latency or memory divided by Canal's (above 1× Canal is ahead). Losses and sockets held are counts, with no ratio.\n")
 	if bin {
 		w("\n%s\n", binNote(m))
+	}
+	if slices.Contains(servers, result.Floor) {
+		w("\nFloor is [bench/servers/floor](bench/servers/floor/main.go), W1 only: Go's net accepts, the request is read to its blank line, " +
+			"101 and the greeting go out in one write, the socket is read to the client's reset and closed; no ticket, Redis, group, HTTP " +
+			"library or timeout. What a server costs per handshake beyond the floor's is its own work; the floor's cost is every Go server's.\n")
 	}
 	if len(notes) > 0 {
 		w("\n")

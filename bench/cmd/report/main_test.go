@@ -65,6 +65,7 @@ func cannedRun(t *testing.T, servers []string, extraMeta map[string]any) string 
 		result.Canal:    {1000, 1300, 10, 100000, 2},
 		result.CanalBin: {960, 1250, 11, 80000, 2},
 		result.Baseline: {800, 800, 12, 90000, 3},
+		result.Floor:    {1500, 1600, 8, 0, 0},
 	}
 	for _, s := range servers {
 		f := figures[s]
@@ -77,6 +78,10 @@ func cannedRun(t *testing.T, servers []string, extraMeta map[string]any) string 
 		}
 		if s == result.CanalBin {
 			cells[2] = &result.Cell{Run: 1, Server: s, Workload: "w4", NA: result.NoEcho}
+		}
+		if s == result.Floor {
+			cells[1] = &result.Cell{Run: 1, Server: s, Workload: "w2", Param: 50, NA: result.W1Only}
+			cells[2] = &result.Cell{Run: 1, Server: s, Workload: "w4", NA: result.W1Only}
 		}
 		for _, c := range cells {
 			name := "r1-" + c.Workload + "-" + s + ".json"
@@ -195,5 +200,22 @@ func TestWithoutCanalBin(t *testing.T) {
 	}
 	if !strings.Contains(md, "| W1 handshakes per second of server CPU (per core) | 1,300 | 800 | — | 1.62× | ≥ 1.5× baseline | ✓ |") {
 		t.Errorf("report.md lacks the per-core W1 row, or its check:\n%s", md)
+	}
+}
+
+// TestFloorColumn: the floor server has a W1 column, n/a elsewhere, takes no part in
+// the ratios or checks, and the report says what it is.
+func TestFloorColumn(t *testing.T) {
+	dir := cannedRun(t, []string{result.Canal, result.Baseline, result.Floor}, nil)
+	_, _, md := readRun(t, dir)
+	for _, s := range []string{
+		"| Metric | Canal | Baseline | Floor (W1 only) | Canal vs Channels core | Canal vs baseline | Target | Met |",
+		"| W1 handshakes per second of server CPU (per core) | 1,300 | 800 | 1,600 | — | 1.62× | ≥ 1.5× baseline | ✓ |",
+		"| W4 echo round trips/s | 5,000 | 5,000 | " + result.W1Only + " | — | 1.00× |",
+		"Floor is [bench/servers/floor]",
+	} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report.md lacks %q:\n%s", s, md)
+		}
 	}
 }

@@ -18,6 +18,9 @@ const (
 	// (bench/servers/canalbin): a column only when a run asks for it
 	// (--servers …,canal-bin), measured against Canal's hand-written server.
 	CanalBin = "canal-bin"
+	// Floor is W1's floor (bench/servers/floor): accept, read, one write, close, and
+	// nothing else; a column only when a run asks for it (--servers …,floor).
+	Floor = "floor"
 )
 
 // Servers lists the servers of a default run, in column order.
@@ -25,7 +28,7 @@ var Servers = []string{Canal, ChannelsCore, ChannelsPubSub, Baseline}
 
 // Columns lists every server the harness knows, in the report's column order:
 // canal-bin next to the hand-written Canal it is compared with.
-var Columns = []string{Canal, CanalBin, ChannelsCore, ChannelsPubSub, Baseline}
+var Columns = []string{Canal, CanalBin, ChannelsCore, ChannelsPubSub, Baseline, Floor}
 
 // LayerPending is the explicit marker of a Canal cell that needs the Redis channel
 // layer while the build has none (bench/servers/canal/layer_pending.go).
@@ -34,6 +37,9 @@ const LayerPending = "n/a (Redis layer pending)"
 // NoEcho is canal-bin's W4 cell (written by bench/run.sh): the binary relays client
 // messages to groups, workers or Django, never straight back, so W4 does not apply.
 const NoEcho = "— (no echo)"
+
+// W1Only is the floor server's cell in every workload but W1 (written by bench/run.sh).
+const W1Only = "— (W1 only)"
 
 // Cell is one workload run against one server.
 type Cell struct {
