@@ -312,6 +312,24 @@ func TestStalledPeersShareFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Wait until every flusher has taken the filler's rest and blocks writing it: a
+	// flusher that first ran after the frame was queued would take the frame along
+	// (out of pending), as it once did on a loaded machine.
+	deadline := time.Now().Add(10 * time.Second)
+	for i, s := range socks {
+		for {
+			s.mu.Lock()
+			taken := s.inFlight > 0 && len(s.pending) == 0
+			s.mu.Unlock()
+			if taken {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("peer %d: its flusher never took the filler", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	v := &vec{}
 	var before, after runtime.MemStats
 	runtime.GC()
