@@ -39,7 +39,7 @@ func setSendBuffer(ln net.Listener, n int) error {
 //   - TCP_DEFER_ACCEPT (1 s): accept returns a connection once its first bytes (the
 //     HTTP request) have arrived, so the first read finds them instead of failing with
 //     EAGAIN and parking the goroutine until the poller wakes it (about 0.3 fewer failed
-//     reads per W1 handshake under strace). A client that connects and sends nothing
+//     reads per W1 handshake, `strace -c -f -p` on the bench server during W1). A client that connects and sends nothing
 //     holds no descriptor meanwhile; after the second the kernel hands it over anyway
 //     and HandshakeTimeout applies as before. nginx's "listen … deferred" is the same.
 func listenConfig() net.ListenConfig {

@@ -166,12 +166,18 @@ func TestCanalBinColumn(t *testing.T) {
 	for k := range wants {
 		t.Errorf("row %s missing", k)
 	}
-	for _, s := range []string{
+	mustContain(t, md,
 		"| Metric | Canal | canal-bin | Baseline | Canal vs Channels core | Canal vs baseline | canal-bin vs Canal | canal-bin within 5 % | Target | Met |",
 		"| W1 handshakes/s (fresh ticket each) | 1,000 | 960 | 800 | — | 1.25× | 0.96× | ✓ |",
-		"| W4 echo round trips/s | 5,000 | " + result.NoEcho + " | 5,000 | — | 1.00× | — | n/a |",
+		"| W4 echo round trips/s | 5,000 | "+result.NoEcho+" | 5,000 | — | 1.00× | — | n/a |",
 		"its ping interval: 10s",
-	} {
+	)
+}
+
+// mustContain reports each line report.md lacks.
+func mustContain(t *testing.T, md string, lines ...string) {
+	t.Helper()
+	for _, s := range lines {
 		if !strings.Contains(md, s) {
 			t.Errorf("report.md lacks %q:\n%s", s, md)
 		}
@@ -208,14 +214,10 @@ func TestWithoutCanalBin(t *testing.T) {
 func TestFloorColumn(t *testing.T) {
 	dir := cannedRun(t, []string{result.Canal, result.Baseline, result.Floor}, nil)
 	_, _, md := readRun(t, dir)
-	for _, s := range []string{
+	mustContain(t, md,
 		"| Metric | Canal | Baseline | Floor (W1 only) | Canal vs Channels core | Canal vs baseline | Target | Met |",
 		"| W1 handshakes per second of server CPU (per core) | 1,300 | 800 | 1,600 | — | 1.62× | ≥ 1.5× baseline | ✓ |",
-		"| W4 echo round trips/s | 5,000 | 5,000 | " + result.W1Only + " | — | 1.00× |",
+		"| W4 echo round trips/s | 5,000 | 5,000 | "+result.W1Only+" | — | 1.00× |",
 		"Floor is [bench/servers/floor]",
-	} {
-		if !strings.Contains(md, s) {
-			t.Errorf("report.md lacks %q:\n%s", s, md)
-		}
-	}
+	)
 }

@@ -95,35 +95,28 @@ func (c *Cell) Phase(name string) *Phase {
 
 // CoreUtil sums the utilization of the processes pinned to core ("0" or "1").
 func (p *Phase) CoreUtil(core string) float64 {
-	var u float64
-	for _, pr := range p.CPU {
-		if pr.Core == core {
-			u += pr.Util
-		}
-	}
-	return u
+	return p.sum(func(pr Proc) bool { return pr.Core == core }, func(pr Proc) float64 { return pr.Util })
 }
 
 // RoleUtil sums the utilization of the processes in role.
 func (p *Phase) RoleUtil(role string) float64 {
-	var u float64
-	for _, pr := range p.CPU {
-		if pr.Role == role {
-			u += pr.Util
-		}
-	}
-	return u
+	return p.sum(func(pr Proc) bool { return pr.Role == role }, func(pr Proc) float64 { return pr.Util })
 }
 
 // RoleCPU sums the CPU seconds of the processes in role.
 func (p *Phase) RoleCPU(role string) float64 {
-	var s float64
+	return p.sum(func(pr Proc) bool { return pr.Role == role }, func(pr Proc) float64 { return pr.CPUSeconds })
+}
+
+// sum adds up field over the processes that match.
+func (p *Phase) sum(match func(Proc) bool, field func(Proc) float64) float64 {
+	var t float64
 	for _, pr := range p.CPU {
-		if pr.Role == role {
-			s += pr.CPUSeconds
+		if match(pr) {
+			t += field(pr)
 		}
 	}
-	return s
+	return t
 }
 
 // Write stores c as indented JSON at path.
